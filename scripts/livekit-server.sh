@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Install (once) and run a real livekit-server in dev mode on loopback (keys devkey/secret).
+#   scripts/livekit-server.sh install   build .tools/bin/livekit-server from the Go module proxy
+#   scripts/livekit-server.sh start     start it in the background (log: .run/livekit-server.log)
+#   scripts/livekit-server.sh stop
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+VERSION=v1.13.5
+PORT="${LIVEKIT_PORT:-7880}"
+
+install() {
+  if command -v livekit-server >/dev/null; then return; fi
+  command -v go >/dev/null || die "livekit-server needs Go >= 1.23 to build: install it (https://go.dev/dl or 'apt-get install golang'), or put a livekit-server binary on PATH"
+  step "building livekit-server $VERSION with Go (first time only, a few minutes)"
+  GOBIN="$TOOLS" go install -v "github.com/livekit/livekit-server/cmd/server@$VERSION" 2>&1 \
+    | awk '{ n++; if (n % 25 == 0) printf "  ... %d packages built\n", n; fflush() }'
+  mv "$TOOLS/server" "$TOOLS/livekit-server"
+  echo "  installed $TOOLS/livekit-server"
+}
+
+running() { curl -fsS "http://127.0.0.1:$PORT" >/dev/null 2>&1; }
+
+start() {
+  install
+  if running; then echo "livekit-server already answers on 127.0.0.1:$PORT"; return; fi
+  if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+    die "port $PORT is in use by another program: stop it, or set LIVEKIT_PORT"
+  fi
+  step "starting livekit-server on ws://127.0.0.1:$PORT (dev keys devkey/secret)"
+  nohup livekit-server --dev --bind 127.0.0.1 --port "$PORT" >"$RUN/livekit-server.log" 2>&1 &
+  echo $! >"$RUN/livekit-server.pid"
+  for _ in $(seq 100); do running && return; sleep 0.1; done
+  die "livekit-server did not start: see $RUN/livekit-server.log"
+}
+
+stop() {
+  [ -f "$RUN/livekit-server.pid" ] && kill "$(cat "$RUN/livekit-server.pid")" 2>/dev/null || true
+  rm -f "$RUN/livekit-server.pid"
+}
+
+"${1:-start}"

