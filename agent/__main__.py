@@ -1,7 +1,7 @@
 """`python -m agent <command>`: LiveKit's worker CLI plus the project's own tools.
 
-  start | dev | console | connect   LiveKit Agents' CLI on agent/worker.py (see --help of each)
-  call                              join a room as a caller, speak, print both transcripts
+start | dev | console | connect   LiveKit Agents' CLI on agent/worker.py (see --help of each)
+call                              join a room as a caller, speak, print both transcripts
 """
 
 from __future__ import annotations
@@ -37,7 +37,11 @@ def run_worker(argv: list[str]) -> None:
             for name, value, flag in (
                 ("LIVEKIT_URL", settings.livekit_url, "--url"),
                 ("LIVEKIT_API_KEY", settings.livekit_api_key, "--api-key"),
-                ("LIVEKIT_API_SECRET", settings.livekit_api_secret.get_secret_value(), "--api-secret"),
+                (
+                    "LIVEKIT_API_SECRET",
+                    settings.livekit_api_secret.get_secret_value(),
+                    "--api-secret",
+                ),
             )
             if not value and flag not in argv
         ]

@@ -68,9 +68,7 @@ class Settings(BaseModel):
         except Exception as e:  # pydantic's report, folded into one line
             errors = getattr(e, "errors", lambda: [])()
             first = errors[0] if errors else {"loc": ("?",), "msg": str(e)}
-            raise ConfigError(
-                f"{str(first['loc'][0]).upper()}: {first['msg']}"
-            ) from None
+            raise ConfigError(f"{str(first['loc'][0]).upper()}: {first['msg']}") from None
 
     @property
     def inference_url(self) -> str:
@@ -148,13 +146,19 @@ def resolve(settings: Settings) -> dict[Kind, Descriptor]:
     for kind, desc in resolved.items():
         needs_inference = desc.model.route == "inference" and not _plugin_key(settings, desc)
         if needs_inference and not settings.inference_url:
-            via = f", or set {desc.model.plugin_key} to use the plugin" if desc.model.plugin_key else ""
+            via = (
+                f", or set {desc.model.plugin_key} to use the plugin"
+                if desc.model.plugin_key
+                else ""
+            )
             raise ConfigError(
                 f"{kind.upper()}={desc} goes through LiveKit Inference: point LIVEKIT_URL at a "
                 f"LiveKit Cloud project or LIVEKIT_INFERENCE_URL at a gateway "
                 f"(python -m agent gateway){via}; or use {catalog.LOCAL_DEFAULTS[kind]!r}"
             )
-        if needs_inference and not (settings.livekit_api_key and settings.livekit_api_secret.get_secret_value()):
+        if needs_inference and not (
+            settings.livekit_api_key and settings.livekit_api_secret.get_secret_value()
+        ):
             raise ConfigError(
                 f"{kind.upper()}={desc} needs LIVEKIT_API_KEY and LIVEKIT_API_SECRET for LiveKit Inference"
             )
@@ -185,21 +189,31 @@ def _check_options(desc: Descriptor, options: dict[str, Any]) -> None:
         spec = desc.model.options.get(key)
         if spec is None:
             allowed = ", ".join(sorted(desc.model.options)) or "none"
-            raise ConfigError(f"STT_OPTIONS: {key!r} does not apply to {desc.model.id} (it takes: {allowed})")
+            raise ConfigError(
+                f"STT_OPTIONS: {key!r} does not apply to {desc.model.id} (it takes: {allowed})"
+            )
         if spec.type is bool and not isinstance(value, bool):
             raise ConfigError(f"STT_OPTIONS: {key} must be true or false, not {value!r}")
         if spec.type in (int, float):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                spec.type is int and not isinstance(value, int)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or (spec.type is int and not isinstance(value, int))
             ):
-                raise ConfigError(f"STT_OPTIONS: {key} must be a{'n integer' if spec.type is int else ' number'}, not {value!r}")
-            low_ok = spec.min is None or (value > spec.min if spec.exclusive_min else value >= spec.min)
+                raise ConfigError(
+                    f"STT_OPTIONS: {key} must be a{'n integer' if spec.type is int else ' number'}, not {value!r}"
+                )
+            low_ok = spec.min is None or (
+                value > spec.min if spec.exclusive_min else value >= spec.min
+            )
             high_ok = spec.max is None or value <= spec.max
             if not (low_ok and high_ok):
                 low = "-inf" if spec.min is None else spec.min
                 high = "inf" if spec.max is None else spec.max
                 bracket = "(" if spec.exclusive_min else "["
-                raise ConfigError(f"STT_OPTIONS: {key}={value} is out of range {bracket}{low}, {high}]")
+                raise ConfigError(
+                    f"STT_OPTIONS: {key}={value} is out of range {bracket}{low}, {high}]"
+                )
         if spec.type is str and not isinstance(value, (str, list)):
             raise ConfigError(f"STT_OPTIONS: {key} must be a string or a list of strings")
 
@@ -295,7 +309,9 @@ def turn_handling(settings: Settings) -> dict[str, Any]:
     """
     from livekit.agents import inference
 
-    detector = inference.TurnDetector(version="v1-mini") if settings.turn_detection == "eot" else "vad"
+    detector = (
+        inference.TurnDetector(version="v1-mini") if settings.turn_detection == "eot" else "vad"
+    )
     return {"turn_detection": detector, "interruption": {"mode": "vad"}}
 
 

@@ -79,9 +79,7 @@ class HibariStream(tts.ChunkedStream):
                 return engine.phonemize(self.input_text)
 
         for phonemes in await asyncio.to_thread(phonemize):
-            wav = await asyncio.to_thread(
-                engine.from_ids, engine.ids(phonemes), self._tts._speed
-            )
+            wav = await asyncio.to_thread(engine.from_ids, engine.ids(phonemes), self._tts._speed)
             pcm = (np.clip(wav, -1.0, 1.0) * 32767).astype(np.int16)
             output_emitter.push(pcm.tobytes())
         output_emitter.flush()
