@@ -60,6 +60,7 @@ def make_server(settings: config.Settings) -> AgentServer:
         # machine that still has room; refuse only when it is saturated.
         load_threshold=settings.load_threshold,
         setup_fnc=prewarm,
+        port=settings.agent_http_port,
     )
     server.rtc_session(agent_name=settings.agent_name)(entrypoint)
     return server

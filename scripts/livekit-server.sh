@@ -27,7 +27,7 @@ start() {
     die "port $PORT is in use by another program: stop it, or set LIVEKIT_PORT"
   fi
   step "starting livekit-server on ws://127.0.0.1:$PORT (dev keys devkey/secret)"
-  nohup livekit-server --dev --bind 127.0.0.1 --port "$PORT" >"$RUN/livekit-server.log" 2>&1 &
+  nohup livekit-server --dev --bind 127.0.0.1 --port "$PORT" --node-ip 127.0.0.1 >"$RUN/livekit-server.log" 2>&1 &
   echo $! >"$RUN/livekit-server.pid"
   for _ in $(seq 100); do running && return; sleep 0.1; done
   die "livekit-server did not start: see $RUN/livekit-server.log"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import threading
 from dataclasses import dataclass
 
@@ -22,10 +23,11 @@ from livekit.agents import (
 )
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import AudioBuffer, is_given
-from moonshine_voice.transcriber import LineCompleted, LineStarted, LineTextChanged
+from moonshine_voice.transcriber import LineCompleted, LineTextChanged
 
 SAMPLE_RATE = 16000
 CHUNK_SAMPLES = SAMPLE_RATE // 10  # feed the model 100 ms at a time: fewer thread hops
+_WORD = re.compile(r"\w")
 
 
 _load_lock = threading.Lock()  # job threads prewarm together; moonshine's loader is not thread-safe
@@ -91,7 +93,7 @@ class MoonshineSTT(stt.STT):
         transcript = await asyncio.to_thread(
             load_transcriber().transcribe_without_streaming, samples.tolist(), frame.sample_rate
         )
-        lines = [line for line in transcript.lines if line.text.strip()]
+        lines = [line for line in transcript.lines if _WORD.search(line.text)]
         text = " ".join(line.text.strip() for line in lines)
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,
@@ -163,18 +165,25 @@ class MoonshineStream(stt.RecognizeStream):
         for ev in events:
             line = ev.line
             text = line.text.strip()
-            if isinstance(ev, LineStarted) and not self._speaking:
-                self._speaking = True
-                self._send(stt.SpeechEventType.START_OF_SPEECH)
-            elif isinstance(ev, LineTextChanged) and text and not line.is_complete:
+            # Moonshine sometimes "hears" a lone "?" or "." in a breath or a tail of audio;
+            # passing it on would interrupt the agent, so only lines with words count.
+            wordful = bool(_WORD.search(text))
+            if isinstance(ev, LineTextChanged) and wordful and not line.is_complete:
+                self._start_speech()
                 self._send(stt.SpeechEventType.INTERIM_TRANSCRIPT, line, text)
             elif isinstance(ev, LineCompleted):
-                if text:
+                if wordful:
+                    self._start_speech()
                     self._send(stt.SpeechEventType.FINAL_TRANSCRIPT, line, text)
                 if self._speaking:
                     self._speaking = False
                     self._send(stt.SpeechEventType.END_OF_SPEECH)
                 self._request_id = utils.shortuuid()
+
+    def _start_speech(self) -> None:
+        if not self._speaking:
+            self._speaking = True
+            self._send(stt.SpeechEventType.START_OF_SPEECH)
 
     def _send(self, kind: stt.SpeechEventType, line=None, text: str = "") -> None:
         alternatives = []

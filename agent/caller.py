@@ -1,0 +1,250 @@
+"""A caller that joins the agent's room like a person would: it dispatches the agent, speaks
+into a real microphone track at real-time pace, and collects what comes back (the transcripts
+on `lk.transcription`, and the agent's audio). The end-to-end tests, the latency benchmark
+and `python -m agent call` all use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+from livekit import api, rtc
+
+SAMPLE_RATE = 48000
+FRAME_MS = 20
+FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
+TRANSCRIPTION_TOPIC = "lk.transcription"
+
+
+@dataclass
+class Transcript:
+    identity: str
+    text: str
+    final: bool
+    track_id: str
+    at: float  # wall-clock arrival
+
+
+@dataclass
+class Turn:
+    said: str
+    speech_end: float  # wall clock when the last frame of speech left the microphone
+    user_final: Transcript | None = None
+    first_agent_audio: float | None = None  # first loud agent frame after speech_end
+    agent_audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    agent_texts: list[str] = field(default_factory=list)
+
+
+def synthesize(text: str) -> np.ndarray:
+    """Speech for `text` as 48 kHz int16, spoken by the bundled Hibari voice."""
+    from .plugins.hibari import SAMPLE_RATE as TTS_RATE
+    from .plugins.hibari import load_voice
+
+    wav = load_voice()(text, seed=0)
+    return resample(wav, TTS_RATE, SAMPLE_RATE)
+
+
+def resample(wav: np.ndarray, src: int, dst: int) -> np.ndarray:
+    """float32 [-1, 1] or int16 at `src` Hz -> int16 at `dst` Hz, with LiveKit's resampler."""
+    pcm = wav if wav.dtype == np.int16 else (np.clip(wav, -1, 1) * 32767).astype(np.int16)
+    if src == dst:
+        return pcm
+    resampler = rtc.AudioResampler(src, dst, quality=rtc.AudioResamplerQuality.HIGH)
+    frame = rtc.AudioFrame(pcm.tobytes(), src, 1, len(pcm))
+    out = [*resampler.push(frame), *resampler.flush()]
+    return np.concatenate([np.frombuffer(f.data, np.int16) for f in out])
+
+
+class Caller:
+    """`async with Caller(...) as caller:` joins a fresh room and dispatches the agent."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        api_secret: str,
+        agent_name: str,
+        room: str | None = None,
+        identity: str = "caller",
+        attributes: dict[str, str] | None = None,
+    ) -> None:
+        self.url, self.api_key, self.api_secret = url, api_key, api_secret
+        self.agent_name = agent_name
+        self.room_name = room or f"call-{uuid.uuid4().hex[:8]}"
+        self.identity = identity
+        self.attributes = attributes or {}
+        self.room = rtc.Room()
+        self.transcripts: list[Transcript] = []
+        self.agent_frames: list[tuple[float, np.ndarray]] = []  # (arrival, 16 kHz float32)
+        self._speech: asyncio.Queue[np.ndarray] = asyncio.Queue()
+        self._spoken = asyncio.Event()
+        self._last_speech_end = 0.0
+        self._tasks: set[asyncio.Task] = set()
+        self._new_transcript = asyncio.Condition()
+        self.mic_sid = ""
+
+    async def __aenter__(self) -> Caller:
+        async with api.LiveKitAPI(self.url, self.api_key, self.api_secret) as lk:
+            await lk.room.create_room(api.CreateRoomRequest(name=self.room_name))
+            await lk.agent_dispatch.create_dispatch(
+                api.CreateAgentDispatchRequest(agent_name=self.agent_name, room=self.room_name)
+            )
+        token = (
+            api.AccessToken(self.api_key, self.api_secret)
+            .with_identity(self.identity)
+            .with_attributes(self.attributes)
+            .with_grants(api.VideoGrants(room_join=True, room=self.room_name))
+            .to_jwt()
+        )
+        self.room.on("track_subscribed", self._on_track)
+        self.room.register_text_stream_handler(TRANSCRIPTION_TOPIC, self._on_text)
+        await self.room.connect(self.url, token)
+        self._source = rtc.AudioSource(SAMPLE_RATE, 1, queue_size_ms=100)
+        track = rtc.LocalAudioTrack.create_audio_track("microphone", self._source)
+        options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        publication = await self.room.local_participant.publish_track(track, options)
+        self.mic_sid = publication.sid
+        self._spawn(self._microphone())
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self.room.disconnect()
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _microphone(self) -> None:
+        """A live microphone: queued speech at real-time pace, silence in between."""
+        silence = np.zeros(FRAME_SAMPLES, np.int16)
+        pending = np.zeros(0, np.int16)
+        while True:
+            if not len(pending) and not self._speech.empty():
+                pending = self._speech.get_nowait()
+            chunk, pending = pending[:FRAME_SAMPLES], pending[FRAME_SAMPLES:]
+            if len(chunk) < FRAME_SAMPLES:
+                chunk = np.concatenate([chunk, silence[: FRAME_SAMPLES - len(chunk)]])
+            frame = rtc.AudioFrame(chunk.tobytes(), SAMPLE_RATE, 1, FRAME_SAMPLES)
+            await self._source.capture_frame(frame)  # blocks while 100 ms are queued
+            if not len(pending) and self._speech.empty() and not self._spoken.is_set():
+                self._last_speech_end = time.time() + self._source.queued_duration
+                self._spoken.set()
+
+    def _on_track(self, track: rtc.Track, pub, participant: rtc.RemoteParticipant) -> None:
+        if track.kind == rtc.TrackKind.KIND_AUDIO:
+            self._spawn(self._record(track))
+
+    async def _record(self, track: rtc.Track) -> None:
+        async for ev in rtc.AudioStream(track, sample_rate=16000, num_channels=1):
+            pcm = np.frombuffer(ev.frame.data, np.int16).astype(np.float32) / 32768
+            self.agent_frames.append((time.time(), pcm))
+
+    def _on_text(self, reader: rtc.TextStreamReader, identity: str) -> None:
+        async def read() -> None:
+            text = await reader.read_all()
+            attrs = reader.info.attributes or {}  # the agent's final flag is in the trailer
+            async with self._new_transcript:
+                self.transcripts.append(
+                    Transcript(
+                        identity=identity,
+                        text=text,
+                        final=attrs.get("lk.transcription_final") == "true",
+                        track_id=attrs.get("lk.transcribed_track_id", ""),
+                        at=time.time(),
+                    )
+                )
+                self._new_transcript.notify_all()
+
+        self._spawn(read())
+
+    def user_finals(self) -> list[Transcript]:
+        return [t for t in self.transcripts if t.final and t.track_id == self.mic_sid]
+
+    def agent_finals(self) -> list[Transcript]:
+        return [t for t in self.transcripts if t.final and t.track_id != self.mic_sid]
+
+    async def wait_for(self, predicate, timeout: float) -> None:
+        async with self._new_transcript:
+            await asyncio.wait_for(self._new_transcript.wait_for(predicate), timeout)
+
+    async def wait_for_greeting(self, timeout: float = 60) -> None:
+        """The agent speaks first; wait until its greeting is over before talking."""
+        await self.wait_for(lambda: self.agent_finals(), timeout)
+        await self.wait_until_quiet()
+
+    async def wait_until_quiet(self, quiet: float = 1.0, timeout: float = 30) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            loud = [t for t, pcm in self.agent_frames if _loud(pcm)]
+            if not loud or time.time() - loud[-1] > quiet:
+                return
+            await asyncio.sleep(0.1)
+
+    async def say(self, text: str, pcm: np.ndarray | None = None, timeout: float = 30) -> Turn:
+        """Speak `text` (or the given 48 kHz int16 speech) and wait for the agent's reply."""
+        pcm = synthesize(text) if pcm is None else pcm
+        users_before = len(self.user_finals())
+        agents_before = len(self.agent_finals())
+        self._spoken.clear()
+        await self._speech.put(pcm)
+        await self._spoken.wait()
+        turn = Turn(said=text, speech_end=self._last_speech_end)
+        try:
+            await self.wait_for(lambda: len(self.user_finals()) > users_before, timeout)
+            turn.user_final = self.user_finals()[-1]
+            await self.wait_for(lambda: len(self.agent_finals()) > agents_before, timeout)
+        except asyncio.TimeoutError:
+            pass
+        await self.wait_until_quiet()
+        heard = [(t, pcm) for t, pcm in self.agent_frames if t > turn.speech_end]
+        loud = [t for t, pcm in heard if _loud(pcm)]
+        turn.first_agent_audio = loud[0] if loud else None
+        if heard:
+            turn.agent_audio = np.concatenate([pcm for _, pcm in heard])
+        turn.agent_texts = [t.text for t in self.agent_finals()[agents_before:]]
+        return turn
+
+
+def _loud(pcm: np.ndarray) -> bool:
+    return bool(len(pcm)) and float(np.sqrt(np.mean(pcm**2))) > 0.01
+
+
+async def _call(args: argparse.Namespace) -> None:
+    from . import config
+
+    settings = config.Settings.from_env()
+    if not settings.livekit_url:
+        raise config.ConfigError("LIVEKIT_URL is not set: copy .env.example to .env")
+    async with Caller(
+        settings.livekit_url,
+        settings.livekit_api_key,
+        settings.livekit_api_secret.get_secret_value(),
+        settings.agent_name,
+    ) as caller:
+        print(f"joined room {caller.room_name}; waiting for {settings.agent_name!r} to greet…")
+        await caller.wait_for_greeting()
+        print(f"agent: {caller.agent_finals()[-1].text}")
+        for line in args.say:
+            print(f"you (spoken): {line}")
+            turn = await caller.say(line)
+            heard = turn.user_final.text if turn.user_final else "(no transcript)"
+            print(f"agent heard: {heard}")
+            print(f"agent: {' '.join(turn.agent_texts) or '(no reply)'}")
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m agent call", description="Speak to the running agent from a terminal."
+    )
+    parser.add_argument("--say", action="append", default=[], help="a sentence to speak (repeat)")
+    args = parser.parse_args(argv)
+    args.say = args.say or ["What a lovely day it is."]
+    asyncio.run(_call(args))

@@ -1,0 +1,45 @@
+"""A whole call through the real livekit-server: a participant speaks, the agent transcribes
+and answers with speech."""
+
+import pytest
+
+from agent.caller import Caller
+from agent.plugins.moonshine import MoonshineSTT
+from agent.wer import normalize, wer
+from tests import stack
+
+pytestmark = pytest.mark.e2e
+
+UTTERANCES = [
+    "What a lovely day it is.",
+    "Please book a table for two at seven.",
+]
+
+
+async def test_call_transcribes_the_user_and_speaks_the_reply(worker, livekit_server):
+    async with Caller(
+        livekit_server.url, stack.API_KEY, stack.API_SECRET, worker.agent_name
+    ) as caller:
+        await caller.wait_for_greeting()
+        for said in UTTERANCES:
+            turn = await caller.say(said)
+
+            # (a) the user's final transcript reaches the participant on lk.transcription
+            assert turn.user_final is not None, f"no final transcript for {said!r}"
+            assert wer(said, turn.user_final.text) <= 0.15, turn.user_final.text
+
+            # (b) the agent answers with audio; transcribed back, it is the echo of what it heard
+            assert turn.first_agent_audio is not None, "the agent published no speech"
+            reply = await _transcribe(turn.agent_audio)
+            expected = f"you said {turn.user_final.text}"
+            assert normalize(reply).startswith("you said"), reply
+            assert wer(expected, reply) <= 0.25, reply
+
+
+async def _transcribe(pcm16k):
+    from livekit import rtc
+
+    pcm = (pcm16k * 32767).astype("int16")
+    frame = rtc.AudioFrame(pcm.tobytes(), 16000, 1, len(pcm))
+    event = await MoonshineSTT().recognize([frame])
+    return event.alternatives[0].text
