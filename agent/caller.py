@@ -46,6 +46,9 @@ def synthesize(text: str) -> np.ndarray:
     from .plugins.hibari import load_voice
 
     wav = load_voice()(text, seed=0)
+    # trim the synthesizer's leading/trailing silence so "end of speech" is the last word
+    loud = np.flatnonzero(np.abs(wav) > 0.02)
+    wav = wav[loud[0] : loud[-1] + 1] if len(loud) else wav
     return resample(wav, TTS_RATE, SAMPLE_RATE)
 
 
@@ -113,8 +116,10 @@ class Caller:
         return self
 
     async def __aexit__(self, *exc) -> None:
-        for task in self._tasks:
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.room.disconnect()
 
     def _spawn(self, coro) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +110,8 @@ def start_worker(
         LIVEKIT_API_SECRET=API_SECRET,
         AGENT_NAME=agent_name,
         AGENT_HTTP_PORT=str(free_port()),
+        # the tests share 2 cores with a browser and the server: never turn the test call away
+        LOAD_THRESHOLD="inf",
         **(extra_env or {}),
     )
     log = ARTIFACTS / f"{name}-{agent_name}.log"
@@ -135,3 +139,45 @@ def stop(process: subprocess.Popen) -> None:
         process.wait(15)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+class Gateway:
+    """`python -m agent gateway` on its own port; stop() kills it, start() brings it back."""
+
+    def __init__(self, name: str = "gateway") -> None:
+        self.name = name
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "LIVEKIT_API_KEY": API_KEY,
+            "LIVEKIT_API_SECRET": API_SECRET,
+        }
+        ARTIFACTS.mkdir(exist_ok=True)
+        log = ARTIFACTS / f"{self.name}-{self.port}.log"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "agent", "gateway", "--port", str(self.port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log.open("a"),
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(self._up, 60, "gateway", log)
+
+    def _up(self) -> bool:
+        try:
+            urllib.request.urlopen(self.base + "/", timeout=0.5).read()
+            return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.kill()
+            self.process.wait()
+
+    def sessions(self) -> list[dict]:
+        return json.loads(urllib.request.urlopen(self.base + "/sessions").read())

@@ -28,6 +28,8 @@ from moonshine_voice.transcriber import LineCompleted, LineTextChanged
 SAMPLE_RATE = 16000
 CHUNK_SAMPLES = SAMPLE_RATE // 10  # feed the model 100 ms at a time: fewer thread hops
 _WORD = re.compile(r"\w")
+# Below this RMS (about -46 dBFS) a 100 ms chunk is silence or room noise, not speech.
+MIN_SPEECH_RMS = 0.005
 
 
 _load_lock = threading.Lock()  # job threads prewarm together; moonshine's loader is not thread-safe
@@ -125,6 +127,7 @@ class MoonshineStream(stt.RecognizeStream):
         self._opts = opts
         self._speaking = False
         self._request_id = utils.shortuuid()
+        self._loudest = 0.0  # loudest chunk since the last final transcript
 
     async def _run(self) -> None:
         transcriber = await asyncio.to_thread(load_transcriber)
@@ -156,7 +159,9 @@ class MoonshineStream(stt.RecognizeStream):
                     self._emit(await asyncio.to_thread(feed, None))
                     continue
                 for frame in chunker.push(item.data):
-                    self._emit(await asyncio.to_thread(feed, _to_float_mono(frame).tolist()))
+                    samples = _to_float_mono(frame)
+                    self._loudest = max(self._loudest, float(np.sqrt(np.mean(samples**2))))
+                    self._emit(await asyncio.to_thread(feed, samples.tolist()))
             self._emit(await asyncio.to_thread(feed, None))
         finally:
             mstream.close()
@@ -165,9 +170,10 @@ class MoonshineStream(stt.RecognizeStream):
         for ev in events:
             line = ev.line
             text = line.text.strip()
-            # Moonshine sometimes "hears" a lone "?" or "." in a breath or a tail of audio;
-            # passing it on would interrupt the agent, so only lines with words count.
-            wordful = bool(_WORD.search(text))
+            # Like Whisper, Moonshine can "hear" a lone "You" or "?" in silence; passed on,
+            # it would interrupt the agent. A line counts if it has words and some audio since
+            # the last final was loud enough to be speech.
+            wordful = bool(_WORD.search(text)) and self._loudest >= MIN_SPEECH_RMS
             if isinstance(ev, LineTextChanged) and wordful and not line.is_complete:
                 self._start_speech()
                 self._send(stt.SpeechEventType.INTERIM_TRANSCRIPT, line, text)
@@ -175,6 +181,7 @@ class MoonshineStream(stt.RecognizeStream):
                 if wordful:
                     self._start_speech()
                     self._send(stt.SpeechEventType.FINAL_TRANSCRIPT, line, text)
+                    self._loudest = 0.0
                 if self._speaking:
                     self._speaking = False
                     self._send(stt.SpeechEventType.END_OF_SPEECH)
