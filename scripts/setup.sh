@@ -5,7 +5,8 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 
-APT_PACKAGES=(curl libportaudio2 chromium ffmpeg tmux)
+# pulseaudio + ALSA pulse plugin: a virtual microphone and speaker for the audio console test
+APT_PACKAGES=(curl libportaudio2 chromium ffmpeg tmux pulseaudio pulseaudio-utils libasound2-plugins)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

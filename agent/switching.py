@@ -1,0 +1,154 @@
+"""The settings of one call, and switching its STT live.
+
+A call runs on the worker's settings (defaults < .env < environment < cli), overlaid with the
+JSON metadata of its dispatch (`{"stt": "cartesia/ink-whisper:de", "language": "de"}`) and
+then with the caller's participant attributes `stt` and `language` (config.LAYER_KEYS).
+
+When the caller changes those attributes mid-call, the new settings are validated with
+agent/config.py. A valid change reaches the running session without dropping the call: a new
+language on the same models goes through `update_options(language=...)` (the live streams
+follow it), anything else swaps the STT with `Agent.update_options(stt=...)`, LiveKit's
+supported way to replace a component of a running agent. A refused change is logged in one
+line and the old STT keeps running. Either way the agent publishes, as its own attributes,
+`stt_active` (the STT chain in use) and `stt_error` (the last refusal, removed once a change
+succeeds), so the caller's page can show them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from livekit import rtc
+from livekit.agents import Agent, AgentSession
+from livekit.agents.utils import is_given
+
+from . import config
+
+logger = logging.getLogger("agent.switching")
+
+ATTRIBUTES = config.LAYER_KEYS["participant"]  # what the caller may set: stt, language
+ACTIVE, ERROR = "stt_active", "stt_error"  # what the agent publishes back
+
+
+def with_dispatch(base: config.Settings, metadata: str) -> config.Settings:
+    """`base` overlaid with the dispatch metadata (a JSON object; empty: nothing)."""
+    if not metadata.strip():
+        return base
+    try:
+        values = json.loads(metadata)
+    except json.JSONDecodeError as e:
+        raise config.ConfigError(
+            f"dispatch metadata is not JSON ({e.msg}): pass an object like "
+            f'{{"stt": "cartesia/ink-whisper:de"}}'
+        ) from None
+    if not isinstance(values, dict):
+        raise config.ConfigError(
+            f'dispatch metadata must be a JSON object like {{"language": "de"}}, not {metadata!r}'
+        )
+    settings = base.with_layer("dispatch", values)
+    config.resolve(settings)
+    return settings
+
+
+def from_attributes(attributes: dict[str, str]) -> dict[str, str]:
+    """The settings a participant's attributes choose (empty values choose nothing)."""
+    return {k: attributes[k].strip() for k in ATTRIBUTES if attributes.get(k, "").strip()}
+
+
+def chain_text(settings: config.Settings) -> str:
+    return ",".join(str(d) for d in config.stt_chain(settings))
+
+
+class LiveSTT:
+    """Owns the STT settings of one call: builds the session's components, then follows the
+    caller's attributes."""
+
+    def __init__(self, worker_settings: config.Settings, metadata: str) -> None:
+        self.error = ""
+        try:
+            self.base = with_dispatch(worker_settings, metadata)
+        except config.ConfigError as e:  # the call goes on with the worker's settings
+            logger.warning("dispatch metadata refused, using the worker's settings: %s", e)
+            self.base, self.error = worker_settings, str(e)
+        self.settings = self.base
+        self.resolved = config.resolve(self.settings)
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task] = set()
+        logger.info("call settings: %s", config.describe(self.settings, self.resolved))
+
+    def components(self, vad) -> dict:
+        self._vad = vad
+        return config.session_components(self.settings, self.resolved, vad)
+
+    def follow(self, session: AgentSession, agent: Agent, room: rtc.Room) -> None:
+        """Apply the caller's attributes now and whenever they change."""
+        self._session, self._agent, self._room = session, agent, room
+        room.on("participant_attributes_changed", self._on_attributes_changed)
+        room.on("participant_connected", self._schedule)
+        for participant in room.remote_participants.values():
+            self._schedule(participant)
+        self._spawn(self._publish())  # the starting state, before any attribute arrives
+
+    def _on_attributes_changed(self, changed: dict[str, str], participant) -> None:
+        if any(k in changed for k in ATTRIBUTES) and isinstance(participant, rtc.RemoteParticipant):
+            self._schedule(participant)
+
+    def _schedule(self, participant: rtc.RemoteParticipant) -> None:
+        if participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT:
+            return
+        linked = self._session.room_io.linked_participant
+        if linked is not None and linked.identity != participant.identity:
+            return  # someone else in the room: only the caller the session listens to counts
+        self._spawn(self.apply(from_attributes(participant.attributes)))
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def apply(self, values: dict[str, str]) -> str:
+        """Switch to the settings `values` (the participant layer) choose; "" or the refusal."""
+        async with self._lock:
+            try:
+                new = self.base.with_layer("participant", values)
+                resolved = config.resolve(new)
+                if resolved["llm"].realtime and values:
+                    raise config.ConfigError(
+                        f"LLM={resolved['llm']} is a realtime model, which hears by itself: "
+                        f"the {'/'.join(values)} attribute changes nothing"
+                    )
+            except config.ConfigError as e:
+                self.error = str(e)
+                logger.warning("STT change refused, keeping %s: %s", chain_text(self.settings), e)
+                await self._publish()
+                return self.error
+            self._switch(new)
+            self.settings, self.resolved, self.error = new, resolved, ""
+            logger.info("STT now: %s", config.describe(new, resolved))
+            await self._publish()
+            return ""
+
+    def _switch(self, new: config.Settings) -> None:
+        old_chain, new_chain = config.stt_chain(self.settings), config.stt_chain(new)
+        if old_chain == new_chain and self.settings.stt_options == new.stt_options:
+            return
+        same_models = [d.model.id for d in old_chain] == [d.model.id for d in new_chain]
+        languages = {d.variant for d in new_chain}
+        current = self._agent.stt if is_given(self._agent.stt) else self._session.stt
+        if (
+            same_models
+            and len(languages) == 1
+            and self.settings.stt_options == new.stt_options
+            and hasattr(current, "update_options")
+        ):
+            current.update_options(language=languages.pop())
+        else:
+            self._agent.update_options(stt=config.build_stt(new, self._vad))
+
+    async def _publish(self) -> None:
+        if self._room.isconnected():
+            await self._room.local_participant.set_attributes(
+                {ACTIVE: chain_text(self.settings), ERROR: self.error}
+            )

@@ -1,0 +1,56 @@
+"""The production STT setting, unchanged, runs a whole call offline: the agent configured as
+`cartesia/ink-whisper:en` reaches the local gateway (LiveKit Inference's wire protocol, or
+Cartesia's with the user's own key) and transcribes a participant through livekit-server."""
+
+import pytest
+
+from agent.caller import Caller
+from agent.wer import wer
+from tests import stack
+
+pytestmark = pytest.mark.e2e
+
+SAID = "What a lovely day it is."
+LOCAL_LLM_TTS = {"LLM": "local/echo", "TTS": "local/hibari:heart"}  # the gateway serves STT only
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    gw = stack.Gateway("gateway-e2e")
+    gw.start()
+    yield gw
+    gw.stop()
+
+
+@pytest.mark.parametrize(
+    "route,env",
+    [
+        ("inference", lambda base: {"LIVEKIT_INFERENCE_URL": f"{base}/v1"}),
+        ("cartesia", lambda base: {"CARTESIA_API_KEY": "local-dev-key", "CARTESIA_BASE_URL": base}),
+    ],
+)
+async def test_ink_whisper_transcribes_a_participant_through_the_gateway(
+    livekit_server, gateway, route, env
+):
+    extra = {"STT": "cartesia/ink-whisper:en", **LOCAL_LLM_TTS, **env(gateway.base)}
+    worker = stack.start_worker(livekit_server, extra_env=extra, name=f"worker-{route}")
+    try:
+        assert "STT=cartesia/ink-whisper:en [environment]" in worker.output()
+        before = len(gateway.sessions())
+        async with Caller(
+            livekit_server.url, stack.API_KEY, stack.API_SECRET, worker.agent_name
+        ) as caller:
+            await caller.wait_for_greeting()
+            turn = await caller.say(SAID)
+            assert turn.user_final is not None, worker.output()[-3000:]
+            assert wer(SAID, turn.user_final.text) <= 0.2, turn.user_final.text
+            assert turn.agent_texts, "the agent did not answer"
+        sessions = gateway.sessions()[before:]
+        heard = [
+            s for s in sessions if s["route"] == route and wer(SAID, " ".join(s["finals"])) <= 0.2
+        ]
+        assert heard, sessions
+        assert heard[0]["language"] == "en"
+        assert heard[0]["model"] in ("cartesia/ink-whisper", "ink-whisper")
+    finally:
+        stack.stop(worker.process)

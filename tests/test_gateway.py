@@ -1,0 +1,426 @@
+"""The local gateway, driven by the real clients: livekit.agents.inference.STT and the
+livekit-plugins-cartesia STT, streaming speech synthesized by Hibari."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import aiohttp
+import numpy as np
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from livekit import api, rtc
+from livekit.agents import APIConnectOptions, APIError, APIStatusError, inference, stt, utils
+from livekit.plugins import cartesia
+
+from agent import config
+from agent.audio_files import resample
+from agent.gateway import Gateway, make_app
+from agent.plugins.hibari import SAMPLE_RATE as TTS_RATE
+from agent.plugins.hibari import load_voice
+from agent.wer import wer
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+PORT = 18089
+BASE = f"http://127.0.0.1:{PORT}"
+KEY, SECRET, CARTESIA_KEY = "devkey", "secret", "test-cartesia-key"
+RATE = 16000
+SENTENCES = (
+    "Hello, I would like to book a table for two people tomorrow evening.",
+    "The weather in Paris is lovely in the spring.",
+)
+NO_RETRY = APIConnectOptions(max_retry=0, timeout=10)
+
+
+def synthesize(text: str) -> np.ndarray:
+    engine = load_voice()
+    wav = np.concatenate([engine.from_ids(engine.ids(p), 1.0) for p in engine.phonemize(text)])
+    return resample(np.asarray(wav, np.float32), TTS_RATE)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * RATE), np.float32)
+
+
+@pytest.fixture(scope="module")
+def speech() -> list[np.ndarray]:
+    return [synthesize(s) for s in SENTENCES]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def gateway():
+    runner = web.AppRunner(make_app(Gateway(KEY, SECRET, CARTESIA_KEY)))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", PORT).start()
+    async with aiohttp.ClientSession() as http:
+        yield http
+    await runner.cleanup()
+
+
+async def sessions(http: aiohttp.ClientSession) -> list[dict]:
+    async with http.get(f"{BASE}/sessions") as r:
+        return await r.json()
+
+
+def frames(samples: np.ndarray, rate: int = RATE) -> list[rtc.AudioFrame]:
+    pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
+    step = rate // 50  # 20 ms, as a microphone track delivers them
+    return [
+        rtc.AudioFrame(pcm[i : i + step].tobytes(), rate, 1, len(pcm[i : i + step]))
+        for i in range(0, len(pcm), step)
+    ]
+
+
+def push(stream, samples: np.ndarray) -> None:
+    for f in frames(samples):
+        stream.push_frame(f)
+
+
+async def collect(stream) -> list[stt.SpeechEvent]:
+    return [ev async for ev in stream]
+
+
+def finals(events: list[stt.SpeechEvent]) -> list[stt.SpeechData]:
+    return [e.alternatives[0] for e in events if e.type == stt.SpeechEventType.FINAL_TRANSCRIPT]
+
+
+def inference_stt(http, **kwargs) -> inference.STT:
+    kwargs = {"model": "cartesia/ink-whisper", "language": "en", **kwargs}
+    return inference.STT(
+        base_url=f"{BASE}/v1", api_key=KEY, api_secret=SECRET, http_session=http, **kwargs
+    )
+
+
+async def wait_for(http, first: int, predicate, what: str) -> dict:
+    """The newest session (of those from index `first` on) once `predicate` is true of it."""
+    for _ in range(300):
+        latest = (await sessions(http))[first:]
+        if latest and predicate(latest[-1]):
+            return latest[-1]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"gateway never reported {what}: {latest}")
+
+
+# -- LiveKit Inference ---------------------------------------------------------------------------
+
+
+async def test_inference_transcribes_and_records_the_session(gateway, speech):
+    client = inference_stt(
+        gateway, extra_kwargs={"min_volume": 0.001, "max_silence_duration_secs": 0.6}
+    )
+    stream = client.stream(conn_options=NO_RETRY)
+    events = asyncio.create_task(collect(stream))
+    push(stream, np.concatenate([speech[0], silence(1.5), speech[1], silence(0.5)]))
+    stream.end_input()
+    got = await events
+
+    text = " ".join(d.text for d in finals(got))
+    assert wer(" ".join(SENTENCES), text) <= 0.25, text
+    assert any(e.type == stt.SpeechEventType.INTERIM_TRANSCRIPT for e in got)
+    assert all(d.language == "en" for d in finals(got))
+    assert all(d.end_time > d.start_time for d in finals(got))
+
+    record = (await sessions(gateway))[-1]
+    assert record["route"] == "inference"
+    assert record["model"] == "cartesia/ink-whisper"
+    assert record["language"] == "en"
+    assert record["options"] == {"min_volume": 0.001, "max_silence_duration_secs": 0.6}
+    assert (record["sample_rate"], record["encoding"]) == (16000, "pcm_s16le")
+    assert record["subject"] == "agent"  # the identity inference.STT's token carries
+    assert record["error"] is None and record["finalized"]
+    assert "secret" not in str(record).lower()
+
+
+async def test_update_options_reaches_the_gateway(gateway, speech):
+    first = len(await sessions(gateway))
+    client = inference_stt(gateway)
+    stream = client.stream(conn_options=NO_RETRY)
+    events = asyncio.create_task(collect(stream))
+    push(stream, speech[0])
+    await wait_for(gateway, first, lambda s: s["audio_seconds"] > 0, "audio")
+    client.update_options(language="fr")  # what the agent calls; it reaches live streams
+    await wait_for(gateway, first, lambda s: s["updates"], "the session.update")
+    push(stream, speech[1])
+    stream.end_input()
+    got = await events
+
+    record = (await sessions(gateway))[-1]
+    assert record["updates"] == [{"language": "fr"}]
+    assert record["language"] == "en" and record["settings"]["language"] == "fr"
+    # Moonshine hears English either way; the results carry the language now asked for
+    assert finals(got) and finals(got)[-1].language == "fr"
+
+
+async def test_production_descriptor_runs_through_the_gateway(gateway, speech, monkeypatch):
+    """STT=cartesia/ink-whisper:en, unchanged: the string LiveKit resolves from the environment,
+    and what config.build makes of it when LIVEKIT_INFERENCE_URL is set."""
+    monkeypatch.setenv("LIVEKIT_INFERENCE_URL", f"{BASE}/v1")
+    monkeypatch.setenv("LIVEKIT_API_KEY", KEY)
+    monkeypatch.setenv("LIVEKIT_API_SECRET", SECRET)
+    settings = config.Settings.from_env(
+        {
+            "STT": "cartesia/ink-whisper:en",
+            "LIVEKIT_INFERENCE_URL": f"{BASE}/v1",
+            "LIVEKIT_API_KEY": KEY,
+            "LIVEKIT_API_SECRET": SECRET,
+        }
+    )
+    desc = config.resolve(settings)["stt"]
+    built = config.build(desc, settings)
+    from_string = inference.STT.from_model_string(str(desc))
+    assert isinstance(built, inference.STT)
+    # outside a job, plugins take their http session from this context
+    async with utils.http_context.open():
+        for client in (built, from_string):
+            stream = client.stream(conn_options=NO_RETRY)
+            events = asyncio.create_task(collect(stream))
+            push(stream, np.concatenate([speech[1], silence(0.5)]))
+            stream.end_input()
+            text = " ".join(d.text for d in finals(await events))
+            assert wer(SENTENCES[1], text) <= 0.25, text
+            record = (await sessions(gateway))[-1]
+            assert (record["model"], record["language"]) == ("cartesia/ink-whisper", "en")
+
+
+async def test_bad_token_is_refused_before_the_upgrade(gateway, speech):
+    before = len(await sessions(gateway))
+    client = inference.STT(
+        "cartesia/ink-whisper",
+        base_url=f"{BASE}/v1",
+        api_key=KEY,
+        api_secret="not-the-secret",
+        http_session=gateway,
+    )
+    stream = client.stream(conn_options=NO_RETRY)
+    push(stream, speech[0][:RATE])
+    stream.end_input()
+    with pytest.raises(APIStatusError) as e:
+        await collect(stream)
+    assert e.value.status_code == 401
+    assert len(await sessions(gateway)) == before
+
+
+async def test_token_without_the_inference_grant_is_forbidden(gateway):
+    token = api.AccessToken(KEY, SECRET).with_identity("agent").to_jwt()
+    with pytest.raises(aiohttp.WSServerHandshakeError) as e:
+        await gateway.ws_connect(
+            f"{BASE}/v1/stt?model=cartesia/ink-whisper",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert e.value.status == 403
+
+
+@pytest.mark.parametrize(
+    "kwargs, reason",
+    [
+        ({"model": "cartesia/ink-9"}, "unknown STT model 'cartesia/ink-9'"),
+        ({"language": "xx"}, "does not support language 'xx'"),
+        ({"extra_kwargs": {"min_volume": 2}}, "min_volume=2 is out of range [0.0, 1.0]"),
+        ({"extra_kwargs": {"endpointing": 300}}, "'endpointing' does not apply"),
+    ],
+)
+async def test_bad_parameters_get_an_error_message(gateway, speech, kwargs, reason):
+    stream = inference_stt(gateway, **kwargs).stream(conn_options=NO_RETRY)
+    push(stream, speech[0][:RATE])
+    with pytest.raises(APIError) as e:
+        await collect(stream)
+    assert e.value.body == {"code": 400}
+    record = (await sessions(gateway))[-1]
+    assert reason in record["error"] and not record["finals"]
+
+
+@pytest.mark.parametrize("scale, heard", [(1.0, True), (0.01, False)])
+async def test_min_volume_gates_quiet_audio(gateway, speech, scale, heard):
+    first = len(await sessions(gateway))
+    stream = inference_stt(gateway, extra_kwargs={"min_volume": 0.02}).stream(conn_options=NO_RETRY)
+    events = asyncio.create_task(collect(stream))
+    push(stream, np.concatenate([speech[0], silence(0.5)]) * scale)
+    stream.end_input()
+    record = await wait_for(gateway, first, lambda s: s["finalized"], "the finalized session")
+    if heard:  # the stream ends on its own after the final
+        text = " ".join(d.text for d in finals(await events))
+        assert wer(SENTENCES[0], text) <= 0.25, text
+    else:  # nothing was sent back, so the client would wait for its 30 s finalization cap
+        await stream.aclose()
+        events.cancel()
+        assert not record["finals"] and not record["interims"]
+
+
+@pytest.mark.parametrize("max_silence, final_before_input_ends", [(0.4, True), (5.0, False)])
+async def test_max_silence_ends_the_utterance(
+    gateway, speech, max_silence, final_before_input_ends
+):
+    first = len(await sessions(gateway))
+    client = inference_stt(gateway, extra_kwargs={"max_silence_duration_secs": max_silence})
+    stream = client.stream(conn_options=NO_RETRY)
+    events: list[stt.SpeechEvent] = []
+
+    async def read():
+        async for ev in stream:
+            events.append(ev)
+
+    reader = asyncio.create_task(read())
+    audio = np.concatenate([speech[0], silence(3.0)])
+    push(stream, audio)
+    record = await wait_for(
+        gateway, first, lambda s: s["audio_seconds"] >= len(audio) / RATE - 0.05, "all the audio"
+    )
+    assert bool(record["finals"]) is final_before_input_ends
+    if final_before_input_ends:
+        while not finals(events):  # the final is on its way to the client
+            await asyncio.sleep(0.05)
+        assert wer(SENTENCES[0], finals(events)[0].text) <= 0.25
+    stream.end_input()
+    await reader
+    assert finals(events)  # finalize always brings it
+
+
+# -- Cartesia ------------------------------------------------------------------------------------
+
+
+def cartesia_stt(http, **kwargs) -> cartesia.STT:
+    kwargs = {"model": "ink-whisper", "language": "en", "api_key": CARTESIA_KEY, **kwargs}
+    return cartesia.STT(base_url=BASE, http_session=http, **kwargs)
+
+
+async def test_cartesia_plugin_transcribes(gateway, speech):
+    first = len(await sessions(gateway))
+    stream = cartesia_stt(gateway).stream(conn_options=NO_RETRY)
+    events = asyncio.create_task(collect(stream))
+    push(stream, np.concatenate([speech[0], silence(1.5), speech[1], silence(0.5)]))
+    # the plugin drops its input if it ended before the websocket was open
+    await wait_for(gateway, first, lambda s: s["audio_seconds"] > 0, "audio")
+    stream.end_input()
+    got = await events
+
+    text = " ".join(d.text for d in finals(got))
+    assert wer(" ".join(SENTENCES), text) <= 0.25, text
+    record = (await sessions(gateway))[-1]
+    assert record["route"] == "cartesia"
+    assert (record["model"], record["language"]) == ("ink-whisper", "en")
+    assert (record["sample_rate"], record["encoding"]) == (16000, "pcm_s16le")
+    assert record["finalized"] and record["closed"]
+    assert CARTESIA_KEY not in str(record)
+    words = [w for d in finals(got) for w in d.words]
+    assert words and all(w.end_time >= w.start_time for w in words)
+
+
+async def test_cartesia_language_change_reconnects(gateway, speech):
+    first = len(await sessions(gateway))
+    client = cartesia_stt(gateway)
+    stream = client.stream(conn_options=NO_RETRY)
+    events = asyncio.create_task(collect(stream))
+    push(stream, speech[0])
+    await wait_for(gateway, first, lambda s: s["audio_seconds"] > 0, "audio")
+    client.update_options(language="de")
+    await wait_for(gateway, first, lambda s: s["language"] == "de", "the reconnect in German")
+    push(stream, speech[1])
+    await wait_for(gateway, first, lambda s: s["audio_seconds"] > 0, "audio after the reconnect")
+    stream.end_input()
+    assert finals(await events)[-1].language == "de"
+
+
+async def test_cartesia_wrong_key_is_refused(gateway, speech):
+    async with gateway.get(
+        f"{BASE}/stt/websocket?model=ink-whisper&encoding=pcm_s16le&sample_rate=16000",
+        headers={"X-API-Key": "wrong", "Cartesia-Version": "2025-04-16"},
+    ) as r:
+        assert r.status == 401
+        body = await r.json()
+    assert body["error_code"] == "invalid_api_key" and body["title"] and body["request_id"]
+
+    stream = cartesia_stt(gateway, api_key="wrong").stream(conn_options=NO_RETRY)
+    push(stream, speech[0][:RATE])
+    with pytest.raises(APIStatusError) as e:
+        await collect(stream)
+    assert e.value.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "query, reason",
+    [
+        ("model=ink-2&language=en", "ink-2 uses /stt/turns/websocket"),
+        ("model=ink-whisper&language=xx", "does not support language 'xx'"),
+        ("model=ink-whisper&min_volume=1.5", "min_volume=1.5 is out of range"),
+    ],
+)
+async def test_cartesia_bad_parameters(gateway, query, reason):
+    async with gateway.get(
+        f"{BASE}/stt/websocket?{query}&encoding=pcm_s16le&sample_rate=16000",
+        headers={"X-API-Key": CARTESIA_KEY},
+    ) as r:
+        assert r.status == 400
+        assert reason in (await r.json())["message"]
+
+
+async def test_cartesia_ink2_is_refused_clearly(gateway, speech):
+    stream = cartesia_stt(gateway, model="ink-2").stream(conn_options=NO_RETRY)
+    push(stream, speech[0][:RATE])
+    with pytest.raises(APIStatusError) as e:
+        await collect(stream)
+    assert e.value.status_code == 400
+
+
+async def test_other_providers_and_languages_are_accepted(gateway, speech):
+    """The gateway stands in for every Inference model: it checks the catalog, records the
+    request, transcribes with the English model and answers in the language asked for."""
+    client = inference_stt(
+        gateway, model="deepgram/nova-3", language="es", extra_kwargs={"smart_format": True}
+    )
+    stream = client.stream(conn_options=NO_RETRY)
+    events = asyncio.create_task(collect(stream))
+    push(stream, np.concatenate([speech[1], silence(0.5)]))
+    stream.end_input()
+    got = finals(await events)
+    assert got and all(d.language == "es" for d in got)
+    record = (await sessions(gateway))[-1]
+    assert (record["model"], record["language"]) == ("deepgram/nova-3", "es")
+    assert record["options"]["smart_format"] is True
+
+
+async def test_audio_at_another_rate_is_resampled(gateway, speech):
+    first = len(await sessions(gateway))
+    stream = cartesia_stt(gateway, sample_rate=24000).stream(conn_options=NO_RETRY)
+    events = asyncio.create_task(collect(stream))
+    push(stream, np.concatenate([speech[1], silence(0.5)]))  # the stream resamples to 24 kHz
+    await wait_for(gateway, first, lambda s: s["audio_seconds"] > 0, "audio")
+    stream.end_input()
+    text = " ".join(d.text for d in finals(await events))
+    assert wer(SENTENCES[1], text) <= 0.25, text
+    assert (await sessions(gateway))[-1]["sample_rate"] == 24000
+
+
+async def test_messages_before_session_create_are_an_error(gateway):
+    token = (
+        api.AccessToken(KEY, SECRET)
+        .with_inference_grants(api.access_token.InferenceGrants(perform=True))
+        .to_jwt()
+    )
+    async with gateway.ws_connect(
+        f"{BASE}/v1/stt", headers={"Authorization": f"Bearer {token}"}
+    ) as ws:
+        await ws.send_json({"type": "input_audio", "audio": ""})
+        reply = await ws.receive_json()
+    assert reply["type"] == "error" and reply["code"] == 400
+    assert "expected session.create first" in reply["message"]
+
+
+async def test_command_line_serves_and_refuses_a_busy_port(gateway):
+    cmd = [sys.executable, "-m", "agent", "gateway", "--port", str(PORT + 1)]
+    server = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE)
+    try:
+        banner = (await server.stdout.readline()).decode()  # printed once it listens
+        assert f"http://127.0.0.1:{PORT + 1}" in banner
+        async with gateway.get(f"http://127.0.0.1:{PORT + 1}/") as r:
+            assert r.status == 200
+        busy = await asyncio.create_subprocess_exec(*cmd, stderr=asyncio.subprocess.PIPE)
+        _, stderr = await busy.communicate()
+        assert busy.returncode == 2
+        assert stderr.decode().startswith(f"error: cannot listen on 127.0.0.1:{PORT + 1}")
+        assert b"Traceback" not in stderr
+    finally:
+        server.terminate()
+        await server.wait()

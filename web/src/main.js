@@ -1,0 +1,267 @@
+// The page: get a token from /api/token, join the room (the token dispatches the agent), play
+// the agent's audio, show both sides' transcripts from the `lk.transcription` text streams, and
+// set the `language` / `stt` participant attributes the agent listens to.
+import { Room, RoomEvent, Track } from 'livekit-client';
+
+const $ = (id) => document.getElementById(id);
+const TRANSCRIPTION_TOPIC = 'lk.transcription';
+const AGENT_WAIT_MS = 20_000; // the token dispatches the agent; say so if it never comes
+const languageNames = new Intl.DisplayNames(['en'], { type: 'language' });
+
+let room = null;
+let catalog = null;
+
+function showError(message) {
+  $('error').textContent = message;
+  $('error').hidden = !message;
+}
+
+function setState(text) {
+  $('state').textContent = text;
+}
+
+// -- the pickers ------------------------------------------------------------------------------
+
+function languageLabel(code) {
+  if (code === 'multi') return 'Multilingual (auto)';
+  try {
+    return `${languageNames.of(code)} (${code})`;
+  } catch {
+    return code;
+  }
+}
+
+function fillLanguages(keep) {
+  const model = catalog.stt.find((m) => m.id === $('stt').value);
+  const codes = model.languages.length ? model.languages : catalog.languages;
+  const select = $('language');
+  select.replaceChildren(
+    ...codes.map((code) => new Option(languageLabel(code), code)),
+  );
+  select.value = codes.includes(keep) ? keep : model.default_language;
+}
+
+async function loadCatalog() {
+  const res = await fetch('/api/catalog');
+  if (!res.ok) throw new Error(`the catalog did not load (${res.status})`);
+  catalog = await res.json();
+  const select = $('stt');
+  for (const model of catalog.stt) {
+    const option = new Option(model.label, model.id);
+    option.disabled = !model.available;
+    if (!model.available) option.title = model.why;
+    select.append(option);
+  }
+  select.value = catalog.default.stt;
+  fillLanguages(catalog.default.language);
+}
+
+function chosenAttributes() {
+  return { language: $('language').value, stt: $('stt').value };
+}
+
+async function publishChoice() {
+  if (!room || room.state !== 'connected') return; // sent with the token when joining
+  try {
+    await room.localParticipant.setAttributes(chosenAttributes());
+  } catch (e) {
+    showError(`could not change the setting: ${e.message}`);
+  }
+}
+
+// -- the token --------------------------------------------------------------------------------
+
+function accessKey() {
+  const fromUrl = new URLSearchParams(location.hash.slice(1)).get('key');
+  return $('key').value || fromUrl || '';
+}
+
+async function fetchToken() {
+  const headers = { 'Content-Type': 'application/json' };
+  const key = accessKey();
+  if (key) headers.Authorization = `Bearer ${key}`;
+  let res;
+  try {
+    res = await fetch('/api/token', {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ participant_attributes: chosenAttributes() }),
+    });
+  } catch {
+    throw new Error('the page server is not answering: is `python -m agent web` running?');
+  }
+  const body = await res.json().catch(() => ({}));
+  if (res.status === 401) {
+    $('key-field').hidden = false;
+    throw new Error('token refused: enter the access key (TOKEN_ENDPOINT_SECRET) and press Start');
+  }
+  if (!res.ok) throw new Error(`token refused (${res.status}): ${body.error || res.statusText}`);
+  return body;
+}
+
+// -- transcripts ------------------------------------------------------------------------------
+
+// One list item per segment: interim user transcripts replace each other (same lk.segment_id),
+// the agent's text arrives as deltas of one stream per segment.
+function segmentItem(segmentId, speaker) {
+  let item = document.querySelector(`#transcript li[data-segment="${CSS.escape(segmentId)}"]`);
+  if (!item) {
+    item = document.createElement('li');
+    item.dataset.segment = segmentId;
+    item.dataset.speaker = speaker;
+    const who = document.createElement('span');
+    who.className = 'who';
+    who.textContent = speaker === 'you' ? 'You' : 'Agent';
+    const text = document.createElement('span');
+    text.className = 'text';
+    item.append(who, text);
+    $('transcript').append(item);
+  }
+  return item;
+}
+
+function speakerOf(participantIdentity, trackId) {
+  const local = room.localParticipant;
+  // the agent sends user transcripts on the user's behalf; the transcribed track tells for sure
+  const mine = participantIdentity === local.identity || local.trackPublications.has(trackId);
+  return mine ? 'you' : 'agent';
+}
+
+async function onTranscription(reader, participantInfo) {
+  const attributes = reader.info.attributes ?? {};
+  const segmentId = attributes['lk.segment_id'] ?? reader.info.id;
+  const speaker = speakerOf(participantInfo.identity, attributes['lk.transcribed_track_id']);
+  const item = segmentItem(segmentId, speaker);
+  item.dataset.final = 'false';
+  let text = '';
+  try {
+    for await (const chunk of reader) {
+      text += chunk;
+      item.querySelector('.text').textContent = text;
+      item.scrollIntoView({ block: 'nearest' });
+    }
+  } catch (e) {
+    console.warn('transcription stream ended early', e);
+  }
+  // the agent's final flag comes in the stream's trailer, merged into info after the end
+  const final = (reader.info.attributes ?? {})['lk.transcription_final'] === 'true';
+  item.dataset.final = String(final || speaker === 'agent');
+}
+
+// -- the call ---------------------------------------------------------------------------------
+
+// the agent publishes its state, the STT it runs and why it refused a change (stt_error)
+function showAgent(attributes) {
+  if ('lk.agent.state' in attributes) $('agent-state').textContent = attributes['lk.agent.state'];
+  if ('stt_active' in attributes) $('stt-active').textContent = attributes.stt_active;
+  if ('stt_error' in attributes) showError(attributes.stt_error ? `agent: ${attributes.stt_error}` : '');
+}
+
+function wire(r) {
+  r.on(RoomEvent.ConnectionStateChanged, (state) => setState(state));
+  r.on(RoomEvent.TrackSubscribed, (track) => {
+    if (track.kind !== Track.Kind.Audio) return;
+    const element = track.attach();
+    element.dataset.agentAudio = 'true';
+    $('audio').append(element);
+  });
+  r.on(RoomEvent.TrackUnsubscribed, (track) => track.detach().forEach((el) => el.remove()));
+  r.on(RoomEvent.ParticipantAttributesChanged, (changed, participant) => {
+    if (participant !== r.localParticipant) showAgent(changed);
+  });
+  r.on(RoomEvent.ParticipantConnected, (p) => {
+    if (p.isAgent) showAgent({ 'lk.agent.state': 'joined', ...p.attributes });
+  });
+  r.on(RoomEvent.ParticipantDisconnected, (p) => {
+    if (p.isAgent) $('agent-state').textContent = 'left';
+  });
+  r.on(RoomEvent.AudioPlaybackStatusChanged, () => {
+    if (!r.canPlaybackAudio) showError('the browser blocked audio playback: press Start again');
+  });
+  r.on(RoomEvent.MediaDevicesError, (e) => showError(`microphone: ${e.message}`));
+  r.on(RoomEvent.Disconnected, (reason) => {
+    setState('disconnected');
+    $('agent-state').textContent = '–';
+    setButtons(false);
+    if (room === r) room = null;
+    console.info('disconnected', reason);
+  });
+  r.registerTextStreamHandler(TRANSCRIPTION_TOPIC, onTranscription);
+}
+
+function setButtons(connected) {
+  $('start').disabled = connected;
+  $('mute').disabled = !connected;
+  $('stop').disabled = !connected;
+  $('mute').textContent = 'Mute';
+}
+
+function micError(e) {
+  if (e.name === 'NotAllowedError') return 'microphone permission denied: allow it and press Start';
+  if (e.name === 'NotFoundError') return 'no microphone found: connect one and press Start';
+  return `the microphone could not start: ${e.message}`;
+}
+
+async function start() {
+  showError('');
+  $('start').disabled = true;
+  try {
+    const { server_url: url, participant_token: token } = await fetchToken();
+    const r = new Room();
+    wire(r);
+    room = r;
+    setState('connecting');
+    try {
+      await r.connect(url, token);
+    } catch (e) {
+      room = null;
+      throw new Error(`could not join the LiveKit server at ${url}: ${e.message}`);
+    }
+    $('room').textContent = r.name;
+    setTimeout(() => {
+      const joined = [...r.remoteParticipants.values()].some((p) => p.isAgent);
+      if (room === r && !joined) {
+        showError(
+          'no agent joined: is the worker running (python -m agent start), with the same ' +
+            'AGENT_NAME as this page server? Disconnect and Start to try again.',
+        );
+      }
+    }, AGENT_WAIT_MS);
+    await r.startAudio(); // inside the click: lets the agent's audio play
+    setButtons(true);
+    try {
+      await r.localParticipant.setMicrophoneEnabled(true);
+    } catch (e) {
+      showError(micError(e)); // stay in the room: the agent can still be heard
+    }
+  } catch (e) {
+    showError(e.message);
+    setState('disconnected');
+    $('start').disabled = false;
+  }
+}
+
+async function toggleMute() {
+  const enabled = room.localParticipant.isMicrophoneEnabled;
+  try {
+    await room.localParticipant.setMicrophoneEnabled(!enabled);
+    $('mute').textContent = enabled ? 'Unmute' : 'Mute';
+  } catch (e) {
+    showError(micError(e));
+  }
+}
+
+async function stop() {
+  if (room) await room.disconnect();
+}
+
+$('start').addEventListener('click', start);
+$('mute').addEventListener('click', toggleMute);
+$('stop').addEventListener('click', stop);
+$('stt').addEventListener('change', () => {
+  fillLanguages($('language').value);
+  publishChoice();
+});
+$('language').addEventListener('change', publishChoice);
+window.addEventListener('pagehide', () => room?.disconnect());
+loadCatalog().catch((e) => showError(e.message));
