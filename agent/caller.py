@@ -101,7 +101,10 @@ class Caller:
             api.AccessToken(self.api_key, self.api_secret)
             .with_identity(self.identity)
             .with_attributes(self.attributes)
-            .with_grants(api.VideoGrants(room_join=True, room=self.room_name))
+            # can_update_own_metadata: the caller switches the STT with its attributes
+            .with_grants(
+                api.VideoGrants(room_join=True, room=self.room_name, can_update_own_metadata=True)
+            )
             .to_jwt()
         )
         self.room.on("track_subscribed", self._on_track)

@@ -592,6 +592,7 @@ def make_app(gateway: Gateway) -> web.Application:
     app = web.Application()
     app[GATEWAY] = gateway
     app.router.add_get("/v1/stt", inference_stt)
+    app.router.add_get("/stt", inference_stt)  # LIVEKIT_INFERENCE_URL given without the /v1
     app.router.add_get("/stt/websocket", cartesia_stt)
     app.router.add_get("/stt/turns/websocket", cartesia_turns)
     app.router.add_get("/sessions", list_sessions)

@@ -28,6 +28,7 @@ uv sync --frozen
 bash "$ROOT/scripts/livekit-server.sh" install
 
 if [ -f "$ROOT/web/package.json" ]; then
+  command -v npm >/dev/null || die "the web page needs Node.js >= 18 with npm: install them (e.g. apt-get install nodejs npm)"
   step "building the web page (npm ci && npm run build in web/)"
   (cd "$ROOT/web" && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
 fi

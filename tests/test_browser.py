@@ -16,6 +16,7 @@ from livekit import api
 from playwright.async_api import async_playwright
 
 from agent.caller import SAMPLE_RATE, synthesize
+from agent.web import DIST
 from agent.wer import normalize, wer
 from tests import stack
 
@@ -75,6 +76,7 @@ def speech_wav(path: Path) -> Path:
 @asynccontextmanager
 async def page_server(livekit_url: str, agent_name: str, **extra_env: str):
     """`python -m agent web` on a free port, configured through its environment only."""
+    assert (DIST / "index.html").exists(), "web/dist is not built: run scripts/setup.sh"
     port = stack.free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "WEB_"))},
@@ -145,14 +147,19 @@ async def join_with_agent(page, attempts: int = 3) -> None:
         await page.wait_for_function(
             "() => document.getElementById('state').textContent === 'disconnected'"
         )
-    raise AssertionError(f"no agent joined in {attempts} attempts: {await page.text_content('#error')}")
+    raise AssertionError(
+        f"no agent joined in {attempts} attempts: {await page.text_content('#error')}"
+    )
 
 
 async def test_a_call_from_the_browser(livekit_server, worker, tmp_path):
     wav = speech_wav(tmp_path / "speech.wav")
     # LIVEKIT_INFERENCE_URL only for the page's catalog, so that it offers the cloud models and
     # their languages as choices; nothing listens there and the worker does not use it
-    cloud_choices = {"LIVEKIT_INFERENCE_URL": "http://127.0.0.1:9/v1", "STT": "local/moonshine-tiny"}
+    cloud_choices = {
+        "LIVEKIT_INFERENCE_URL": "http://127.0.0.1:9/v1",
+        "STT": "local/moonshine-tiny",
+    }
     async with (
         page_server(livekit_server.url, worker.agent_name, **cloud_choices) as url,
         chromium(
@@ -175,7 +182,9 @@ async def test_a_call_from_the_browser(livekit_server, worker, tmp_path):
             timeout=60_000,
         )
         lines = await page.evaluate(TRANSCRIPT_JS)
-        user = " ".join(line["text"] for line in lines if line["speaker"] == "you" and line["final"])
+        user = " ".join(
+            line["text"] for line in lines if line["speaker"] == "you" and line["final"]
+        )
         assert wer(SENTENCE, user) <= 0.2, (user, lines)
         reply = next(
             line["text"]

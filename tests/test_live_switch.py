@@ -4,6 +4,7 @@ STT without dropping the call, and the next utterance is transcribed with the ne
 is published back as the agent's `stt_error` and the old STT keeps working."""
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -81,7 +82,7 @@ async def test_attributes_switch_the_stt_mid_call(livekit_server, gateway):
             )
             await say(LINES[0])  # (the gateway's engine hears English whatever was asked)
             heard = [s for s in gateway.sessions() if wer(LINES[0], " ".join(s["finals"])) <= 0.2]
-            assert heard and heard[-1]["settings"]["language"] == "fr", gateway.sessions()
+            assert heard and heard[-1]["settings"]["language"] == "fr", json.dumps(gateway.sessions())
 
             # 3. a refused change: the error comes back, the call and the old STT go on
             await caller.room.local_participant.set_attributes({"stt": "deepgram/nova-7:en"})

@@ -197,7 +197,9 @@ def test_cross_origin_requests_need_an_allowed_origin(dev):
     status, head, _ = dev.post({}, {"Origin": ALLOWED})
     assert status == 200 and head["Access-Control-Allow-Origin"] == ALLOWED
     status, head, _ = dev.request(
-        "OPTIONS", "/api/token", headers={"Origin": ALLOWED, "Access-Control-Request-Method": "POST"}
+        "OPTIONS",
+        "/api/token",
+        headers={"Origin": ALLOWED, "Access-Control-Request-Method": "POST"},
     )
     assert status == 204 and "Authorization" in head["Access-Control-Allow-Headers"]
     same = f"http://127.0.0.1:{dev.port}"
@@ -239,7 +241,9 @@ def test_binding_beyond_loopback_needs_the_secret():
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=80),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=20), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=20), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 field_names = st.sampled_from(
@@ -252,8 +256,21 @@ field_names = st.sampled_from(
         "room_config",
     ]
 )
+# values aimed at what is parsed further: the stt descriptor and the room configuration
+targeted = st.fixed_dictionaries(
+    {},
+    optional={
+        "participant_attributes": st.fixed_dictionaries(
+            {"stt": st.text(max_size=40)}, optional={"language": st.text(max_size=10)}
+        ),
+        "room_config": st.fixed_dictionaries(
+            {"agents": st.lists(st.dictionaries(st.text(max_size=12), json_values), max_size=2)}
+        ),
+    },
+)
 bodies = st.one_of(
     st.dictionaries(field_names, json_values, max_size=6).map(lambda d: json.dumps(d).encode()),
+    targeted.map(lambda d: json.dumps(d).encode()),
     json_values.map(lambda v: json.dumps(v).encode()),
     st.binary(max_size=300),
 )

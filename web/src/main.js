@@ -181,7 +181,7 @@ function wire(r) {
   r.on(RoomEvent.MediaDevicesError, (e) => showError(`microphone: ${e.message}`));
   r.on(RoomEvent.Disconnected, (reason) => {
     setState('disconnected');
-    $('agent-state').textContent = '–';
+    for (const id of ['agent-state', 'room', 'stt-active']) $(id).textContent = '–';
     setButtons(false);
     if (room === r) room = null;
     console.info('disconnected', reason);
