@@ -59,7 +59,10 @@ BAD = [
     ({"TTS": "cartesia/sonic-9:x"}, "unknown TTS model 'cartesia/sonic-9'; did you mean"),
     # languages, saying which models do support them
     ({"STT": "cartesia/ink-whisper:xx", **INF}, "does not support language 'xx'; no model"),
-    ({"STT": "deepgram/nova-3:ko", **INF}, "models that do: auto, cartesia/ink-whisper, deepgram/nova-2"),
+    (
+        {"STT": "deepgram/nova-3:ko", **INF},
+        "models that do: auto, cartesia/ink-whisper, deepgram/nova-2",
+    ),
     ({"STT": "local/moonshine-tiny:de"}, "local/moonshine-tiny does not support language 'de'"),
     (
         {"STT": "assemblyai/universal-streaming:de", **INF},
