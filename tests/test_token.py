@@ -19,7 +19,7 @@ from livekit import api
 from pydantic import SecretStr
 
 from agent import config
-from agent.web import MAX_BODY, make_app
+from agent.web import FIELDS, MAX_BODY, make_app
 from tests import stack
 
 API_SECRET = "an-api-secret-that-must-never-leak-0123456789"
@@ -246,16 +246,7 @@ json_values = st.recursive(
     ),
     max_leaves=20,
 )
-field_names = st.sampled_from(
-    [
-        "room_name",
-        "participant_identity",
-        "participant_name",
-        "participant_metadata",
-        "participant_attributes",
-        "room_config",
-    ]
-)
+field_names = st.sampled_from(sorted(FIELDS))
 # values aimed at what is parsed further: the stt descriptor and the room configuration
 targeted = st.fixed_dictionaries(
     {},

@@ -25,6 +25,8 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import AudioBuffer, is_given
 from moonshine_voice.transcriber import LineCompleted, LineTextChanged
 
+from . import require_english
+
 SAMPLE_RATE = 16000
 CHUNK_SAMPLES = SAMPLE_RATE // 10  # feed the model 100 ms at a time: fewer thread hops
 _WORD = re.compile(r"\w")
@@ -64,8 +66,7 @@ class MoonshineSTT(stt.STT):
                 streaming=True, interim_results=True, manual_flush=True
             )
         )
-        if language != "en":
-            raise ValueError(f"local/moonshine-tiny speaks only 'en', not {language!r}")
+        require_english("local/moonshine-tiny", language)
         self._opts = MoonshineOptions(language=language, update_interval=update_interval)
 
     @property
@@ -80,8 +81,8 @@ class MoonshineSTT(stt.STT):
         load_transcriber()
 
     def update_options(self, *, language: NotGivenOr[str] = NOT_GIVEN) -> None:
-        if is_given(language) and language != "en":
-            raise ValueError(f"local/moonshine-tiny speaks only 'en', not {language!r}")
+        if is_given(language):
+            require_english("local/moonshine-tiny", language)
 
     async def _recognize_impl(
         self,

@@ -21,6 +21,7 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr, TimedString
 from livekit.agents.utils import AudioBuffer
 
 from ..audio_files import resample
+from . import require_english
 
 SAMPLE_RATE = 16000
 _load_lock = threading.Lock()
@@ -81,8 +82,7 @@ def transcribe(samples: np.ndarray, word_timestamps: bool = False):
 class WhisperSTT(stt.STT):
     def __init__(self, *, language: str = "en") -> None:
         super().__init__(capabilities=stt.STTCapabilities(streaming=False, interim_results=False))
-        if language != "en":
-            raise ValueError(f"local/whisper-tiny speaks only 'en', not {language!r}")
+        require_english("local/whisper-tiny", language)
 
     @property
     def model(self) -> str:
