@@ -32,33 +32,38 @@ async def run(server: stack.Server, worker: stack.Worker, levels: list[int]) -> 
     speech = synthesize(SENTENCE)
     rows = [{"calls": 0, "worker_rss_mb": round(rss_mb(worker.process.pid), 1)}]
     callers: list[Caller] = []
-    for level in levels:
-        new = [
-            Caller(server.url, stack.API_KEY, stack.API_SECRET, worker.agent_name)
-            for _ in range(level - len(callers))
-        ]
-        await asyncio.gather(*(c.__aenter__() for c in new))
-        await asyncio.gather(*(c.wait_for_greeting(timeout=120) for c in new))
-        callers += new
-        turns = await asyncio.gather(*(c.say(SENTENCE, speech, timeout=60) for c in callers))
-        heard = [t.user_final.text if t.user_final else "" for t in turns]
-        rows.append(
-            {
-                "calls": len(callers),
-                "worker_rss_mb": round(rss_mb(worker.process.pid), 1),
-                "transcribed": sum(wer(SENTENCE, h) <= 0.15 for h in heard),
-                "answered": sum(t.first_agent_audio is not None for t in turns),
-            }
-        )
+    try:
+        for level in levels:
+            new = [
+                Caller(server.url, stack.API_KEY, stack.API_SECRET, worker.agent_name)
+                for _ in range(level - len(callers))
+            ]
+            callers += new
+            await asyncio.gather(*(c.__aenter__() for c in new))
+            await asyncio.gather(*(c.wait_for_greeting(timeout=120) for c in new))
+            # everyone speaks at once: the worst case for the shared models
+            turns = await asyncio.gather(*(c.say(SENTENCE, speech, timeout=60) for c in callers))
+            heard = [t.user_final.text if t.user_final else "" for t in turns]
+            rows.append(
+                {
+                    "calls": len(callers),
+                    "worker_rss_mb": round(rss_mb(worker.process.pid), 1),
+                    "transcribed": sum(wer(SENTENCE, h) <= 0.15 for h in heard),
+                    "answered": sum(t.first_agent_audio is not None for t in turns),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    except asyncio.TimeoutError:
+        rows.append({"calls": len(callers), "failed": "greetings did not arrive within 120 s"})
         print(json.dumps(rows[-1]), flush=True)
-    for c in callers:
-        await c.__aexit__(None, None, None)
+    finally:
+        await asyncio.gather(*(c.__aexit__(None, None, None) for c in callers))
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--levels", default="1,4,8,16")
+    parser.add_argument("--levels", default="1,2,4,8,12,16")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
@@ -71,7 +76,8 @@ def main() -> None:
     finally:
         stack.stop(worker.process)
         stack.stop(server.process)
-    base, top = rows[1], rows[-1]
+    measured = [r for r in rows if "worker_rss_mb" in r]
+    base, top = measured[1], measured[-1]
     per_call = (top["worker_rss_mb"] - base["worker_rss_mb"]) / max(1, top["calls"] - base["calls"])
     summary = {
         "idle_worker_rss_mb": rows[0]["worker_rss_mb"],
@@ -86,7 +92,7 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([r["calls"] for r in rows], [r["worker_rss_mb"] for r in rows], marker="o")
+    ax.plot([r["calls"] for r in measured], [r["worker_rss_mb"] for r in measured], marker="o")
     ax.set_xlabel("concurrent calls")
     ax.set_ylabel("worker RSS (MB)")
     ax.set_title(f"Worker memory: {summary['mb_per_extra_call']} MB per extra call")

@@ -137,8 +137,12 @@ def main() -> None:
             "max_delay_s": 2.5,
             "interruption": handling["interruption"],
         },
-        "to_final_transcript_s": percentiles([r["to_final_transcript_s"] for r in rows if r["to_final_transcript_s"] is not None]),
-        "to_first_agent_audio_s": percentiles([r["to_first_agent_audio_s"] for r in rows if r["to_first_agent_audio_s"] is not None]),
+        "to_final_transcript_s": percentiles(
+            [r["to_final_transcript_s"] for r in rows if r["to_final_transcript_s"] is not None]
+        ),
+        "to_first_agent_audio_s": percentiles(
+            [r["to_first_agent_audio_s"] for r in rows if r["to_first_agent_audio_s"] is not None]
+        ),
         "stt_decode_s": percentiles([r["stt_decode_s"] for r in rows]),
         "mean_wer": round(float(np.mean([r["wer"] for r in rows])), 3),
         "utterances": rows,
