@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import sys
+import warnings
 
 from . import config
 
@@ -92,6 +93,8 @@ def run_worker(argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # the local dev server's secret ("secret") is short by design; PyJWT warns on every token
+    warnings.filterwarnings("ignore", message="The HMAC key is")
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)

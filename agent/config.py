@@ -395,15 +395,19 @@ def _check_package(desc: Descriptor, label: str = "") -> None:
         return
     module, requirement = desc.model.package.split("=", 1)
     if importlib.util.find_spec(module) is None:
-        # local engines are project dependencies; realtime plugins are opt-in
-        how = (
-            "`uv sync` (or scripts/setup.sh)"
-            if desc.model.route == "local"
-            else f"`uv add {requirement}`"
-        )
         raise ConfigError(
-            f"{label or desc.kind.upper()}={desc} needs the Python package {requirement}: run {how}"
+            f"{label or desc.kind.upper()}={desc} needs the Python package {requirement}: "
+            f"run {install_hint(desc.model)}"
         )
+
+
+def install_hint(model: Model) -> str:
+    """How to install a model's package: local engines are project dependencies, realtime
+    plugins are opt-in."""
+    requirement = model.package.split("=", 1)[1]
+    return (
+        "`uv sync` (or scripts/setup.sh)" if model.route == "local" else f"`uv add {requirement}`"
+    )
 
 
 def _plugin_key(settings: Settings, desc: Descriptor) -> str:

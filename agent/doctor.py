@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import warnings
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -172,11 +171,16 @@ def check_local_models(resolved: dict | None) -> list[Check]:
         module, requirement = model.package.split("=", 1)
         label = f"{model.kind} {model.id}"
         if importlib.util.find_spec(module) is not None:
-            checks.append(Check("ok", "local model", f"{label}: {requirement} importable"))
+            checks.append(Check("ok", "package", f"{label}: {requirement} importable"))
         else:
             status = "fail" if model.id in configured else "warn"
             checks.append(
-                Check(status, "local model", f"{label}: {requirement} missing", "run `uv sync`")
+                Check(
+                    status,
+                    "package",
+                    f"{label}: {requirement} missing",
+                    f"run {config.install_hint(model)}",
+                )
             )
     return checks
 
@@ -229,8 +233,6 @@ def main(argv: list[str]) -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    # the dev server's 6-byte secret is fine locally; PyJWT's warning about it is noise here
-    warnings.filterwarnings("ignore", message="The HMAC key is")
     console = Console(highlight=False, soft_wrap=True)
     checks = asyncio.run(run_checks())
     for c in checks:

@@ -11,6 +11,7 @@ step "starting the page and its token endpoint (python -m agent web; log: .run/w
 uv run python -m agent web >"$RUN/web.log" 2>&1 &
 WEB_PID=$!
 trap 'kill "$WEB_PID" 2>/dev/null || true; bash scripts/livekit-server.sh stop' EXIT
+trap 'exit 130' INT TERM HUP  # so that Ctrl+C or a closed terminal still runs the EXIT trap
 for _ in $(seq 300); do  # its first line says where the page is (WEB_HOST/WEB_PORT in .env)
   PAGE_URL="$(sed -n 's/^page on \([^ ]*\).*/\1/p' "$RUN/web.log")"
   [ -n "$PAGE_URL" ] && break
