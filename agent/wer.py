@@ -1,4 +1,5 @@
-"""Word error rate between a reference and a transcript, ignoring case and punctuation."""
+"""Word error rate between a reference and a transcript, ignoring case, punctuation and how
+small numbers are written ("7" and "seven" are the same word, as in Whisper's normalizer)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,15 @@ import re
 
 import jiwer
 
+_NUMBERS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty"
+).split()
+
 
 def normalize(text: str) -> str:
-    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
+    words = re.sub(r"[^\w\s']", " ", text.lower()).split()
+    return " ".join(_NUMBERS[int(w)] if w.isdigit() and int(w) <= 20 else w for w in words)
 
 
 def wer(reference: str, hypothesis: str) -> float:

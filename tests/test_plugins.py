@@ -78,11 +78,12 @@ def test_moonshine_rejects_other_languages():
 
 
 async def test_hibari_speaks_intelligibly():
+    said = "What a lovely day it is."  # no numbers: tiny-en may write them as digits
     tts = HibariTTS()
-    audio = [ev.frame async for ev in tts.synthesize(SENTENCE)]
+    audio = [ev.frame async for ev in tts.synthesize(said)]
     assert audio and audio[0].sample_rate == 24000
     event = await MoonshineSTT().recognize(audio)
-    assert wer(SENTENCE, event.alternatives[0].text) <= 0.15
+    assert wer(said, event.alternatives[0].text) <= 0.15
 
 
 async def chat(ctx: llm.ChatContext) -> str:

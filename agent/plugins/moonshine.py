@@ -96,7 +96,16 @@ class MoonshineSTT(stt.STT):
         transcript = await asyncio.to_thread(
             load_transcriber().transcribe_without_streaming, samples.tolist(), frame.sample_rate
         )
-        lines = [line for line in transcript.lines if _WORD.search(line.text)]
+        rate = frame.sample_rate
+
+        def heard(line) -> bool:  # words, over audio loud enough to be speech (see _emit)
+            span = samples[
+                int(line.start_time * rate) : int((line.start_time + line.duration) * rate)
+            ]
+            loud = len(span) and float(np.sqrt(np.mean(span**2))) >= MIN_SPEECH_RMS
+            return bool(_WORD.search(line.text)) and bool(loud)
+
+        lines = [line for line in transcript.lines if heard(line)]
         text = " ".join(line.text.strip() for line in lines)
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,
