@@ -16,3 +16,12 @@ def worker(livekit_server):
     w = stack.start_worker(livekit_server)
     yield w
     stack.stop(w.process)
+
+
+@pytest.fixture(scope="module")
+def gateway(request):
+    """A local gateway subprocess per test module (the fallback tests kill and restart theirs)."""
+    gw = stack.Gateway(f"gateway-{request.module.__name__.rsplit('.', 1)[-1]}")
+    gw.start()
+    yield gw
+    gw.stop()

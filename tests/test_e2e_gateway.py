@@ -14,14 +14,6 @@ SAID = "What a lovely day it is."
 LOCAL_LLM_TTS = {"LLM": "local/echo", "TTS": "local/hibari:heart"}  # the gateway serves STT only
 
 
-@pytest.fixture(scope="module")
-def gateway():
-    gw = stack.Gateway("gateway-e2e")
-    gw.start()
-    yield gw
-    gw.stop()
-
-
 @pytest.mark.parametrize(
     "route,env",
     [

@@ -20,14 +20,6 @@ pytestmark = pytest.mark.e2e
 LINES = ["What a lovely day it is.", "Please book a table for two at seven."]
 
 
-@pytest.fixture(scope="module")
-def gateway():
-    gw = stack.Gateway("gateway-switch")
-    gw.start()
-    yield gw
-    gw.stop()
-
-
 def heard_by(gateway, line: str) -> list[dict]:
     """The gateway sessions that transcribed `line` (one session may serve several turns)."""
     return [s for s in gateway.sessions() if any(wer(line, f) <= 0.2 for f in s["finals"])]
