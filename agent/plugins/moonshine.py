@@ -25,7 +25,7 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import AudioBuffer, is_given
 from moonshine_voice.transcriber import LineCompleted, LineTextChanged
 
-from . import require_english
+from . import float_mono, require_english
 
 SAMPLE_RATE = 16000
 CHUNK_SAMPLES = SAMPLE_RATE // 10  # feed the model 100 ms at a time: fewer thread hops
@@ -92,7 +92,7 @@ class MoonshineSTT(stt.STT):
         conn_options: APIConnectOptions,
     ) -> stt.SpeechEvent:
         frame = rtc.combine_audio_frames(buffer)
-        samples = _to_float_mono(frame)
+        samples = float_mono(frame)
         transcript = await asyncio.to_thread(
             load_transcriber().transcribe_without_streaming, samples.tolist(), frame.sample_rate
         )
@@ -165,11 +165,11 @@ class MoonshineStream(stt.RecognizeStream):
             async for item in self._input_ch:
                 if isinstance(item, self._FlushSentinel):
                     for frame in chunker.flush():
-                        self._emit(await asyncio.to_thread(feed, _to_float_mono(frame).tolist()))
+                        self._emit(await asyncio.to_thread(feed, float_mono(frame).tolist()))
                     self._emit(await asyncio.to_thread(feed, None))
                     continue
                 for frame in chunker.push(item.data):
-                    samples = _to_float_mono(frame)
+                    samples = float_mono(frame)
                     self._loudest = max(self._loudest, float(np.sqrt(np.mean(samples**2))))
                     self._emit(await asyncio.to_thread(feed, samples.tolist()))
             self._emit(await asyncio.to_thread(feed, None))
@@ -218,8 +218,3 @@ class MoonshineStream(stt.RecognizeStream):
         self._event_ch.send_nowait(
             stt.SpeechEvent(type=kind, request_id=self._request_id, alternatives=alternatives)
         )
-
-
-def _to_float_mono(frame: rtc.AudioFrame) -> np.ndarray:
-    pcm = np.frombuffer(frame.data, dtype=np.int16).reshape(-1, frame.num_channels)
-    return pcm.mean(axis=1).astype(np.float32) / 32768.0

@@ -21,7 +21,7 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr, TimedString
 from livekit.agents.utils import AudioBuffer
 
 from ..audio_files import resample
-from . import require_english
+from . import float_mono, require_english
 
 SAMPLE_RATE = 16000
 _load_lock = threading.Lock()
@@ -103,8 +103,7 @@ class WhisperSTT(stt.STT):
         conn_options: APIConnectOptions,
     ) -> stt.SpeechEvent:
         frame = rtc.combine_audio_frames(buffer)
-        pcm = np.frombuffer(frame.data, dtype=np.int16).reshape(-1, frame.num_channels)
-        samples = resample(pcm.mean(axis=1).astype(np.float32) / 32768.0, frame.sample_rate)
+        samples = resample(float_mono(frame), frame.sample_rate)
 
         def run() -> list[Segment]:
             return list(transcribe(samples, word_timestamps=True)[1])
