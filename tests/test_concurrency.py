@@ -13,9 +13,9 @@ import pytest
 from livekit import rtc
 from livekit.agents import stt
 
-from agent.caller import SAMPLE_RATE, synthesize
 from agent.plugins.hibari import HibariTTS
 from agent.plugins.moonshine import MoonshineSTT
+from tools.caller import SAMPLE_RATE, synthesize
 
 pytestmark = pytest.mark.unit
 

@@ -102,7 +102,10 @@ class MoonshineSTT(stt.STT):
         self, samples: np.ndarray, word_timestamps: bool = False
     ) -> list[Segment]:
         """16 kHz mono float32 -> one Segment per line (tiny-en has no word times)."""
-        result = load_transcriber().transcribe_without_streaming(samples.tolist(), SAMPLE_RATE)
+        transcriber = load_transcriber()
+        result = _engine.submit(
+            transcriber.transcribe_without_streaming, samples.tolist(), SAMPLE_RATE
+        ).result()
         return [
             Segment(line.start_time, line.start_time + line.duration, text)
             for line in result.lines
