@@ -7,6 +7,10 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 VERSION=v1.13.5
 PORT="${LIVEKIT_PORT:-7880}"
+# The server dispatches a call only to a worker whose reported load is under target_load
+# (default 0.7). The worker reports calls / MAX_CALLS and is full at 1.0 (agent/worker.py),
+# so 1.0 here: every one of its MAX_CALLS slots is dispatchable, and no call beyond them.
+CONFIG_BODY="agents: {target_load: 1.0}"
 
 install() {
   if command -v livekit-server >/dev/null; then return; fi
@@ -27,7 +31,8 @@ start() {
     die "port $PORT is in use by another program: stop it, or set LIVEKIT_PORT"
   fi
   step "starting livekit-server on ws://127.0.0.1:$PORT (dev keys devkey/secret)"
-  nohup livekit-server --dev --bind 127.0.0.1 --port "$PORT" --node-ip 127.0.0.1 >"$RUN/livekit-server.log" 2>&1 &
+  nohup livekit-server --dev --bind 127.0.0.1 --port "$PORT" --node-ip 127.0.0.1 \
+    --config-body "$CONFIG_BODY" >"$RUN/livekit-server.log" 2>&1 &
   echo $! >"$RUN/livekit-server.pid"
   for _ in $(seq 100); do running && return; sleep 0.1; done
   die "livekit-server did not start: see $RUN/livekit-server.log"

@@ -17,6 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
 API_KEY, API_SECRET = "devkey", "secret"
+AGENT_TARGET_LOAD = 1.0
 
 
 def free_port() -> int:
@@ -58,7 +59,11 @@ def start_server(name: str = "livekit-server") -> Server:
     udp = free_port()  # a UDP port number free on TCP is almost surely free on UDP here
     ARTIFACTS.mkdir(exist_ok=True)
     log = ARTIFACTS / f"{name}.log"
-    config = f"port: {port}\nrtc:\n  tcp_port: {tcp}\n  udp_port: {udp}\n"
+    # agents.target_load as scripts/livekit-server.sh ships it (see agent/worker.py)
+    config = (
+        f"port: {port}\nrtc:\n  tcp_port: {tcp}\n  udp_port: {udp}\n"
+        f"agents:\n  target_load: {AGENT_TARGET_LOAD}\n"
+    )
     process = subprocess.Popen(
         [
             livekit_binary(),
@@ -110,8 +115,6 @@ def start_worker(
         LIVEKIT_API_SECRET=API_SECRET,
         AGENT_NAME=agent_name,
         AGENT_HTTP_PORT=str(free_port()),
-        # the tests share 2 cores with a browser and the server: never turn the test call away
-        LOAD_THRESHOLD="inf",
         **(extra_env or {}),
     )
     log = ARTIFACTS / f"{name}-{agent_name}.log"

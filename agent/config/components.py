@@ -147,15 +147,22 @@ def import_plugins(settings: Settings) -> None:
         importlib.import_module(module)
 
 
-def prewarm(settings: Settings) -> None:
-    """Load every model the settings name (each STT of the chain too), once per process."""
+def prewarm(settings: Settings, forking: bool = False) -> None:
+    """Load every model the settings name (each STT of the chain too), once per process.
+
+    `forking`: this process will fork the calls' processes (agent/preload.py), so load only
+    the engines that still work in a forked child (their plugin's `fork_safe`); the others
+    load in each call's process.
+    """
     resolved = resolve(settings)
     descs = [*stt_chain(settings), resolved["tts"]]
     if not resolved["llm"].realtime:  # a realtime model connects when the session starts
         descs.append(resolved["llm"])
     for desc in descs:
         component = build(desc, settings)
-        if hasattr(component, "prewarm") and not isinstance(component, str):
+        if not hasattr(component, "prewarm") or isinstance(component, str):
+            continue
+        if not forking or getattr(component, "fork_safe", False):
             component.prewarm()
 
 

@@ -71,6 +71,8 @@ def transcribe(samples: np.ndarray, word_timestamps: bool = False):
 
 
 class WhisperSTT(stt.STT):
+    fork_safe = False  # CTranslate2's thread pool does not survive a fork: a child would hang
+
     def __init__(self, *, language: str = "en") -> None:
         super().__init__(capabilities=stt.STTCapabilities(streaming=False, interim_results=False))
         require_english("local/whisper-tiny", language)
