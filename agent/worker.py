@@ -43,6 +43,9 @@ async def entrypoint(ctx: JobContext) -> None:
         vad=vad,
         turn_handling=config.turn_handling(live.settings),
     )
+    # The caller hung up: end the job now rather than when the server closes the empty room
+    # (~20 s later), so its MAX_CALLS slot is free for the next caller.
+    session.on("close", lambda _: ctx.shutdown("the session closed"))
     await session.start(agent=agent, room=ctx.room)
     await ctx.connect()
     if not ctx.is_fake_job():  # console: no room IO, so no caller attributes to follow
