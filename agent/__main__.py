@@ -8,6 +8,7 @@ transcribe FILE...                audio files to text/JSON/SRT with any STT desc
 bench-stt --refs refs.tsv FILE... word error rate and speed of several STT descriptors
 doctor                            check settings, keys, server, providers, models, audio devices
 web [--host H] [--port P]         the browser page and its token endpoint (http://127.0.0.1:8000)
+redispatch [--port P]             a livekit-server webhook: a call whose agent was lost gets one again
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ TOOLS = {
     "bench-stt": "agent.bench_stt",
     "doctor": "agent.doctor",
     "web": "agent.web",
+    "redispatch": "agent.redispatch",
 }
 
 
