@@ -139,7 +139,9 @@ class Redispatcher:
 
 
 def _agent_name(p: ParticipantInfo) -> str:
-    return p.attributes.get(AGENT_NAME_ATTRIBUTE, "") if p.kind == ParticipantInfo.Kind.AGENT else ""
+    return (
+        p.attributes.get(AGENT_NAME_ATTRIBUTE, "") if p.kind == ParticipantInfo.Kind.AGENT else ""
+    )
 
 
 def _lost_agent(p: ParticipantInfo) -> bool:
