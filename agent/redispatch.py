@@ -93,8 +93,11 @@ class Redispatcher:
         if self._per_room.get(item.room, 0) >= MAX_PER_ROOM:
             item.skipped = f"already dispatched {MAX_PER_ROOM} times in this room"
         else:
-            async with api.LiveKitAPI(self.url, self.api_key, self.api_secret) as lk:
-                await self._dispatch(lk, item)
+            try:
+                async with api.LiveKitAPI(self.url, self.api_key, self.api_secret) as lk:
+                    await self._dispatch(lk, item)
+            except Exception as e:  # one room's failure must not stop the next webhook
+                item.skipped = f"the server API failed: {type(e).__name__}: {e}"
         verb = f"skipped: {item.skipped}" if item.skipped else f"dispatched {item.dispatch_id}"
         logger.info(
             "room %s lost agent %s (%s, %s); %s",

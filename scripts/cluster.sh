@@ -86,6 +86,8 @@ keys:
 webhook:
   api_key: $LIVEKIT_API_KEY
   urls: [http://127.0.0.1:$REDISPATCH_PORT/]
+agents:
+  target_load: 1.0   # a worker's load is its share of MAX_CALLS: it is full at 1.0, not 0.7
 logging:
   level: info
 YAML
