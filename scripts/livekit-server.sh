@@ -33,8 +33,12 @@ start() {
   die "livekit-server did not start: see $RUN/livekit-server.log"
 }
 
-stop() {
-  [ -f "$RUN/livekit-server.pid" ] && kill "$(cat "$RUN/livekit-server.pid")" 2>/dev/null || true
+stop() {  # SIGTERM, then SIGKILL after 2 s: a dev server need not wait for its rooms to drain
+  local pid
+  pid="$(cat "$RUN/livekit-server.pid" 2>/dev/null)" || return 0
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
   rm -f "$RUN/livekit-server.pid"
 }
 
