@@ -17,6 +17,7 @@ SERVICES=()
 service() { setsid "$@" & SERVICES+=($!); }
 stop_all() {
   trap - EXIT INT TERM HUP
+  bash scripts/livekit-server.sh stop &  # in parallel: it has its own 2 s grace
   for pid in "${SERVICES[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
   for _ in $(seq $((GRACE * 10))); do
     alive=0
@@ -25,7 +26,7 @@ stop_all() {
     sleep 0.1
   done
   for pid in "${SERVICES[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
-  bash scripts/livekit-server.sh stop
+  wait
   echo "stopped"
 }
 trap stop_all EXIT
