@@ -166,7 +166,8 @@ class Worker:
 
     def rooms(self) -> list[str]:
         """The rooms this worker was given a job in, from its log."""
-        return re.findall(r'received job request.*?"room": "([^"]+)"', self.output())
+        # `"room": "x"` in JSON logs, `room=x` or similar in text logs
+        return re.findall(r"received job request.*?\broom\W+([\w-]+)", self.output())
 
 
 def start_worker(
