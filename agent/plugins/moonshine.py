@@ -25,7 +25,8 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import AudioBuffer, is_given
 from moonshine_voice.transcriber import LineCompleted, LineTextChanged
 
-from . import float_mono, require_english
+from ..audio import float_mono
+from . import Segment, require_english
 
 SAMPLE_RATE = 16000
 CHUNK_SAMPLES = SAMPLE_RATE // 10  # feed the model 100 ms at a time: fewer thread hops
@@ -79,6 +80,17 @@ class MoonshineSTT(stt.STT):
 
     def prewarm(self) -> None:
         load_transcriber()
+
+    def transcribe_samples(
+        self, samples: np.ndarray, word_timestamps: bool = False
+    ) -> list[Segment]:
+        """16 kHz mono float32 -> one Segment per line (tiny-en has no word times)."""
+        result = load_transcriber().transcribe_without_streaming(samples.tolist(), SAMPLE_RATE)
+        return [
+            Segment(line.start_time, line.start_time + line.duration, text)
+            for line in result.lines
+            if (text := line.text.strip())
+        ]
 
     def update_options(self, *, language: NotGivenOr[str] = NOT_GIVEN) -> None:
         if is_given(language):
