@@ -190,3 +190,15 @@ class Recognizer:
 
 def _int16_to_float(data: bytes) -> np.ndarray:
     return np.frombuffer(data, np.int16).astype(np.float32) / 32768.0
+
+
+# The local engine that transcribes a file (POST /stt, /audio/transcriptions), by whether word
+# timestamps were asked for: Moonshine tiny-en (also the streaming engine above) has lines only,
+# Whisper tiny.en (faster-whisper) has word times. Both speak English: a request in another
+# language is transcribed as English and labelled as asked.
+FILE_ENGINES = {False: "local/moonshine-tiny:en", True: "local/whisper-tiny:en"}
+
+
+def local_engine(language: str, *, words: bool = False) -> str:
+    """The STT descriptor (agent/catalog.py) that transcribes a file in `language`."""
+    return FILE_ENGINES[words]
