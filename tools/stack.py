@@ -149,6 +149,7 @@ class Gateway:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
+        self.cartesia_key = "local-dev-key"  # the Cartesia API key its clients send
 
     def start(self) -> None:
         env = {
@@ -159,7 +160,8 @@ class Gateway:
         ARTIFACTS.mkdir(exist_ok=True)
         log = ARTIFACTS / f"{self.name}-{self.port}.log"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent", "gateway", "--port", str(self.port)],
+            [sys.executable, "-m", "agent", "gateway", "--port", str(self.port), "--cartesia-key"]
+            + [self.cartesia_key],
             cwd=ROOT,
             env=env,
             stdout=log.open("a"),
