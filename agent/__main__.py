@@ -19,7 +19,7 @@ import socket
 import sys
 import warnings
 
-from . import config
+from . import config, logs
 from .errors import AgentError
 
 LIVEKIT_COMMANDS = ("start", "dev", "console", "connect")
@@ -52,6 +52,7 @@ def _port_free(port: int) -> bool:
 
 def run_worker(argv: list[str]) -> None:
     try:
+        logs.log_format()  # a wrong LOG_FORMAT stops here, not after the worker registered
         # our flags (--stt, --language, ...) go to config; LiveKit's CLI gets the rest
         flags, argv = config.split_cli_flags(argv)
         os.environ[config.CLI_ENV] = json.dumps(flags)  # read again by the job processes
@@ -90,6 +91,7 @@ def run_worker(argv: list[str]) -> None:
 
     from .worker import make_server
 
+    logs.worker_text_logs()
     sys.argv = [sys.argv[0], *argv]
     cli.run_app(make_server(settings))
 

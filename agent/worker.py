@@ -1,4 +1,4 @@
-"""The voice agent: one AgentSession, every choice delegated to agent/config.py."""
+"""The voice agent: one AgentSession, every choice delegated to agent/config/."""
 
 from __future__ import annotations
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +10,7 @@ from livekit import rtc
 from moonshine_voice.transcriber import LineCompleted, LineStarted, LineTextChanged
 
 from agent.audio import ENGINE_RATE, RAW_ENCODINGS
-from agent.plugins.moonshine import load_transcriber
+from agent.plugins.moonshine import load_transcriber, on_engine
 
 WINDOW = ENGINE_RATE // 20  # 50 ms: the unit of the volume gate and of silence counting
 DEFAULT_MAX_SILENCE = 0.5  # seconds, when a session does not set max_silence_duration_secs
@@ -87,7 +86,7 @@ class Recognizer:
         self._stream = None
 
     async def push(self, data: bytes) -> list[Hypothesis]:
-        return await asyncio.to_thread(self._feed, self._to_engine(data), False)
+        return await on_engine(self._feed, self._to_engine(data), False)
 
     async def finalize(self) -> list[Hypothesis]:
         """Everything heard so far becomes final now (Cartesia `finalize`, Inference
@@ -95,11 +94,11 @@ class Recognizer:
         tail = np.zeros(0, np.float32)
         if self._resampler is not None:
             tail = _int16_to_float(b"".join(f.data.tobytes() for f in self._resampler.flush()))
-        return await asyncio.to_thread(self._feed, tail, True)
+        return await on_engine(self._feed, tail, True)
 
     async def aclose(self) -> None:
         if self._stream is not None:
-            await asyncio.to_thread(self._stream.close)
+            await on_engine(self._stream.close)
             self._stream = None
 
     def _to_engine(self, data: bytes) -> np.ndarray:
@@ -113,7 +112,7 @@ class Recognizer:
         frames = self._resampler.push(rtc.AudioFrame(pcm.tobytes(), self.sample_rate, 1, len(pcm)))
         return _int16_to_float(b"".join(f.data.tobytes() for f in frames))
 
-    # everything below runs on a worker thread, one call at a time per session
+    # everything below runs on Moonshine's engine thread (on_engine), never two at once
 
     def _feed(self, samples: np.ndarray, final: bool) -> list[Hypothesis]:
         if self._stream is None:

@@ -26,12 +26,11 @@ other providers' options are validated against agent/catalog.py and recorded, no
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 
 from aiohttp import web
 
-from agent import config
+from agent import config, logs
 from agent.errors import ConfigError
 from agent.plugins.moonshine import load_transcriber
 
@@ -85,7 +84,7 @@ def main(argv: list[str]) -> None:
         or settings.cartesia_api_key.get_secret_value()
         or DEFAULT_CARTESIA_KEY,
     )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.setup()
     load_transcriber()  # the first session should not wait for the model
     base = f"http://{args.host}:{args.port}"
     banner = (

@@ -17,14 +17,12 @@ from livekit.agents import APIConnectOptions, APIError, APIStatusError, inferenc
 from livekit.plugins import cartesia
 
 from agent import config
-from agent.audio import resample
-from agent.plugins.hibari import SAMPLE_RATE as TTS_RATE
-from agent.plugins.hibari import load_voice
 from gateway.server import make_app
 from gateway.sessions import Gateway
+from tests.speech import silence, spoken_16k
 from tools.wer import wer
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
 PORT = 18089
 BASE = f"http://127.0.0.1:{PORT}"
@@ -37,19 +35,9 @@ SENTENCES = (
 NO_RETRY = APIConnectOptions(max_retry=0, timeout=10)
 
 
-def synthesize(text: str) -> np.ndarray:
-    engine = load_voice()
-    wav = np.concatenate([engine.from_ids(engine.ids(p), 1.0) for p in engine.phonemize(text)])
-    return resample(np.asarray(wav, np.float32), TTS_RATE)
-
-
-def silence(seconds: float) -> np.ndarray:
-    return np.zeros(int(seconds * RATE), np.float32)
-
-
 @pytest.fixture(scope="module")
 def speech() -> list[np.ndarray]:
-    return [synthesize(s) for s in SENTENCES]
+    return [spoken_16k(s) for s in SENTENCES]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

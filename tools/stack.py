@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -23,6 +24,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_port_block(size: int = 3) -> int:
+    """The first of `size` consecutive free TCP and UDP ports (livekit-server's 7880/7881/7882)."""
+    for _ in range(50):
+        first = free_port()
+        try:
+            with contextlib.ExitStack() as held:
+                for n in range(size):
+                    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                        s = held.enter_context(socket.socket(socket.AF_INET, kind))
+                        s.bind(("127.0.0.1", first + n))
+            return first
+        except OSError:
+            continue
+    raise RuntimeError("no block of free ports")
 
 
 def wait_for(check, timeout: float, what: str, log: Path | None = None) -> None:
