@@ -475,7 +475,6 @@ DICKENS_SAID = (
 )
 
 
-@pytest.mark.slow
 async def test_nothing_is_lost_at_utterance_boundaries(gateway):
     """44 s of real, multi-sentence speech (shipped in the moonshine-voice wheel), streamed with
     the default 0.5 s silence cut-off: the finals together score within 1 WER point of the
