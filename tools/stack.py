@@ -176,9 +176,9 @@ class Gateway:
         }
         ARTIFACTS.mkdir(exist_ok=True)
         log = ARTIFACTS / f"{self.name}-{self.port}.log"
+        command = [sys.executable, "-m", "agent", "gateway", "--port", str(self.port)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent", "gateway", "--port", str(self.port), "--cartesia-key"]
-            + [self.cartesia_key],
+            [*command, "--cartesia-key", self.cartesia_key],
             cwd=ROOT,
             env=env,
             stdout=log.open("a"),
