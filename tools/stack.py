@@ -227,6 +227,7 @@ class Gateway:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
+        self.cartesia_key = "local-dev-key"  # the Cartesia API key its clients send
 
     def start(self) -> None:
         env = {
@@ -236,8 +237,9 @@ class Gateway:
         }
         ARTIFACTS.mkdir(exist_ok=True)
         log = ARTIFACTS / f"{self.name}-{self.port}.log"
+        command = [sys.executable, "-m", "agent", "gateway", "--port", str(self.port)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent", "gateway", "--port", str(self.port)],
+            [*command, "--cartesia-key", self.cartesia_key],
             cwd=ROOT,
             env=env,
             stdout=log.open("a"),

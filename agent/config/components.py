@@ -40,6 +40,8 @@ def _own_key_plugin(desc: Descriptor, settings: Settings):
         **{VARIANT_ARGUMENT[desc.kind]: desc.variant},
         api_key=own_key(settings, desc),
         **({"base_url": base_url} if base_url else {}),
+        # the options check_options let through are plugin arguments (catalog Plugin.options)
+        **(dict(settings.stt_options) if desc.kind == "stt" else {}),
     )
 
 
