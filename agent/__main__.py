@@ -8,6 +8,7 @@ transcribe FILE...                audio files to text/JSON/SRT with any STT desc
 bench-stt --refs refs.tsv FILE... word error rate and speed of several STT descriptors
 doctor                            check settings, keys, server, providers, models, audio devices
 web [--host H] [--port P]         the browser page and its token endpoint (http://127.0.0.1:8000)
+redispatch [--port P]             a livekit-server webhook: a call whose agent was lost gets one again
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import socket
 import sys
 import warnings
 
-from . import config
+from . import config, logs
 from .errors import AgentError
 
 LIVEKIT_COMMANDS = ("start", "dev", "console", "connect")
@@ -28,6 +29,7 @@ NEEDS_SERVER = ("start", "dev", "connect")
 # developer tools are named, not imported, here: they build on the product, never the reverse.
 TOOLS = {
     "web": "agent.web",
+    "redispatch": "agent.redispatch",
     "gateway": "gateway.server",
     "call": "tools.caller",
     "transcribe": "tools.transcribe",
@@ -52,6 +54,7 @@ def _port_free(port: int) -> bool:
 
 def run_worker(argv: list[str]) -> None:
     try:
+        logs.log_format()  # a wrong LOG_FORMAT stops here, not after the worker registered
         # our flags (--stt, --language, ...) go to config; LiveKit's CLI gets the rest
         flags, argv = config.split_cli_flags(argv)
         os.environ[config.CLI_ENV] = json.dumps(flags)  # read again by the job processes
@@ -90,6 +93,7 @@ def run_worker(argv: list[str]) -> None:
 
     from .worker import make_server
 
+    logs.worker_text_logs()
     sys.argv = [sys.argv[0], *argv]
     cli.run_app(make_server(settings))
 

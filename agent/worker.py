@@ -1,4 +1,4 @@
-"""The voice agent: one AgentSession, every choice delegated to agent/config.py."""
+"""The voice agent: one AgentSession, every choice delegated to agent/config/."""
 
 from __future__ import annotations
 
@@ -53,6 +53,15 @@ async def entrypoint(ctx: JobContext) -> None:
     await session.generate_reply(instructions="Greet the user in one short sentence.")
 
 
+def share_of_calls(max_calls: int):
+    """A worker's load as LiveKit weighs it: n calls running of `max_calls` is n / max_calls."""
+
+    def load(server: AgentServer) -> float:
+        return len(server.active_jobs) / max_calls
+
+    return load
+
+
 def make_server(settings: config.Settings) -> AgentServer:
     config.import_plugins(settings)  # on the main thread, as LiveKit requires
     server = AgentServer(
@@ -61,11 +70,12 @@ def make_server(settings: config.Settings) -> AgentServer:
         # forkserver every call's process is forked from (agent/preload.py).
         job_executor_type=JobExecutorType(settings.job_executor),
         preload_modules=["agent.preload"],
-        # Capacity is a number of calls, not the machine's CPU (which other programs move):
-        # the reported load is calls / MAX_CALLS, full at 1.0. livekit-server dispatches only
-        # to a worker whose load is under its agents.target_load, which the shipped server
-        # config sets to 1.0 to match (scripts/livekit-server.sh).
-        load_fnc=lambda server: len(server.active_jobs) / settings.max_calls,
+        # Capacity is a number of calls, not the machine's CPU: other programs move the CPU,
+        # and workers sharing a machine all see the same CPU, so LiveKit could not tell them
+        # apart (it would send a burst of calls to one). The reported load is this worker's
+        # calls / MAX_CALLS, full at 1.0; livekit-server dispatches only to a worker under its
+        # agents.target_load, which the shipped configs set to 1.0 to match.
+        load_fnc=share_of_calls(settings.max_calls),
         load_threshold=1.0,
         setup_fnc=prewarm,
         port=settings.agent_http_port,

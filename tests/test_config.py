@@ -11,6 +11,8 @@ from agent import catalog, config, switching
 from agent.fallback import FallbackSTT
 from agent.plugins.moonshine import MoonshineSTT
 
+pytestmark = pytest.mark.unit
+
 INF = {  # LiveKit Inference reachable (a gateway), with credentials
     "LIVEKIT_INFERENCE_URL": "http://127.0.0.1:9/v1",
     "LIVEKIT_API_KEY": "devkey",

@@ -40,6 +40,8 @@ def _own_key_plugin(desc: Descriptor, settings: Settings):
         **{VARIANT_ARGUMENT[desc.kind]: desc.variant},
         api_key=own_key(settings, desc),
         **({"base_url": base_url} if base_url else {}),
+        # the options check_options let through are plugin arguments (catalog Plugin.options)
+        **(dict(settings.stt_options) if desc.kind == "stt" else {}),
     )
 
 
@@ -199,7 +201,12 @@ def describe(settings: Settings, resolved: dict[Kind, Descriptor]) -> str:
         if settings.stt_options
         else "",
         "livekit_inference_url": settings.livekit_inference_url,
-        "cartesia_base_url": settings.cartesia_base_url,
+        # the addresses provider plugins are pointed at (e.g. CARTESIA_BASE_URL)
+        **{
+            m.plugin.base_url: getattr(settings, m.plugin.base_url)
+            for m in catalog.MODELS.values()
+            if m.plugin and m.plugin.base_url
+        },
     }
     parts += [f"{k.upper()}={v} [{settings.source(k)}]" for k, v in shown.items() if v]
     parts += [

@@ -63,7 +63,8 @@ class Settings(BaseModel):
     xai_api_key: SecretStr = SecretStr("")  # realtime/xai
     turn_detection: Literal["eot", "vad"] = "eot"
     job_executor: Literal["thread", "process"] = "process"  # see agent/worker.py
-    max_calls: int = Field(12, ge=1)  # concurrent calls before new ones are refused (capacity)
+    # concurrent calls of this worker; beyond them new calls are refused (agent/worker.py)
+    max_calls: int = Field(12, ge=1)
     agent_http_port: int = Field(8081, ge=0, le=65535)  # the worker's health endpoint; 0 = any
     # the browser page and its token endpoint (agent/web.py)
     web_host: str = "127.0.0.1"
