@@ -10,6 +10,7 @@ from livekit.agents import (
     JobExecutorType,
     JobProcess,
     inference,
+    room_io,
 )
 
 from . import config, recovery, switching
@@ -18,6 +19,11 @@ INSTRUCTIONS = (
     "You are a friendly voice assistant. Answer briefly and plainly: your words are spoken, "
     "so avoid lists, markup and emoji."
 )
+
+
+# The caller's audio at the rate every local model listens at (VAD, end of turn, STT: 16 kHz),
+# not LiveKit's default 24 kHz, which each of them would resample on its own.
+ROOM_OPTIONS = room_io.RoomOptions(audio_input=room_io.AudioInputOptions(sample_rate=16000))
 
 
 class Assistant(Agent):
@@ -46,7 +52,7 @@ async def entrypoint(ctx: JobContext) -> None:
     # The caller hung up: end the job now rather than when the server closes the empty room
     # (~20 s later), so its MAX_CALLS slot is free for the next caller.
     session.on("close", lambda _: ctx.shutdown("the session closed"))
-    await session.start(agent=agent, room=ctx.room)
+    await session.start(agent=agent, room=ctx.room, room_options=ROOM_OPTIONS)
     await ctx.connect()
     if not ctx.is_fake_job():  # console: no room IO, so no caller attributes to follow
         live.follow(session, agent, ctx.room)  # `stt`/`language` attributes switch the STT live
