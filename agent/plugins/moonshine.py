@@ -90,22 +90,24 @@ def load_transcriber(model: str = "tiny-en"):
 # Tiny-en cannot stream: each interim transcript re-decodes the whole line so far, which is
 # most of a call's CPU. Interims only show the caller what is being heard (interruptions
 # follow the VAD, the final comes from the flush at the end of the turn), so they come every
-# second of speech, and every two when the machine's CPU is above BUSY_CPU_PERCENT.
+# second of speech, and less often as the machine's CPU fills up (CPU_STEPS: percent -> factor).
 UPDATE_INTERVAL = 1.0
-BUSY_CPU_PERCENT = 80.0
+CPU_STEPS = ((95.0, 4.0), (80.0, 2.0))
 # After this much quiet audio the line is over: stop feeding the model (its own VAD would
 # still run on every chunk) until the next loud chunk, fed with the PREROLL chunks before it.
 GATE_AFTER_CHUNKS = 10
 PREROLL_CHUNKS = 3
-_cpu = {"at": 0.0, "busy": False}
+_cpu = {"at": 0.0, "factor": 1.0}
 
 
 def interim_interval(base: float) -> float:
-    """`base`, doubled while the machine is busy (sampled at most once a second)."""
+    """`base`, stretched while the machine is busy (its CPU sampled at most once a second)."""
     now = time.monotonic()
     if now - _cpu["at"] >= 1.0:
-        _cpu.update(at=now, busy=psutil.cpu_percent(interval=None) > BUSY_CPU_PERCENT)
-    return base * 2 if _cpu["busy"] else base
+        percent = psutil.cpu_percent(interval=None)
+        factor = next((f for limit, f in CPU_STEPS if percent >= limit), 1.0)
+        _cpu.update(at=now, factor=factor)
+    return base * _cpu["factor"]
 
 
 @dataclass
