@@ -23,8 +23,9 @@ FRAME_MS = 20
 FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
 TRANSCRIPTION_TOPIC = "lk.transcription"
 # A worker with a free slot joins within a second or two; beyond its MAX_CALLS livekit-server
-# dispatches the call to no one, so no agent ever comes (the page waits as long: web/src/main.js)
-AGENT_JOIN_TIMEOUT = 4.0
+# dispatches the call to no one, so no agent ever comes. Counted from the dispatch, so that the
+# caller hears "busy" within 5 s of calling (the page waits as long: web/src/main.js).
+AGENT_JOIN_TIMEOUT = 4.5
 BUSY = "all agents are busy, try again"
 
 
@@ -85,7 +86,7 @@ class Caller:
         self.identity = identity
         self.attributes = attributes or {}
         self.room = rtc.Room()
-        self.connected_at = 0.0
+        self.dispatched_at = 0.0
         self.transcripts: list[Transcription] = []
         self.agent_frames: list[tuple[float, np.ndarray]] = []  # (arrival, 16 kHz float32)
         self._speech: asyncio.Queue[np.ndarray] = asyncio.Queue()
@@ -101,6 +102,7 @@ class Caller:
             await lk.agent_dispatch.create_dispatch(
                 api.CreateAgentDispatchRequest(agent_name=self.agent_name, room=self.room_name)
             )
+        self.dispatched_at = time.time()
         token = (
             api.AccessToken(self.api_key, self.api_secret)
             .with_identity(self.identity)
@@ -120,7 +122,6 @@ class Caller:
         publication = await self.room.local_participant.publish_track(track, options)
         self.mic_sid = publication.sid
         self._spawn(self._microphone())
-        self.connected_at = time.time()
         return self
 
     def agent_joined(self) -> bool:
@@ -131,7 +132,7 @@ class Caller:
 
     async def wait_for_agent(self, timeout: float = AGENT_JOIN_TIMEOUT) -> None:
         """Return once an agent is in the room; AgentsBusyError if none joined within `timeout`."""
-        deadline = self.connected_at + timeout
+        deadline = self.dispatched_at + timeout
         while not self.agent_joined():
             if time.time() >= deadline:
                 raise AgentsBusyError()

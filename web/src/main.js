@@ -8,7 +8,7 @@ const TRANSCRIPTION_TOPIC = 'lk.transcription';
 // The token dispatches the agent; a worker with a free slot joins within a second or two. A
 // worker at its MAX_CALLS is not offered the call (livekit-server's agents.target_load), so no
 // agent ever comes: say so, and leave, rather than wait (the `call` command waits as long).
-const AGENT_WAIT_MS = 4_000;
+const AGENT_WAIT_MS = 4_500; // from the click: "busy" within 5 s of pressing Start
 const BUSY = 'all agents are busy, try again';
 const languageNames = new Intl.DisplayNames(['en'], { type: 'language' });
 
@@ -207,6 +207,7 @@ function micError(e) {
 }
 
 async function start() {
+  const clickedAt = Date.now();
   showError('');
   $('start').disabled = true;
   try {
@@ -228,7 +229,7 @@ async function start() {
         console.info('no agent joined: all workers are at capacity, or none is running');
         r.disconnect().then(() => showError(BUSY));
       }
-    }, AGENT_WAIT_MS);
+    }, AGENT_WAIT_MS - (Date.now() - clickedAt));
     await r.startAudio(); // inside the click: lets the agent's audio play
     setButtons(true);
     try {
