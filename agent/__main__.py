@@ -60,9 +60,11 @@ def run_worker(argv: list[str]) -> None:
         os.environ[config.CLI_ENV] = json.dumps(flags)  # read again by the job processes
         settings = config.Settings.from_env()
         resolved = config.resolve(settings)
+        print(config.describe(settings, resolved), file=sys.stderr)
+        config.import_plugins(settings)  # on the main thread, as LiveKit requires
+        config.check_components(settings)  # before the worker registers, not in every call
     except config.ConfigError as e:
         fail(str(e))
-    print(config.describe(settings, resolved), file=sys.stderr)
     if argv[0] in NEEDS_SERVER:
         missing = [
             name

@@ -534,6 +534,15 @@ LOCAL_DEFAULTS: dict[Kind, str] = {
     "llm": "local/echo",
     "tts": "local/hibari:heart",
 }
+# What a LiveKit Inference endpoint serves, by who runs it. LiveKit Cloud (an address under
+# LIVEKIT_CLOUD_DOMAIN, or LIVEKIT_URL there) serves all three; any other LIVEKIT_INFERENCE_URL
+# is the local gateway (`python -m agent gateway`), which serves speech-to-text only. A kind the
+# endpoint does not serve defaults to its LOCAL_DEFAULTS entry and refuses cloud descriptors.
+LIVEKIT_CLOUD_DOMAIN = ".livekit.cloud"
+INFERENCE_SERVES: dict[str, tuple[Kind, ...]] = {
+    "livekit-cloud": ("stt", "llm", "tts"),
+    "gateway": ("stt",),
+}
 CLOUD_DEFAULTS: dict[Kind, str] = {
     "stt": "cartesia/ink-whisper:en",
     "llm": "openai/gpt-4.1-mini",

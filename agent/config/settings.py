@@ -167,13 +167,25 @@ class Settings(BaseModel):
         if self.livekit_inference_url:
             return self.livekit_inference_url
         host = urlparse(self.livekit_url).hostname or ""
-        return "https://agent-gateway.livekit.cloud/v1" if host.endswith(".livekit.cloud") else ""
+        cloud = host.endswith(catalog.LIVEKIT_CLOUD_DOMAIN)
+        return f"https://agent-gateway{catalog.LIVEKIT_CLOUD_DOMAIN}/v1" if cloud else ""
+
+    @property
+    def inference_provider(self) -> str:
+        """Who answers at inference_url: a key of catalog.INFERENCE_SERVES, or "" for nobody."""
+        if not self.inference_url:
+            return ""
+        host = urlparse(self.inference_url).hostname or ""
+        return "livekit-cloud" if host.endswith(catalog.LIVEKIT_CLOUD_DOMAIN) else "gateway"
+
+    def inference_serves(self, kind: Kind) -> bool:
+        return kind in catalog.INFERENCE_SERVES.get(self.inference_provider, ())
 
     def descriptor(self, kind: Kind) -> str:
         chosen = getattr(self, kind)
         if chosen:
             return chosen
-        defaults = catalog.CLOUD_DEFAULTS if self.inference_url else catalog.LOCAL_DEFAULTS
+        defaults = catalog.CLOUD_DEFAULTS if self.inference_serves(kind) else catalog.LOCAL_DEFAULTS
         return defaults[kind]
 
     def uses_local_defaults(self) -> bool:
