@@ -23,6 +23,21 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def cluster_processes(marker: str, base: int) -> list[int]:
+    """What the script started: its environment marks them all, except redis-server, which
+    overwrites its environment with its title ("redis-server 127.0.0.1:PORT")."""
+    redis = f"redis-server 127.0.0.1:{base}".encode()
+    found = stack_processes(marker)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().startswith(redis):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is installed by scripts/setup.sh")
 def test_cluster_comes_up_answers_through_either_node_and_stops_on_ctrl_c():
     base = stack.free_port_block(33)  # the script's block: Redis, nodes, redispatcher, workers
@@ -57,13 +72,15 @@ def test_cluster_comes_up_answers_through_either_node_and_stops_on_ctrl_c():
         assert turn.user_final is not None, "no transcript of the caller"
         assert any(t.startswith("You said: ") for t in turn.agent_texts), turn.agent_texts
 
+        # Redis, 2 nodes, the redispatcher, 2 workers, the page (and the script itself)
+        assert len(cluster_processes(agent_name, base)) >= 7, "could not see the cluster"
         started = time.time()
         tmux("send-keys", "-t", session, "C-c")
-        while (left := stack_processes(agent_name)) and time.time() - started < 15:
+        while (left := cluster_processes(agent_name, base)) and time.time() - started < 15:
             time.sleep(0.1)
         print(f"cluster.sh stopped everything in {time.time() - started:.1f} s after Ctrl+C")
         assert not left, f"still running after Ctrl+C: {left}\n{screen(session)}"
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
-        for pid in stack_processes(agent_name):
+        for pid in cluster_processes(agent_name, base):
             os.kill(pid, 9)
