@@ -40,7 +40,8 @@ def cluster_processes(marker: str, base: int) -> list[int]:
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is installed by scripts/setup.sh")
 def test_cluster_comes_up_answers_through_either_node_and_stops_on_ctrl_c():
-    base = stack.free_port_block(33)  # the script's block: Redis, nodes, redispatcher, workers
+    # the script's block (Redis, nodes, redispatcher, page, workers), bound after setup.sh runs
+    base = stack.free_port_block(33, below_ephemeral=True)
     agent_name = f"cluster-{uuid.uuid4().hex[:6]}"  # also marks every process the script starts
     env = {
         "CLUSTER_PORT": str(base),
@@ -50,11 +51,14 @@ def test_cluster_comes_up_answers_through_either_node_and_stops_on_ctrl_c():
     }
     command = " ".join(f"{k}={v}" for k, v in env.items()) + " bash scripts/cluster.sh"
     session = f"cluster-{agent_name}"
-    tmux("new-session", "-d", "-s", session, "-x", "220", "-y", "60", "-c", str(ROOT), command)
+    # typed into a shell, as a person would: the screen stays readable whatever the script does
+    tmux("new-session", "-d", "-s", session, "-x", "220", "-y", "60", "-c", str(ROOT), "bash")
+    tmux("send-keys", "-t", session, command, "Enter")
     try:
         deadline = time.time() + 300  # setup.sh runs first: quick when everything is installed
         while "The cluster is up" not in (text := screen(session)):
             assert time.time() < deadline, f"the cluster never came up:\n{text}"
+            assert "error: " not in text, text  # the script stopped with its one-line reason
             time.sleep(0.5)
         logs = ROOT / ".run" / "cluster"
         for n in (1, 2):  # each worker registered with its own node
