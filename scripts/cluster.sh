@@ -10,6 +10,8 @@ source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 bash scripts/setup.sh
 command -v redis-server >/dev/null || die "redis-server is missing: apt-get install redis-server"
+# the keys for `python -m agent call` from another terminal, as scripts/up.sh does
+[ -f .env ] || { cp .env.example .env; echo "created .env from .env.example"; }
 
 BASE="${CLUSTER_PORT:-7900}"
 WORKERS="${WORKERS:-2}"

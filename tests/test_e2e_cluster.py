@@ -22,9 +22,9 @@ from tools.wer import wer
 pytestmark = pytest.mark.e2e
 
 CALLS = 6
-# A worker reports its load every 2.5 s (livekit-agents' UPDATE_STATUS_INTERVAL); calls that
-# arrive further apart than that each see where the previous one went.
-SPACING = 3.0
+# A worker reports its load every 2.5 s (livekit-agents' UPDATE_STATUS_INTERVAL), measured up
+# to 0.5 s before; calls that arrive further apart than that each see where the last one went.
+SPACING = 3.5
 BEFORE, AFTER, LAST = (
     "What a lovely day it is.",
     "Please book a table for two.",
