@@ -520,7 +520,8 @@ def test_describe_logs_no_secrets():
             {"STT": "cartesia/ink-whisper:en", **INF},
             ("cartesia/ink-whisper:en", "local/echo", catalog.LOCAL_DEFAULTS["tts"]),
         ),
-        ({**INF}, (catalog.CLOUD_DEFAULTS["stt"], "local/echo", catalog.LOCAL_DEFAULTS["tts"])),
+        # the gateway changes no default (what scripts/up.sh runs)
+        ({**INF}, tuple(catalog.LOCAL_DEFAULTS[k] for k in ("stt", "llm", "tts"))),
         # LiveKit Cloud serves all three
         ({**CLOUD}, tuple(catalog.CLOUD_DEFAULTS[k] for k in ("stt", "llm", "tts"))),
         (
