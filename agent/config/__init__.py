@@ -20,6 +20,7 @@ from .components import (
 )
 from .descriptors import (
     Descriptor,
+    call_language,
     check_options,
     check_package,
     install_hint,
@@ -41,6 +42,7 @@ __all__ = [
     "Settings",
     "build",
     "build_stt",
+    "call_language",
     "check_components",
     "check_options",
     "check_package",
