@@ -196,15 +196,32 @@ class Caller:
                 return
             await asyncio.sleep(0.1)
 
-    async def say(self, text: str, pcm: np.ndarray | None = None, timeout: float = 30) -> Turn:
-        """Speak `text` (or the given 48 kHz int16 speech) and wait for the agent's reply."""
+    def agent_identity(self) -> str:
+        return next(p.identity for p in self.room.remote_participants.values() if _is_agent(p))
+
+    async def rpc(self, method: str, payload: str = "") -> str:
+        """Call one of the agent's RPC methods (push-to-talk: start_turn, end_turn)."""
+        return await self.room.local_participant.perform_rpc(
+            destination_identity=self.agent_identity(), method=method, payload=payload
+        )
+
+    async def say(
+        self, text: str, pcm: np.ndarray | None = None, timeout: float = 30, push_to_talk=False
+    ) -> Turn:
+        """Speak `text` (or the given 48 kHz int16 speech) and wait for the agent's reply.
+        `push_to_talk`: hold the agent's talk button (RPC) while speaking, release at the end."""
         pcm = synthesize(text) if pcm is None else pcm
         users_before = len(self.user_finals())
         agents_before = len(self.agent_finals())
+        if push_to_talk:
+            await self.rpc("start_turn")
         self._spoken.clear()
         await self._speech.put(pcm)
         await self._spoken.wait()
         turn = Turn(said=text, speech_end=self._last_speech_end)
+        if push_to_talk:  # release once the last word has left the microphone
+            await asyncio.sleep(max(0.0, turn.speech_end - time.time()))
+            await self.rpc("end_turn")
         try:
             await self.wait_for(lambda: len(self.user_finals()) > users_before, timeout)
             turn.user_final = self.user_finals()[-1]
@@ -219,6 +236,10 @@ class Caller:
             turn.agent_audio = np.concatenate([pcm for _, pcm in heard])
         turn.agent_texts = [t.text for t in self.agent_finals()[agents_before:]]
         return turn
+
+
+def _is_agent(participant: rtc.RemoteParticipant) -> bool:
+    return participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
 
 
 def _loud(pcm: np.ndarray) -> bool:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, model_validator
 
 from . import catalog
 from .catalog import Kind, Model
@@ -36,8 +36,19 @@ class ConfigError(ValueError):
 
 LAYERS = ("default", ".env", "environment", "cli", "dispatch", "participant")
 # the per-call layers may only choose models; keys, URLs and worker options stay the worker's
+# how a call takes turns (TURN_KEYS) may differ per dispatch too
+TURN_KEYS = (
+    "turn_detection",
+    "min_endpointing_delay",
+    "max_endpointing_delay",
+    "allow_interruptions",
+    "min_interruption_duration",
+    "min_interruption_words",
+    "preemptive_generation",
+    "preemptive_tts",
+)
 LAYER_KEYS = {
-    "dispatch": ("stt", "language", "stt_options", "stt_fallback", "llm", "tts"),
+    "dispatch": ("stt", "language", "stt_options", "stt_fallback", "llm", "tts", *TURN_KEYS),
     "participant": ("stt", "language"),
 }
 CLI_FLAGS = {
@@ -53,6 +64,19 @@ CLI_FLAGS = {
 CLI_ENV = "AGENT_CLI_SETTINGS"
 _LANGUAGE_CODE = re.compile(r"^([a-z]{2,3}(-[A-Za-z0-9]{2,4})?|multi)$")
 _dotenv_keys: set[str] = set()  # what load_dotenv added to os.environ: still the .env layer
+
+
+# TURN_DETECTION -> (min, max) endpointing delay in seconds when not set, chosen with
+# benchmarks/latency.py: the shortest wait that never answers into a 400 ms pause mid-sentence.
+# The end-of-turn models wait `max` when they think the user is not done; push-to-talk and the
+# STT's own end of speech need no extra wait.
+ENDPOINTING_DEFAULTS: dict[str, tuple[float, float]] = {
+    "eot": (0.5, 1.0),
+    "multilingual": (0.5, 1.0),
+    "vad": (0.5, 0.5),
+    "stt": (0.0, 0.0),
+    "manual": (0.0, 0.0),
+}
 
 
 class Settings(BaseModel):
@@ -73,7 +97,19 @@ class Settings(BaseModel):
     openai_api_key: SecretStr = SecretStr("")  # realtime/openai
     google_api_key: SecretStr = SecretStr("")  # realtime/gemini
     xai_api_key: SecretStr = SecretStr("")  # realtime/xai
-    turn_detection: Literal["eot", "vad"] = "eot"
+    # turn-taking: LiveKit's turn_handling (see turn_handling()); defaults by measurement,
+    # benchmarks/latency.py
+    turn_detection: Literal["eot", "vad", "stt", "manual", "multilingual"] = "eot"
+    # seconds of silence before the turn ends (min) or, when the end-of-turn model thinks the
+    # user is not done, at most (max); unset: ENDPOINTING_DEFAULTS for the mode
+    min_endpointing_delay: float | None = Field(None, ge=0, le=10)
+    max_endpointing_delay: float | None = Field(None, ge=0, le=30)
+    allow_interruptions: bool = True
+    min_interruption_duration: float = Field(0.5, ge=0, le=10)
+    min_interruption_words: int = Field(0, ge=0, le=50)
+    preemptive_generation: bool = True
+    preemptive_tts: bool = True
+    noise_cancellation: Literal["", "bvc", "bvc-telephony", "nc"] = ""
     job_executor: Literal["thread", "process"] = "thread"
     load_threshold: float = Field(1.0, gt=0)  # see worker.make_server
     agent_http_port: int = Field(8081, ge=0, le=65535)  # the worker's health endpoint; 0 = any
@@ -83,6 +119,28 @@ class Settings(BaseModel):
     token_endpoint_secret: SecretStr = SecretStr("")  # required to bind beyond loopback
     web_allowed_origins: str = ""  # comma-separated origins allowed cross-origin (CORS)
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _delays_in_order(self) -> Settings:
+        low, high = self.endpointing
+        if high < low:
+            raise ValueError(
+                f"MAX_ENDPOINTING_DELAY={high} is below MIN_ENDPOINTING_DELAY={low} "
+                f"(TURN_DETECTION={self.turn_detection}): the longest wait for the end of a "
+                f"turn cannot be shorter than the shortest"
+            )
+        return self
+
+    @property
+    def endpointing(self) -> tuple[float, float]:
+        """(min, max) endpointing delay: the settings, else the mode's measured defaults."""
+        low, high = ENDPOINTING_DEFAULTS[self.turn_detection]
+        if self.min_endpointing_delay is not None:
+            low = self.min_endpointing_delay
+            high = max(high, low)  # a longer min stretches the default max along
+        if self.max_endpointing_delay is not None:
+            high = self.max_endpointing_delay
+        return low, high
 
     @classmethod
     def from_env(
@@ -157,6 +215,10 @@ class Settings(BaseModel):
             new = type(self).model_validate(data)
         except ValidationError as e:
             first = e.errors()[0]
+            if not first["loc"]:  # a check across settings (model_validator) names them itself
+                raise ConfigError(
+                    f"{first['msg'].removeprefix('Value error, ')} ({layer})"
+                ) from None
             raise ConfigError(f"{str(first['loc'][0]).upper()} ({layer}): {first['msg']}") from None
         new._sources = {**self._sources, **dict.fromkeys(values, layer)}
         return new
@@ -365,7 +427,59 @@ def resolve(settings: Settings) -> dict[Kind, Descriptor]:
         source=settings.label("stt_options"),
         plugin=bool(_plugin_key(settings, chain[0])),
     )
+    check_turns(settings)
     return resolved
+
+
+# LiveKit's text end-of-turn model (livekit-plugins-turn-detector): its weights come from the
+# Hugging Face Hub at `download-files` time, or it calls LiveKit Cloud (LIVEKIT_REMOTE_EOT_URL)
+MULTILINGUAL_PACKAGE = "livekit-plugins-turn-detector==1.8.9"
+NOISE_CANCELLATION_PACKAGE = "livekit-plugins-noise-cancellation==0.3.2"
+
+
+def check_turns(settings: Settings) -> None:
+    """Raise ConfigError unless the turn detector and noise cancellation chosen can run here."""
+    if settings.turn_detection == "multilingual":
+        label = _setting_label(settings, "turn_detection")
+        if importlib.util.find_spec("livekit.plugins.turn_detector") is None:
+            raise ConfigError(
+                f"{label} needs {MULTILINGUAL_PACKAGE} (`uv add {MULTILINGUAL_PACKAGE}`) and "
+                f"its model files from the Hugging Face Hub, which this offline setup cannot "
+                f"fetch; TURN_DETECTION=eot is LiveKit's newer end-of-turn model and runs here"
+            )
+        if not (os.environ.get("LIVEKIT_REMOTE_EOT_URL") or _multilingual_weights()):
+            raise ConfigError(
+                f"{label}: the model files of livekit/turn-detector are not downloaded: run "
+                f"`uv run python -m livekit.agents download-files` once with internet access, "
+                f"or use TURN_DETECTION=eot (runs offline)"
+            )
+    if settings.noise_cancellation:
+        label = _setting_label(settings, "noise_cancellation")
+        if not (urlparse(settings.livekit_url).hostname or "").endswith(".livekit.cloud"):
+            raise ConfigError(
+                f"{label} is LiveKit Cloud's noise cancellation: it runs only in rooms on "
+                f"LiveKit Cloud (LIVEKIT_URL=wss://<project>.livekit.cloud), not on this server; "
+                f"unset NOISE_CANCELLATION"
+            )
+        if importlib.util.find_spec("livekit.plugins.noise_cancellation") is None:
+            raise ConfigError(f"{label} needs `uv add {NOISE_CANCELLATION_PACKAGE}`")
+
+
+def _setting_label(settings: Settings, name: str) -> str:
+    """`NAME=value (layer)`, for messages about a value a layer set."""
+    source = settings.source(name)
+    where = "" if source == "default" else f" ({source})"
+    return f"{name.upper()}={getattr(settings, name)}{where}"
+
+
+def _multilingual_weights() -> bool:
+    from huggingface_hub import try_to_load_from_cache
+    from livekit.plugins.turn_detector.models import HG_MODEL, MODEL_REVISIONS, ONNX_FILENAME
+
+    found = try_to_load_from_cache(
+        HG_MODEL, f"onnx/{ONNX_FILENAME}", revision=MODEL_REVISIONS["multilingual"]
+    )
+    return isinstance(found, str)
 
 
 def _check_reachable(settings: Settings, desc: Descriptor, label: str) -> None:
@@ -603,6 +717,10 @@ def import_plugins(settings: Settings) -> None:
         modules.add(REALTIME_PLUGINS[llm.model.name])
     if llm.model.route == "openai":
         modules.add("livekit.plugins.openai")
+    if settings.turn_detection == "multilingual":
+        modules.add("livekit.plugins.turn_detector")
+    if settings.noise_cancellation:
+        modules.add("livekit.plugins.noise_cancellation")
     for module in sorted(modules):
         importlib.import_module(module)
 
@@ -627,18 +745,65 @@ def session_components(settings: Settings, resolved: dict[Kind, Descriptor], vad
     return {"stt": build_stt(settings, vad), "llm": llm, "tts": build(resolved["tts"], settings)}
 
 
-def turn_handling(settings: Settings) -> dict[str, Any]:
-    """End-of-turn and interruption settings that never call the cloud.
-
-    In dev/console mode LiveKit picks its cloud turn detector and adaptive interruption model;
-    the end-of-turn model embedded in livekit-local-inference ("v1-mini") runs here instead.
-    """
+def _eot_detector(settings: Settings):
     from livekit.agents import inference
 
-    detector = (
-        inference.TurnDetector(version="v1-mini") if settings.turn_detection == "eot" else "vad"
-    )
-    return {"turn_detection": detector, "interruption": {"mode": "vad"}}
+    # the audio end-of-turn model embedded in livekit-local-inference; left to itself LiveKit
+    # would pick its cloud version ("v1") in dev/console mode
+    return inference.TurnDetector(version="v1-mini")
+
+
+def _multilingual_detector(settings: Settings):
+    from livekit.plugins.turn_detector.multilingual import MultilingualModel
+
+    return MultilingualModel()
+
+
+# TURN_DETECTION -> what LiveKit's turn_handling["turn_detection"] gets (a mode, or a builder)
+TURN_DETECTORS = {
+    "eot": _eot_detector,
+    "multilingual": _multilingual_detector,
+    "vad": "vad",  # silence alone: MIN_ENDPOINTING_DELAY after the VAD's end of speech
+    "stt": "stt",  # the STT's own end of speech (Moonshine's line end, a provider's endpointing)
+    "manual": "manual",  # push-to-talk: agent/push_to_talk.py commits the turn
+}
+
+
+def turn_handling(settings: Settings) -> dict[str, Any]:
+    """AgentSession's `turn_handling`: end of turn, endpointing delays, interruptions and
+    preemptive generation, from the TURN_KEYS settings. Nothing here calls the cloud:
+    interruption is VAD-based (LiveKit's adaptive mode is a cloud model)."""
+    detector = TURN_DETECTORS[settings.turn_detection]
+    return {
+        "turn_detection": detector(settings) if callable(detector) else detector,
+        "endpointing": dict(zip(("min_delay", "max_delay"), settings.endpointing, strict=True)),
+        "interruption": {
+            "enabled": settings.allow_interruptions,
+            "mode": "vad",
+            "min_duration": settings.min_interruption_duration,
+            "min_words": settings.min_interruption_words,
+        },
+        "preemptive_generation": {
+            "enabled": settings.preemptive_generation,
+            "preemptive_tts": settings.preemptive_tts,
+        },
+    }
+
+
+# NOISE_CANCELLATION -> the filter of livekit-plugins-noise-cancellation (LiveKit Cloud only)
+NOISE_FILTERS = {"bvc": "BVC", "bvc-telephony": "BVCTelephony", "nc": "NC"}
+
+
+def room_options(settings: Settings):
+    """AgentSession.start's `room_options`: the caller's audio in 20 ms frames (LiveKit reads
+    50 ms by default, which the end of every turn waits for), noise cancellation if chosen."""
+    from livekit.agents import room_io
+
+    audio = room_io.AudioInputOptions(frame_size_ms=20)
+    if settings.noise_cancellation:
+        plugin = importlib.import_module("livekit.plugins.noise_cancellation")
+        audio.noise_cancellation = getattr(plugin, NOISE_FILTERS[settings.noise_cancellation])()
+    return room_io.RoomOptions(audio_input=audio)
 
 
 def describe(settings: Settings, resolved: dict[Kind, Descriptor]) -> str:
@@ -655,6 +820,11 @@ def describe(settings: Settings, resolved: dict[Kind, Descriptor]) -> str:
         "cartesia_base_url": settings.cartesia_base_url,
     }
     parts += [f"{k.upper()}={v} [{settings.source(k)}]" for k, v in shown.items() if v]
+    turns = [k for k in (*TURN_KEYS, "noise_cancellation") if settings.source(k) != "default"]
+    parts += [
+        f"{k.upper()}={getattr(settings, k)} [{settings.source(k)}]"
+        for k in dict.fromkeys(["turn_detection", *turns])
+    ]
     parts += [
         f"{key}=set [{settings.source(key.lower())}]"
         for key in sorted({d.model.plugin_key for d in resolved.values() if d.model.plugin_key})
