@@ -52,6 +52,18 @@ def synthesize(text: str) -> np.ndarray:
     return resample(wav, TTS_RATE, SAMPLE_RATE)
 
 
+def insert_pause(pcm: np.ndarray, seconds: float) -> tuple[np.ndarray, float]:
+    """48 kHz int16 speech with `seconds` of silence at its quietest 20 ms between 30 % and
+    75 % of its length (a gap between words), and where the pause starts, in seconds."""
+    hop = SAMPLE_RATE // 50
+    frames = pcm[: len(pcm) // hop * hop].reshape(-1, hop).astype(np.float32)
+    rms = np.sqrt((frames**2).mean(axis=1))
+    low, high = int(len(rms) * 0.3), int(len(rms) * 0.75)
+    cut = (low + int(np.argmin(rms[low:high]))) * hop
+    silence = np.zeros(int(seconds * SAMPLE_RATE), np.int16)
+    return np.concatenate([pcm[:cut], silence, pcm[cut:]]), cut / SAMPLE_RATE
+
+
 def resample(wav: np.ndarray, src: int, dst: int) -> np.ndarray:
     """float32 [-1, 1] or int16 at `src` Hz -> int16 at `dst` Hz, with LiveKit's resampler."""
     pcm = wav if wav.dtype == np.int16 else (np.clip(wav, -1, 1) * 32767).astype(np.int16)
@@ -75,12 +87,14 @@ class Caller:
         room: str | None = None,
         identity: str = "caller",
         attributes: dict[str, str] | None = None,
+        metadata: str = "",  # the dispatch's metadata: per-call settings (config.LAYER_KEYS)
     ) -> None:
         self.url, self.api_key, self.api_secret = url, api_key, api_secret
         self.agent_name = agent_name
         self.room_name = room or f"call-{uuid.uuid4().hex[:8]}"
         self.identity = identity
         self.attributes = attributes or {}
+        self.metadata = metadata
         self.room = rtc.Room()
         self.transcripts: list[Transcript] = []
         self.agent_frames: list[tuple[float, np.ndarray]] = []  # (arrival, 16 kHz float32)
@@ -95,7 +109,9 @@ class Caller:
         async with api.LiveKitAPI(self.url, self.api_key, self.api_secret) as lk:
             await lk.room.create_room(api.CreateRoomRequest(name=self.room_name))
             await lk.agent_dispatch.create_dispatch(
-                api.CreateAgentDispatchRequest(agent_name=self.agent_name, room=self.room_name)
+                api.CreateAgentDispatchRequest(
+                    agent_name=self.agent_name, room=self.room_name, metadata=self.metadata
+                )
             )
         token = (
             api.AccessToken(self.api_key, self.api_secret)
@@ -196,6 +212,14 @@ class Caller:
                 return
             await asyncio.sleep(0.1)
 
+    async def speak(self, pcm: np.ndarray) -> float:
+        """Play 48 kHz int16 speech into the microphone; returns when its last frame has left,
+        the wall-clock end of the speech."""
+        self._spoken.clear()
+        await self._speech.put(pcm)
+        await self._spoken.wait()
+        return self._last_speech_end
+
     def agent_identity(self) -> str:
         return next(p.identity for p in self.room.remote_participants.values() if _is_agent(p))
 
@@ -215,10 +239,7 @@ class Caller:
         agents_before = len(self.agent_finals())
         if push_to_talk:
             await self.rpc("start_turn")
-        self._spoken.clear()
-        await self._speech.put(pcm)
-        await self._spoken.wait()
-        turn = Turn(said=text, speech_end=self._last_speech_end)
+        turn = Turn(said=text, speech_end=await self.speak(pcm))
         if push_to_talk:  # release once the last word has left the microphone
             await asyncio.sleep(max(0.0, turn.speech_end - time.time()))
             await self.rpc("end_turn")

@@ -26,7 +26,7 @@ import numpy as np
 from livekit import rtc
 
 from agent import config
-from agent.caller import SAMPLE_RATE, Caller, resample, synthesize
+from agent.caller import SAMPLE_RATE, Caller, insert_pause, resample, synthesize
 from agent.plugins.moonshine import MoonshineSTT
 from agent.wer import wer
 from tests import stack
@@ -85,18 +85,6 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
     }
 
 
-def with_pause(pcm: np.ndarray, pause_s: float = PAUSE_S) -> tuple[np.ndarray, float]:
-    """`pcm` (48 kHz int16) with `pause_s` of silence at its quietest 20 ms between 30 % and
-    75 %; also where the pause starts, in seconds."""
-    hop = SAMPLE_RATE // 50
-    frames = pcm[: len(pcm) // hop * hop].reshape(-1, hop).astype(np.float32)
-    rms = np.sqrt((frames**2).mean(axis=1))
-    low, high = int(len(rms) * 0.3), int(len(rms) * 0.75)
-    cut = (low + int(np.argmin(rms[low:high]))) * hop
-    silence = np.zeros(int(pause_s * SAMPLE_RATE), np.int16)
-    return np.concatenate([pcm[:cut], silence, pcm[cut:]]), cut / SAMPLE_RATE
-
-
 async def decode_time(pcm48k: np.ndarray) -> float:
     pcm = resample(pcm48k, SAMPLE_RATE, 16000)
     frame = rtc.AudioFrame(pcm.tobytes(), 16000, 1, len(pcm))
@@ -138,7 +126,7 @@ async def run(server_url: str, agent_name: str, push_to_talk: bool) -> tuple[lis
             )
             print(json.dumps(rows[-1]), flush=True)
         for text in PAUSED:
-            pcm, pause_at = with_pause(synthesize(text))
+            pcm, pause_at = insert_pause(synthesize(text), PAUSE_S)
             started = time.time()
             turn = await caller.say(text, pcm, push_to_talk=push_to_talk)
             pause = (started + pause_at, started + pause_at + PAUSE_S)
