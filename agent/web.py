@@ -66,7 +66,7 @@ CSP = (
 )
 
 
-class Refused(Exception):
+class RefusedError(Exception):
     """A request we answer with a 4xx and a one-line reason."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -82,7 +82,7 @@ def _name(body: dict, key: str) -> str:
     if value is None:
         return f"web-{secrets.token_hex(4)}"
     if not isinstance(value, str) or not NAME.fullmatch(value):
-        raise Refused(400, f"{key} must be 1-64 letters, digits, '_' or '-'")
+        raise RefusedError(400, f"{key} must be 1-64 letters, digits, '_' or '-'")
     return value
 
 
@@ -91,7 +91,7 @@ def _text(body: dict, key: str, limit: int) -> str:
     if value is None:
         return ""
     if not isinstance(value, str) or len(value) > limit or not value.isprintable():
-        raise Refused(400, f"{key} must be printable text of at most {limit} characters")
+        raise RefusedError(400, f"{key} must be printable text of at most {limit} characters")
     return value
 
 
@@ -100,18 +100,20 @@ def _attributes(body: dict) -> dict[str, str]:
     if attrs is None:
         return {}
     if not isinstance(attrs, dict) or len(attrs) > MAX_ATTRIBUTES:
-        raise Refused(400, f"participant_attributes must be an object of at most {MAX_ATTRIBUTES}")
+        raise RefusedError(
+            400, f"participant_attributes must be an object of at most {MAX_ATTRIBUTES}"
+        )
     for key, value in attrs.items():
         # lk.* attributes are LiveKit's own (agent state, transcription ids)
         if not ATTRIBUTE_KEY.fullmatch(key) or key.startswith("lk."):
-            raise Refused(400, f"attribute name {key[:70]!r} is not allowed")
+            raise RefusedError(400, f"attribute name {key[:70]!r} is not allowed")
         if not isinstance(value, str) or len(value) > MAX_ATTRIBUTE_VALUE:
-            raise Refused(400, f"attribute {key} must be a string of at most 256 characters")
+            raise RefusedError(400, f"attribute {key} must be a string of at most 256 characters")
     if "stt" in attrs:  # the agent reads it as an STT descriptor: refuse a wrong one early
         try:
             config.parse("stt", attrs["stt"], "attribute stt")
         except config.ConfigError as e:
-            raise Refused(400, str(e)) from None
+            raise RefusedError(400, str(e)) from None
     return attrs
 
 
@@ -121,20 +123,22 @@ def _check_room_config(body: dict, agent_name: str) -> None:
     if room_config is None:
         return
     if not isinstance(room_config, dict) or set(room_config) - {"agents"}:
-        raise Refused(403, "room_config may only name the agent: the server configures rooms")
+        raise RefusedError(403, "room_config may only name the agent: the server configures rooms")
     agents = room_config.get("agents") or []
     if not isinstance(agents, list) or any(
         not isinstance(a, dict) or a.get("agent_name") != agent_name or set(a) - {"agent_name"}
         for a in agents
     ):
-        raise Refused(403, f"room_config may only dispatch the agent {agent_name!r}")
+        raise RefusedError(403, f"room_config may only dispatch the agent {agent_name!r}")
 
 
 def mint(settings: config.Settings, body: dict[str, Any]) -> dict[str, str]:
-    """A request body -> {server_url, participant_token}, or Refused."""
+    """A request body -> {server_url, participant_token}, or RefusedError."""
     unknown = set(body) - FIELDS
     if unknown:
-        raise Refused(400, f"unknown field {sorted(unknown)[0][:70]!r}; fields: {sorted(FIELDS)}")
+        raise RefusedError(
+            400, f"unknown field {sorted(unknown)[0][:70]!r}; fields: {sorted(FIELDS)}"
+        )
     room = _name(body, "room_name")
     identity = _name(body, "participant_identity")
     display_name = _text(body, "participant_name", MAX_DISPLAY_NAME)
@@ -169,16 +173,16 @@ def mint(settings: config.Settings, body: dict[str, Any]) -> dict[str, str]:
 
 async def _read_json(request: web.Request) -> dict[str, Any]:
     if request.body_exists and request.content_type != "application/json":
-        raise Refused(415, "send the body as application/json")
+        raise RefusedError(415, "send the body as application/json")
     raw = await request.read()  # over MAX_BODY: aiohttp raises 413 (the app's client_max_size)
     if not raw.strip():
         return {}
     try:
         body = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
-        raise Refused(400, "the body is not valid JSON") from None
+        raise RefusedError(400, "the body is not valid JSON") from None
     if not isinstance(body, dict):
-        raise Refused(400, "the body must be a JSON object")
+        raise RefusedError(400, "the body must be a JSON object")
     return body
 
 
@@ -195,7 +199,7 @@ def _authorized(request: web.Request, secret: str) -> bool:
 async def token(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS_KEY]
     if not _authorized(request, settings.token_endpoint_secret.get_secret_value()):
-        raise Refused(401, "token refused: send Authorization: Bearer <TOKEN_ENDPOINT_SECRET>")
+        raise RefusedError(401, "token refused: send Authorization: Bearer <TOKEN_ENDPOINT_SECRET>")
     return web.json_response(mint(settings, await _read_json(request)))
 
 
@@ -271,7 +275,7 @@ async def api_guard(request: web.Request, handler) -> web.StreamResponse:
     cors = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"} if allowed else {}
     try:
         if cross and not allowed:
-            raise Refused(403, f"origin {origin[:100]} is not allowed (WEB_ALLOWED_ORIGINS)")
+            raise RefusedError(403, f"origin {origin[:100]} is not allowed (WEB_ALLOWED_ORIGINS)")
         if request.method == "OPTIONS" and allowed:  # CORS preflight
             return web.Response(
                 status=204,
@@ -286,7 +290,7 @@ async def api_guard(request: web.Request, handler) -> web.StreamResponse:
         response.headers.update(cors)
         response.headers["Cache-Control"] = "no-store"
         return response
-    except Refused as e:
+    except RefusedError as e:
         return web.json_response({"error": str(e)}, status=e.status, headers=cors)
     except web.HTTPException as e:  # aiohttp's own 404/405/413, as JSON
         return web.json_response({"error": e.reason}, status=e.status, headers=cors)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import psutil
 
-from agent.caller import Caller, synthesize
-from agent.wer import wer
-from tests import stack
+from tools import stack
+from tools.caller import Caller, synthesize
+from tools.wer import wer
 
 SENTENCE = "Please book a table for two at seven."
 

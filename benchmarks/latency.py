@@ -26,10 +26,10 @@ import numpy as np
 from livekit import rtc
 
 from agent import config
-from agent.caller import SAMPLE_RATE, Caller, insert_pause, resample, synthesize
 from agent.plugins.moonshine import MoonshineSTT
-from agent.wer import wer
-from tests import stack
+from tools import stack
+from tools.caller import SAMPLE_RATE, Caller, insert_pause, resample, synthesize
+from tools.wer import wer
 
 UTTERANCES = [
     "What a lovely day it is.",

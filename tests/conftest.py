@@ -1,6 +1,6 @@
 import pytest
 
-from tests import stack
+from tools import stack
 
 
 @pytest.fixture(scope="session")

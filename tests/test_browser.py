@@ -15,10 +15,10 @@ import pytest
 from livekit import api
 from playwright.async_api import async_playwright
 
-from agent.caller import SAMPLE_RATE, synthesize
 from agent.web import DIST
-from agent.wer import normalize, wer
-from tests import stack
+from tools import stack
+from tools.caller import SAMPLE_RATE, synthesize
+from tools.wer import normalize, wer
 
 pytestmark = pytest.mark.e2e
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+PYTHON = shlex.quote(sys.executable)  # the project's own interpreter, wherever uv is
 
 
 def tmux(*args: str) -> str:
@@ -36,7 +39,7 @@ def test_text_console_echoes_a_typed_line():
     # worker on 8081 does not collide.
     command = (
         "env -u LIVEKIT_URL -u LIVEKIT_API_KEY -u LIVEKIT_API_SECRET STT= LLM= TTS= "
-        "LIVEKIT_URL= AGENT_HTTP_PORT=0 uv run python -m agent console --text"
+        f"LIVEKIT_URL= AGENT_HTTP_PORT=0 {PYTHON} -m agent console --text"
     )
     tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "50", "-c", str(ROOT), command)
     try:
@@ -87,7 +90,7 @@ def speak_into(fifo: Path, text: str) -> None:
     """Synthesized speech into the virtual microphone, in real time, then silence."""
     import numpy as np
 
-    from agent.audio_files import resample
+    from agent.audio import resample
     from agent.plugins.hibari import SAMPLE_RATE, load_voice
 
     voice = load_voice()
@@ -107,7 +110,7 @@ def test_audio_console_hears_the_microphone(virtual_audio):
     session = f"console-{uuid.uuid4().hex[:8]}"
     command = (
         f"XDG_RUNTIME_DIR={runtime} STT= LLM= TTS= LIVEKIT_URL= AGENT_HTTP_PORT=0 "
-        "uv run python -m agent console"
+        f"{PYTHON} -m agent console"
     )
     tmux("new-session", "-d", "-s", session, "-x", "200", "-y", "50", "-c", str(ROOT), command)
     try:

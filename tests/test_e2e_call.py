@@ -3,10 +3,10 @@ and answers with speech."""
 
 import pytest
 
-from agent.caller import Caller
 from agent.plugins.moonshine import MoonshineSTT
-from agent.wer import normalize, wer
-from tests import stack
+from tools import stack
+from tools.caller import Caller
+from tools.wer import normalize, wer
 
 pytestmark = pytest.mark.e2e
 

@@ -4,9 +4,9 @@ Cartesia's with the user's own key) and transcribes a participant through liveki
 
 import pytest
 
-from agent.caller import Caller
-from agent.wer import wer
-from tests import stack
+from tools import stack
+from tools.caller import Caller
+from tools.wer import wer
 
 pytestmark = pytest.mark.e2e
 

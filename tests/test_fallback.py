@@ -17,10 +17,11 @@ from livekit.agents import inference, stt, utils
 from livekit.plugins import cartesia
 
 from agent import config
-from agent.caller import resample, synthesize
+from agent.audio import resample
 from agent.fallback import FallbackSTT
 from agent.plugins.moonshine import MoonshineSTT
-from tests import stack
+from tools import stack
+from tools.caller import synthesize
 
 RATE = 16000
 FRAME = RATE // 50  # 20 ms

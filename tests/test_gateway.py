@@ -16,11 +16,12 @@ from livekit.agents import APIConnectOptions, APIError, APIStatusError, inferenc
 from livekit.plugins import cartesia
 
 from agent import config
-from agent.audio_files import resample
-from agent.gateway import Gateway, make_app
+from agent.audio import resample
 from agent.plugins.hibari import SAMPLE_RATE as TTS_RATE
 from agent.plugins.hibari import load_voice
-from agent.wer import wer
+from gateway.server import make_app
+from gateway.sessions import Gateway
+from tools.wer import wer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -11,9 +11,9 @@ import pytest
 from livekit import rtc
 
 from agent import switching
-from agent.caller import Caller
-from agent.wer import wer
-from tests import stack
+from tools import stack
+from tools.caller import Caller
+from tools.wer import wer
 
 pytestmark = pytest.mark.e2e
 

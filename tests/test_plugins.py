@@ -6,11 +6,11 @@ import numpy as np
 from livekit import rtc
 from livekit.agents import llm, stt
 
-from agent.caller import SAMPLE_RATE, synthesize
 from agent.plugins.echo import GREETING, EchoLLM
 from agent.plugins.hibari import HibariTTS
 from agent.plugins.moonshine import MoonshineSTT
-from agent.wer import wer
+from tools.caller import SAMPLE_RATE, synthesize
+from tools.wer import wer
 
 SENTENCE = "Please book a table for two at seven."
 

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from agent import config
 from agent.web import FIELDS, MAX_BODY, make_app
-from tests import stack
+from tools import stack
 
 API_SECRET = "an-api-secret-that-must-never-leak-0123456789"
 ENDPOINT_SECRET = "endpoint-secret-9f8e7d6c5b4a"

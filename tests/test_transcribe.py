@@ -4,6 +4,7 @@ encoding, bad files, and the Cartesia batch request shape against a local server
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import subprocess
@@ -16,10 +17,11 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from agent import audio_files, bench_stt, config, transcribe
+from agent import config
 from agent.plugins.hibari import SAMPLE_RATE as TTS_RATE
 from agent.plugins.hibari import load_voice
-from agent.wer import wer
+from tools import audio_files, bench_stt, transcribe
+from tools.wer import wer
 
 ROOT = Path(__file__).resolve().parent.parent
 SENTENCE = "The quick brown fox jumps over the lazy dog. It was a sunny day in the park."
@@ -125,7 +127,7 @@ def test_word_timestamps_are_monotonic_and_inside_the_audio(files, capsys):
         assert 0 <= w["start"] <= w["end"] <= result["duration"]
     starts = [w["start"] for w in words]
     assert starts == sorted(starts)
-    assert all(a["end"] <= b["start"] for a, b in zip(words, words[1:], strict=False))
+    assert all(a["end"] <= b["start"] for a, b in itertools.pairwise(words))
 
 
 def test_srt_and_text_formats(files, capsys):

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+import wave
 
+import numpy as np
 import pytest
 
-from agent.caller import Caller, insert_pause, synthesize
 from agent.push_to_talk import MODE_ATTRIBUTE
-from agent.wer import normalize, wer
-from tests import stack
 from tests.test_browser import KEY, TRANSCRIPT_JS, chromium, join_with_agent, page_server
+from tools import stack
+from tools.caller import SAMPLE_RATE, Caller, insert_pause, synthesize
+from tools.wer import normalize, wer
 
 pytestmark = pytest.mark.e2e
 
@@ -105,12 +107,6 @@ async def test_a_dispatch_can_turn_push_to_talk_on(worker, livekit_server):
 async def test_hold_to_talk_on_the_page(manual_worker, livekit_server, tmp_path):
     """Chromium's fake microphone says the sentence over and over; the agent answers once,
     after the button is released, to what was said while it was held."""
-    import wave
-
-    import numpy as np
-
-    from agent.caller import SAMPLE_RATE
-
     wav = tmp_path / "loop.wav"
     with wave.open(str(wav), "wb") as w:
         w.setnchannels(1)
@@ -121,8 +117,9 @@ async def test_hold_to_talk_on_the_page(manual_worker, livekit_server, tmp_path)
     agent_lines = f"() => ({TRANSCRIPT_JS})().filter(l => l.speaker === 'agent' && l.final)"
     async with (
         page_server(livekit_server.url, manual_worker.agent_name) as url,
-        chromium("--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}")
-        as page,
+        chromium(
+            "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}"
+        ) as page,
     ):
         await page.goto(f"{url}/#key={KEY}")
         await join_with_agent(page)

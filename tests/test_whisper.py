@@ -9,7 +9,7 @@ from livekit.agents import stt
 from agent import config
 from agent.plugins.hibari import SAMPLE_RATE, load_voice
 from agent.plugins.whisper import WhisperSTT
-from agent.wer import wer
+from tools.wer import wer
 
 SENTENCE = "Please book a table for two at seven tonight."
 

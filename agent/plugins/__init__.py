@@ -1,16 +1,33 @@
-"""The local engines as ordinary LiveKit plugins (stt.STT, tts.TTS, llm.LLM subclasses)."""
+"""The local engines as ordinary LiveKit plugins (stt.STT, tts.TTS, llm.LLM subclasses).
 
-import numpy as np
-from livekit import rtc
+A local STT plugin may also offer file transcription, which `python -m agent transcribe` and the
+gateway's batch endpoints use: `transcribe_samples(samples, word_timestamps) -> list[Segment]`
+over 16 kHz mono float32 audio. Its catalog row says whether it gives word times.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 
-def float_mono(frame: rtc.AudioFrame) -> np.ndarray:
-    """An int16 frame as mono float32 in [-1, 1], what the local models take."""
-    pcm = np.frombuffer(frame.data, dtype=np.int16).reshape(-1, frame.num_channels)
-    return pcm.mean(axis=1).astype(np.float32) / 32768.0
+@dataclass
+class Word:
+    word: str
+    start: float  # seconds from the start of the audio
+    end: float
+
+
+@dataclass
+class Segment:
+    """A stretch of transcribed audio: a Moonshine line, a Whisper segment or a subtitle cue."""
+
+    start: float
+    end: float
+    text: str
+    words: list[Word] = field(default_factory=list)
 
 
 def require_english(model: str, language: str) -> None:
-    """The bundled STT models are English-only (tiny-en, tiny.en)."""
+    """The bundled English-only STT models (tiny-en, tiny.en) refuse other languages."""
     if language != "en":
         raise ValueError(f"{model} speaks only 'en', not {language!r}")

@@ -1,8 +1,14 @@
 """Moonshine tiny-en as a streaming LiveKit STT plugin, fully offline.
 
 The weights ship inside the `moonshine-voice==0.0.73` wheel. One model is loaded per
-process and shared by every stream (jobs run as threads, see agent/worker.py), so an extra
-call costs a Moonshine stream, not another model.
+process and shared by every stream of that process, so an extra call costs a Moonshine
+stream, not another model.
+
+Moonshine's Transcriber is not safe to drive from several threads: two streams decoding at
+once, or a stream freed while it decodes, corrupt its heap (SIGSEGV, "double free"). So every
+call into the model runs on one engine thread per process (`on_engine`): its queue serializes
+the calls, and a stream's close is queued behind its last decode. The native code releases
+the GIL, so the event loop keeps running while the engine thread decodes.
 """
 
 from __future__ import annotations
@@ -11,7 +17,10 @@ import asyncio
 import functools
 import re
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from livekit import rtc
@@ -25,7 +34,8 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import AudioBuffer, is_given
 from moonshine_voice.transcriber import LineCompleted, LineTextChanged
 
-from . import float_mono, require_english
+from ..audio import float_mono
+from . import Segment, require_english
 
 SAMPLE_RATE = 16000
 CHUNK_SAMPLES = SAMPLE_RATE // 10  # feed the model 100 ms at a time: fewer thread hops
@@ -35,6 +45,14 @@ MIN_SPEECH_RMS = 0.005
 
 
 _load_lock = threading.Lock()  # job threads prewarm together; moonshine's loader is not thread-safe
+# the one thread that touches the model and its streams (see the module docstring)
+_engine = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moonshine")
+T = TypeVar("T")
+
+
+async def on_engine(fn: Callable[..., T], *args) -> T:
+    """Run `fn(*args)` on the engine thread, after every call queued before it."""
+    return await asyncio.get_running_loop().run_in_executor(_engine, fn, *args)
 
 
 @functools.cache
@@ -80,6 +98,20 @@ class MoonshineSTT(stt.STT):
     def prewarm(self) -> None:
         load_transcriber()
 
+    def transcribe_samples(
+        self, samples: np.ndarray, word_timestamps: bool = False
+    ) -> list[Segment]:
+        """16 kHz mono float32 -> one Segment per line (tiny-en has no word times)."""
+        transcriber = load_transcriber()
+        result = _engine.submit(
+            transcriber.transcribe_without_streaming, samples.tolist(), SAMPLE_RATE
+        ).result()
+        return [
+            Segment(line.start_time, line.start_time + line.duration, text)
+            for line in result.lines
+            if (text := line.text.strip())
+        ]
+
     def update_options(self, *, language: NotGivenOr[str] = NOT_GIVEN) -> None:
         if is_given(language):
             require_english("local/moonshine-tiny", language)
@@ -93,7 +125,7 @@ class MoonshineSTT(stt.STT):
     ) -> stt.SpeechEvent:
         frame = rtc.combine_audio_frames(buffer)
         samples = float_mono(frame)
-        transcript = await asyncio.to_thread(
+        transcript = await on_engine(
             load_transcriber().transcribe_without_streaming, samples.tolist(), frame.sample_rate
         )
         rate = frame.sample_rate
@@ -141,8 +173,8 @@ class MoonshineStream(stt.RecognizeStream):
 
     async def _run(self) -> None:
         transcriber = await asyncio.to_thread(load_transcriber)
-        mstream = transcriber.create_stream(self._opts.update_interval)
-        # Listener callbacks fire inside add_audio/stop, on the worker thread: collect them
+        mstream = await on_engine(transcriber.create_stream, self._opts.update_interval)
+        # Listener callbacks fire inside add_audio/stop, on the engine thread: collect them
         # there and turn them into SpeechEvents back on the event loop.
         pending: list = []
         mstream.add_listener(pending.append)
@@ -160,21 +192,23 @@ class MoonshineStream(stt.RecognizeStream):
         chunker = utils.audio.AudioByteStream(
             sample_rate=SAMPLE_RATE, num_channels=1, samples_per_channel=CHUNK_SAMPLES
         )
-        mstream.start()
+        await on_engine(mstream.start)
         try:
             async for item in self._input_ch:
                 if isinstance(item, self._FlushSentinel):
                     for frame in chunker.flush():
-                        self._emit(await asyncio.to_thread(feed, float_mono(frame).tolist()))
-                    self._emit(await asyncio.to_thread(feed, None))
+                        self._emit(await on_engine(feed, float_mono(frame).tolist()))
+                    self._emit(await on_engine(feed, None))
                     continue
                 for frame in chunker.push(item.data):
                     samples = float_mono(frame)
                     self._loudest = max(self._loudest, float(np.sqrt(np.mean(samples**2))))
-                    self._emit(await asyncio.to_thread(feed, samples.tolist()))
-            self._emit(await asyncio.to_thread(feed, None))
+                    self._emit(await on_engine(feed, samples.tolist()))
+            self._emit(await on_engine(feed, None))
         finally:
-            mstream.close()
+            # Queued, not awaited: even when this task is cancelled mid-decode, the close runs
+            # on the engine thread after that decode has finished, never during it.
+            _engine.submit(mstream.close)
 
     def _emit(self, events: list) -> None:
         for ev in events:

@@ -12,7 +12,6 @@ import asyncio
 import functools
 import os
 import threading
-from dataclasses import dataclass, field
 
 import numpy as np
 from livekit import rtc
@@ -20,8 +19,8 @@ from livekit.agents import APIConnectOptions, stt, utils
 from livekit.agents.types import NOT_GIVEN, NotGivenOr, TimedString
 from livekit.agents.utils import AudioBuffer
 
-from ..audio_files import resample
-from . import float_mono, require_english
+from ..audio import float_mono, resample
+from . import Segment, Word, require_english
 
 SAMPLE_RATE = 16000
 _load_lock = threading.Lock()
@@ -47,14 +46,6 @@ def load_model():
         return _load()
 
 
-@dataclass
-class Segment:
-    start: float
-    end: float
-    text: str
-    words: list[tuple[str, float, float]] = field(default_factory=list)
-
-
 def transcribe(samples: np.ndarray, word_timestamps: bool = False):
     """16 kHz mono float32 -> (duration, iterator of Segments as they are decoded).
 
@@ -73,7 +64,7 @@ def transcribe(samples: np.ndarray, word_timestamps: bool = False):
             s.start,
             s.end,
             s.text.strip(),
-            [(w.word.strip(), float(w.start), float(w.end)) for w in s.words or ()],
+            [Word(w.word.strip(), float(w.start), float(w.end)) for w in s.words or ()],
         )
         for s in segments
     )
@@ -95,6 +86,11 @@ class WhisperSTT(stt.STT):
     def prewarm(self) -> None:
         load_model()
 
+    def transcribe_samples(
+        self, samples: np.ndarray, word_timestamps: bool = False
+    ) -> list[Segment]:
+        return list(transcribe(samples, word_timestamps=word_timestamps)[1])
+
     async def _recognize_impl(
         self,
         buffer: AudioBuffer,
@@ -110,7 +106,9 @@ class WhisperSTT(stt.STT):
 
         segments = await asyncio.to_thread(run)
         words = [
-            TimedString(w, start_time=s, end_time=e) for seg in segments for w, s, e in seg.words
+            TimedString(w.word, start_time=w.start, end_time=w.end)
+            for seg in segments
+            for w in seg.words
         ]
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,

@@ -5,7 +5,7 @@
     python -m agent transcribe --stt cartesia/ink-whisper --language de --format srt b.m4a
     python -m agent transcribe --encoding pcm_s16le --sample-rate 8000 call.raw
 
-Descriptors are parsed and validated exactly as for the session (agent/config.py). Local
+Descriptors are parsed and validated exactly as for the session (agent/config/). Local
 engines run offline; Cartesia goes through its batch API (`POST /stt`, or the
 OpenAI-compatible `/audio/transcriptions` with `--api openai`). The JSON output has the shape
 of Cartesia's batch response, whichever engine produced it.
@@ -22,29 +22,19 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from . import audio_files, catalog, config
+from agent import catalog, config
+from agent.config import Descriptor, Settings
+from agent.errors import ConfigError, ServiceError
+from agent.plugins import Segment, Word
+
+from . import audio_files
 from .audio_files import SAMPLE_RATE, Audio
-from .config import ConfigError, Descriptor, Settings
 
 Progress = Callable[[float], None]  # called with seconds of audio just finished
 
 
 @dataclass
-class Word:
-    word: str
-    start: float
-    end: float
-
-
-@dataclass
-class Segment:  # a line (Moonshine), a segment (Whisper) or a subtitle cue
-    start: float
-    end: float
-    text: str
-
-
-@dataclass
-class Transcript:
+class FileTranscript:
     text: str
     language: str
     duration: float
@@ -67,53 +57,32 @@ class Transcript:
         return out
 
 
-# -- engines: one per way of reaching a model --------------------------------------------------
+# -- engines: a local plugin, or a provider's batch API -----------------------------------------
 
 
-class MoonshineEngine:
-    word_timestamps = False  # tiny-en ships no word-alignment model: lines only
+class LocalEngine:
+    """Any local STT plugin that offers `transcribe_samples` (agent/plugins/__init__.py)."""
 
     def __init__(self, desc: Descriptor, settings: Settings) -> None:
-        from .plugins.moonshine import load_transcriber
-
-        self._model = load_transcriber()
+        self._stt = config.build(desc, settings)
+        self._stt.prewarm()
 
     def transcribe(self, audio: Audio, language: str, words: bool, progress: Progress):
-        segments = []
+        segments: list[Segment] = []
         for offset, chunk in audio_files.windows(audio.samples):
-            result = self._model.transcribe_without_streaming(chunk.tolist(), SAMPLE_RATE)
-            segments += [
-                Segment(offset + line.start_time, offset + line.start_time + line.duration, text)
-                for line in result.lines
-                if (text := line.text.strip())
-            ]
+            for seg in self._stt.transcribe_samples(chunk, word_timestamps=words):
+                shifted = [Word(w.word, offset + w.start, offset + w.end) for w in seg.words]
+                segments.append(Segment(offset + seg.start, offset + seg.end, seg.text, shifted))
             progress(len(chunk) / SAMPLE_RATE)
-        text = " ".join(s.text for s in segments)
-        return Transcript(text, language, audio.duration, segments)
-
-
-class WhisperEngine:
-    word_timestamps = True
-
-    def __init__(self, desc: Descriptor, settings: Settings) -> None:
-        from .plugins import whisper
-
-        whisper.load_model()
-        self._whisper = whisper
-
-    def transcribe(self, audio: Audio, language: str, words: bool, progress: Progress):
-        segments, timed, done = [], [], 0.0
-        for seg in self._whisper.transcribe(audio.samples, word_timestamps=words)[1]:
-            segments.append(Segment(seg.start, seg.end, seg.text))
-            timed += [Word(w, s, e) for w, s, e in seg.words]
-            progress(max(0.0, min(seg.end, audio.duration) - done))
-            done = max(done, min(seg.end, audio.duration))
-        progress(audio.duration - done)
         text = " ".join(s.text for s in segments if s.text)
-        return Transcript(text, language, audio.duration, segments, timed)
+        timed = [w for s in segments for w in s.words]
+        return FileTranscript(text, language, audio.duration, segments, timed)
 
 
-LOCAL_ENGINES = {"moonshine-tiny": MoonshineEngine, "whisper-tiny": WhisperEngine}
+def transcribes_files(model: catalog.Model) -> bool:
+    if model.route == "local":
+        return hasattr(config.plugin_class(model.plugin), "transcribe_samples")
+    return model.provider in BATCH_APIS
 
 
 @dataclass(frozen=True)
@@ -139,7 +108,7 @@ def _openai_headers(key: str) -> dict[str, str]:  # what the OpenAI SDK sends, p
     return {"Authorization": f"Bearer {key}", "Cartesia-Version": CARTESIA_VERSION}
 
 
-# --api: URL path and auth headers; both take the same multipart form (seed 004)
+# --api: URL path and auth headers; both take the same multipart form (Cartesia's OpenAI-compatibility guide)
 API_STYLES = {
     "cartesia": ("/stt", _cartesia_headers),
     "openai": ("/audio/transcriptions", _openai_headers),
@@ -147,8 +116,6 @@ API_STYLES = {
 
 
 class BatchEngine:
-    word_timestamps = True
-
     def __init__(self, desc: Descriptor, settings: Settings, api: str = "cartesia", base_url=""):
         spec = BATCH_APIS[desc.model.provider]
         self._key = getattr(settings, spec.key_setting).get_secret_value()
@@ -168,7 +135,7 @@ class BatchEngine:
         progress(audio.duration)
         return result
 
-    async def request(self, audio: Audio, language: str, words: bool) -> Transcript:
+    async def request(self, audio: Audio, language: str, words: bool) -> FileTranscript:
         form = aiohttp.FormData()
         form.add_field("file", audio.path.read_bytes(), filename=audio.path.name)
         form.add_field("model", self._model)
@@ -180,18 +147,20 @@ class BatchEngine:
             params = {"encoding": audio.format, "sample_rate": str(audio.source_rate)}
         timeout = aiohttp.ClientTimeout(total=60 + 2 * audio.duration)
         try:
-            async with aiohttp.ClientSession(timeout=timeout) as http:
-                async with http.post(
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as http,
+                http.post(
                     self.url, data=form, params=params, headers=self._headers(self._key)
-                ) as resp:
-                    body = await resp.text()
-                    if resp.status != 200:
-                        raise ConfigError(
-                            f"{self.url} answered HTTP {resp.status}: {_error_message(body)}"
-                            + ("; check the API key" if resp.status in (401, 403) else "")
-                        )
+                ) as resp,
+            ):
+                body = await resp.text()
+                if resp.status != 200:
+                    raise ServiceError(
+                        f"{self.url} answered HTTP {resp.status}: {_error_message(body)}"
+                        + ("; check the API key" if resp.status in (401, 403) else "")
+                    )
         except (aiohttp.ClientError, TimeoutError) as e:
-            raise ConfigError(
+            raise ServiceError(
                 f"cannot reach {self.url} ({type(e).__name__}: {e}); check the network, "
                 "or point CARTESIA_BASE_URL / --base-url elsewhere"
             ) from None
@@ -200,7 +169,7 @@ class BatchEngine:
             timed = [
                 Word(w["word"], float(w["start"]), float(w["end"])) for w in data.get("words") or ()
             ]
-            return Transcript(
+            return FileTranscript(
                 data["text"].strip(),
                 data.get("language") or language,
                 float(data.get("duration") or audio.duration),
@@ -208,7 +177,7 @@ class BatchEngine:
                 timed,
             )
         except (ValueError, KeyError, TypeError):
-            raise ConfigError(
+            raise ServiceError(
                 f"{self.url} did not answer with a transcript: {body[:200]!r}"
             ) from None
 
@@ -223,14 +192,12 @@ def _error_message(body: str) -> str:
 
 def make_engine(desc: Descriptor, settings: Settings, api: str = "cartesia", base_url: str = ""):
     """The engine for a descriptor, or a ConfigError naming what would work instead."""
-    config._check_package(desc)
-    if desc.model.route == "local" and desc.model.name in LOCAL_ENGINES:
-        return LOCAL_ENGINES[desc.model.name](desc, settings)
+    config.check_package(desc)
+    if desc.model.route == "local" and transcribes_files(desc.model):
+        return LocalEngine(desc, settings)
     if desc.model.provider in BATCH_APIS:
         return BatchEngine(desc, settings, api, base_url)
-    usable = [
-        m.id for m in catalog.STT_MODELS if m.name in LOCAL_ENGINES or m.provider in BATCH_APIS
-    ]
+    usable = [m.id for m in catalog.STT_MODELS if transcribes_files(m)]
     raise ConfigError(
         f"STT={desc} streams only (through LiveKit Inference); files can be transcribed "
         f"with: {', '.join(usable)}"
@@ -268,7 +235,7 @@ def _srt_time(t: float) -> str:
     return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
 
 
-def to_srt(t: Transcript) -> str:
+def to_srt(t: FileTranscript) -> str:
     segments = cues(t.words) if t.words else t.segments
     return "\n".join(
         f"{i}\n{_srt_time(s.start)} --> {_srt_time(s.end)}\n{s.text}\n"
@@ -276,7 +243,7 @@ def to_srt(t: Transcript) -> str:
     )
 
 
-def render(t: Transcript, fmt: str, words: bool, name: str | None) -> str:
+def render(t: FileTranscript, fmt: str, words: bool, name: str | None) -> str:
     """One file's result; `name` is given when several files share the output."""
     if fmt == "json":
         data = t.to_json(words)
@@ -313,17 +280,17 @@ def main(argv: list[str]) -> None:
     desc = stt_descriptor(settings, args.stt, args.language)
     words = args.timestamps == "word"
     audio_files.check_raw_args(args.encoding, args.sample_rate)
-    engine_cls = LOCAL_ENGINES.get(desc.model.name) if desc.model.route == "local" else BatchEngine
-    if words and engine_cls and not engine_cls.word_timestamps:
+    if words and not desc.model.word_timestamps:
+        timed = [m.id for m in catalog.STT_MODELS if m.word_timestamps]
         raise ConfigError(
-            f"{desc.model.id} gives line timestamps only; for word timestamps use "
-            "--stt local/whisper-tiny:en (offline) or cartesia/ink-whisper"
+            f"{desc.model.id} gives line timestamps only; for word timestamps use --stt with "
+            f"one of: {', '.join(timed)}"
         )
     # every file is decoded before any model loads: a bad one stops the run at once
     audios = [audio_files.load(f, args.encoding, args.sample_rate) for f in args.files]
     engine = make_engine(desc, settings, args.api, args.base_url)
     several = len(audios) > 1
-    with progress_bar(sum(a.duration for a in audios), enabled=several) as advance:
+    with ProgressBar(sum(a.duration for a in audios), enabled=several) as advance:
         for audio in audios:
             result = engine.transcribe(audio, desc.variant, words or args.format == "srt", advance)
             print(
@@ -331,7 +298,7 @@ def main(argv: list[str]) -> None:
             )
 
 
-class progress_bar:
+class ProgressBar:
     """A rich progress bar on stderr, in seconds of audio; a no-op when disabled."""
 
     def __init__(self, total: float, enabled: bool) -> None:

@@ -14,45 +14,12 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .config import ConfigError
+from agent.audio import ENGINE_RATE as SAMPLE_RATE
+from agent.audio import RAW_ENCODINGS, resample
+from agent.errors import AudioFileError
 
-SAMPLE_RATE = 16000
 WINDOW_SECONDS = 30.0  # long files go to the local engines in windows of at most this
 
-
-class AudioError(ConfigError):
-    """A file that cannot be transcribed as given."""
-
-
-def _mulaw(raw: bytes) -> np.ndarray:  # G.711 mu-law, as FFmpeg's pcm_mulaw decodes it
-    u = ~np.frombuffer(raw, np.uint8)
-    exponent, mantissa = (u >> 4) & 7, (u & 0x0F).astype(np.int32)
-    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
-    return np.where(u & 0x80, -magnitude, magnitude).astype(np.float32) / 32768
-
-
-def _alaw(raw: bytes) -> np.ndarray:  # G.711 A-law (even bits inverted; sign set = positive)
-    a = np.frombuffer(raw, np.uint8) ^ 0x55
-    exponent, mantissa = (a >> 4) & 7, (a & 0x0F).astype(np.int32)
-    magnitude = np.where(
-        exponent == 0, (mantissa << 4) + 8, ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0)
-    )
-    return np.where(a & 0x80, magnitude, -magnitude).astype(np.float32) / 32768
-
-
-def _scaled(dtype: str, full_scale: float):
-    return lambda raw: np.frombuffer(raw, dtype).astype(np.float32) / full_scale
-
-
-# encoding -> (bytes per sample, decoder to float32 in [-1, 1])
-RAW_ENCODINGS = {
-    "pcm_s16le": (2, _scaled("<i2", 32768.0)),
-    "pcm_s32le": (4, _scaled("<i4", 2147483648.0)),
-    "pcm_f16le": (2, _scaled("<f2", 1.0)),
-    "pcm_f32le": (4, _scaled("<f4", 1.0)),
-    "pcm_mulaw": (1, _mulaw),
-    "pcm_alaw": (1, _alaw),
-}
 
 # leading bytes of containers: a file with these is not raw PCM, whatever --encoding says
 MAGIC = {
@@ -77,12 +44,12 @@ class Audio:
 
 
 def load(path: str | Path, encoding: str | None = None, sample_rate: int | None = None) -> Audio:
-    """Decode a file to 16 kHz mono, or raise AudioError saying what is wrong with it."""
+    """Decode a file to 16 kHz mono, or raise AudioFileError saying what is wrong with it."""
     path = Path(path)
     if not path.is_file():
-        raise AudioError(f"{path}: no such file")
+        raise AudioFileError(f"{path}: no such file")
     if path.stat().st_size == 0:
-        raise AudioError(f"{path} is empty")
+        raise AudioFileError(f"{path} is empty")
     check_raw_args(encoding, sample_rate)
     if encoding:
         return _load_raw(path, encoding, sample_rate)
@@ -91,28 +58,28 @@ def load(path: str | Path, encoding: str | None = None, sample_rate: int | None 
 
 def check_raw_args(encoding: str | None, sample_rate: int | None) -> None:
     if encoding and encoding not in RAW_ENCODINGS:
-        raise AudioError(
+        raise AudioFileError(
             f"--encoding {encoding!r} is not one of: {', '.join(RAW_ENCODINGS)} "
             "(omit it for files with a header: wav, flac, mp3, ogg, webm, m4a)"
         )
     if encoding and not sample_rate:
-        raise AudioError(f"--encoding {encoding} needs --sample-rate (raw PCM has no header)")
+        raise AudioFileError(f"--encoding {encoding} needs --sample-rate (raw PCM has no header)")
     if sample_rate and not encoding:
-        raise AudioError("--sample-rate applies to raw PCM only: add --encoding, or drop it")
+        raise AudioFileError("--sample-rate applies to raw PCM only: add --encoding, or drop it")
     if sample_rate and not 1000 <= sample_rate <= 384000:
-        raise AudioError(f"--sample-rate {sample_rate} is not an audio sample rate in Hz")
+        raise AudioFileError(f"--sample-rate {sample_rate} is not an audio sample rate in Hz")
 
 
 def _load_raw(path: Path, encoding: str, sample_rate: int) -> Audio:
     raw = path.read_bytes()
     for magic, name in MAGIC.items():
         if raw.startswith(magic):
-            raise AudioError(
+            raise AudioFileError(
                 f"{path} is a {name} file, not raw {encoding}: drop --encoding and --sample-rate"
             )
     width, decode = RAW_ENCODINGS[encoding]
     if len(raw) % width:
-        raise AudioError(
+        raise AudioFileError(
             f"{path}: {len(raw)} bytes is not a whole number of {encoding} samples "
             f"({width} bytes each); is --encoding right?"
         )
@@ -120,7 +87,7 @@ def _load_raw(path: Path, encoding: str, sample_rate: int) -> Audio:
     if encoding.startswith("pcm_f") and (
         not np.isfinite(samples).all() or np.abs(samples).max() > 4.0
     ):
-        raise AudioError(
+        raise AudioFileError(
             f"{path} does not look like {encoding} (values far outside [-1, 1]); "
             "is --encoding right?"
         )
@@ -132,10 +99,12 @@ def _load_container(path: Path) -> Audio:
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, UnicodeDecodeError) as e:
-        raise AudioError(f"{path} is not an audio file FFmpeg can read ({_reason(e)})") from None
+        raise AudioFileError(
+            f"{path} is not an audio file FFmpeg can read ({_reason(e)})"
+        ) from None
     with container:
         if not container.streams.audio:
-            raise AudioError(f"{path} has no audio stream")
+            raise AudioFileError(f"{path} has no audio stream")
         stream = container.streams.audio[0]
         declared = container.duration / av.time_base if container.duration else 0.0
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
@@ -145,17 +114,17 @@ def _load_container(path: Path) -> Audio:
                 chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
         except av.error.FFmpegError as e:
             done = sum(len(c) for c in chunks) / SAMPLE_RATE
-            raise AudioError(
+            raise AudioFileError(
                 f"{path} is damaged or truncated: decoding stops at {done:.1f} s ({_reason(e)})"
             ) from None
         chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
         samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
         audio = Audio(path, samples, stream.rate or SAMPLE_RATE, container.format.name)
     if not len(samples):
-        raise AudioError(f"{path} holds no audio samples (truncated or empty stream)")
+        raise AudioFileError(f"{path} holds no audio samples (truncated or empty stream)")
     # A cut-off file often decodes without an error, just shorter than its header says.
     if declared and audio.duration < 0.9 * declared - 0.5:
-        raise AudioError(
+        raise AudioFileError(
             f"{path} is truncated: its header says {declared:.1f} s, "
             f"only {audio.duration:.1f} s decodes"
         )
@@ -172,19 +141,9 @@ def _check_riff_size(path: Path) -> None:
     declared = int.from_bytes(head[4:8], "little") + 8
     actual = path.stat().st_size
     if 8 < declared < 0xFFFFFFFF and actual < declared:
-        raise AudioError(
+        raise AudioFileError(
             f"{path} is truncated: its WAV header declares {declared} bytes, the file has {actual}"
         )
-
-
-def resample(samples: np.ndarray, rate: int) -> np.ndarray:
-    if rate == SAMPLE_RATE:
-        return samples.astype(np.float32)
-    frame = av.AudioFrame.from_ndarray(samples.astype(np.float32)[None, :], "flt", "mono")
-    frame.sample_rate = rate
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-    out = resampler.resample(frame) + resampler.resample(None)
-    return np.concatenate([f.to_ndarray().reshape(-1) for f in out])
 
 
 def _reason(e: Exception) -> str:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from livekit import api, rtc
 
+from agent.audio import resample, to_int16
+
 SAMPLE_RATE = 48000
 FRAME_MS = 20
 FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
@@ -22,7 +24,7 @@ TRANSCRIPTION_TOPIC = "lk.transcription"
 
 
 @dataclass
-class Transcript:
+class Transcription:
     identity: str
     text: str
     final: bool
@@ -34,7 +36,7 @@ class Transcript:
 class Turn:
     said: str
     speech_end: float  # wall clock when the last frame of speech left the microphone
-    user_final: Transcript | None = None
+    user_final: Transcription | None = None
     first_agent_audio: float | None = None  # first loud agent frame after speech_end
     agent_audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     agent_texts: list[str] = field(default_factory=list)
@@ -42,14 +44,14 @@ class Turn:
 
 def synthesize(text: str) -> np.ndarray:
     """Speech for `text` as 48 kHz int16, spoken by the bundled Hibari voice."""
-    from .plugins.hibari import SAMPLE_RATE as TTS_RATE
-    from .plugins.hibari import load_voice
+    from agent.plugins.hibari import SAMPLE_RATE as TTS_RATE
+    from agent.plugins.hibari import load_voice
 
     wav = load_voice()(text, seed=0)
     # trim the synthesizer's leading/trailing silence so "end of speech" is the last word
     loud = np.flatnonzero(np.abs(wav) > 0.02)
     wav = wav[loud[0] : loud[-1] + 1] if len(loud) else wav
-    return resample(wav, TTS_RATE, SAMPLE_RATE)
+    return resample(to_int16(wav), TTS_RATE, SAMPLE_RATE)
 
 
 def insert_pause(pcm: np.ndarray, seconds: float) -> tuple[np.ndarray, float]:
@@ -62,17 +64,6 @@ def insert_pause(pcm: np.ndarray, seconds: float) -> tuple[np.ndarray, float]:
     cut = (low + int(np.argmin(rms[low:high]))) * hop
     silence = np.zeros(int(seconds * SAMPLE_RATE), np.int16)
     return np.concatenate([pcm[:cut], silence, pcm[cut:]]), cut / SAMPLE_RATE
-
-
-def resample(wav: np.ndarray, src: int, dst: int) -> np.ndarray:
-    """float32 [-1, 1] or int16 at `src` Hz -> int16 at `dst` Hz, with LiveKit's resampler."""
-    pcm = wav if wav.dtype == np.int16 else (np.clip(wav, -1, 1) * 32767).astype(np.int16)
-    if src == dst:
-        return pcm
-    resampler = rtc.AudioResampler(src, dst, quality=rtc.AudioResamplerQuality.HIGH)
-    frame = rtc.AudioFrame(pcm.tobytes(), src, 1, len(pcm))
-    out = [*resampler.push(frame), *resampler.flush()]
-    return np.concatenate([np.frombuffer(f.data, np.int16) for f in out])
 
 
 class Caller:
@@ -96,7 +87,7 @@ class Caller:
         self.attributes = attributes or {}
         self.metadata = metadata
         self.room = rtc.Room()
-        self.transcripts: list[Transcript] = []
+        self.transcripts: list[Transcription] = []
         self.agent_frames: list[tuple[float, np.ndarray]] = []  # (arrival, 16 kHz float32)
         self._speech: asyncio.Queue[np.ndarray] = asyncio.Queue()
         self._spoken = asyncio.Event()
@@ -177,7 +168,7 @@ class Caller:
             attrs = reader.info.attributes or {}  # the agent's final flag is in the trailer
             async with self._new_transcript:
                 self.transcripts.append(
-                    Transcript(
+                    Transcription(
                         identity=identity,
                         text=text,
                         final=attrs.get("lk.transcription_final") == "true",
@@ -189,10 +180,10 @@ class Caller:
 
         self._spawn(read())
 
-    def user_finals(self) -> list[Transcript]:
+    def user_finals(self) -> list[Transcription]:
         return [t for t in self.transcripts if t.final and t.track_id == self.mic_sid]
 
-    def agent_finals(self) -> list[Transcript]:
+    def agent_finals(self) -> list[Transcription]:
         return [t for t in self.transcripts if t.final and t.track_id != self.mic_sid]
 
     async def wait_for(self, predicate, timeout: float) -> None:
@@ -268,7 +259,7 @@ def _loud(pcm: np.ndarray) -> bool:
 
 
 async def _call(args: argparse.Namespace) -> None:
-    from . import config
+    from agent import config
 
     settings = config.Settings.from_env()
     if not settings.livekit_url:

@@ -18,8 +18,11 @@ from pathlib import Path
 
 import jiwer
 
-from . import audio_files, config
-from .config import ConfigError, Settings
+from agent import config
+from agent.config import Settings
+from agent.errors import ConfigError
+
+from . import audio_files
 from .transcribe import add_audio_arguments, make_engine, stt_descriptor
 from .wer import normalize
 
@@ -141,7 +144,7 @@ def main(argv: list[str]) -> None:
         stt_descriptor(settings, d.strip(), None) for d in args.stt.split(",") if d.strip()
     ]
     for desc in descriptors:
-        config._check_package(desc)
+        config.check_package(desc)
     audios = [audio_files.load(f, args.encoding, args.sample_rate) for f in files]
 
     results = bench(descriptors, audios, references, settings, args.api, args.base_url)

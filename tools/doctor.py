@@ -16,8 +16,9 @@ from urllib.parse import urlparse
 
 import aiohttp
 
-from . import catalog, config
-from .config import ConfigError, Settings
+from agent import catalog, config
+from agent.config import Settings
+from agent.errors import ConfigError
 
 TIMEOUT = 5.0  # seconds for each network check
 
@@ -120,9 +121,11 @@ async def check_cartesia(settings: Settings, resolved: dict | None) -> Check | N
     bad = "fail" if needed else "warn"
     headers = {"X-API-Key": key, "Cartesia-Version": "2025-04-16"}
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as http:
-            async with http.get(base.rstrip("/") + "/", headers=headers) as resp:
-                body = await resp.text()
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as http,
+            http.get(base.rstrip("/") + "/", headers=headers) as resp,
+        ):
+            body = await resp.text()
     except (aiohttp.ClientError, TimeoutError, OSError) as e:
         return Check(
             bad,
@@ -148,9 +151,11 @@ async def check_inference(settings: Settings, resolved: dict | None) -> Check | 
     parsed = urlparse(settings.inference_url)
     origin = f"{'https' if parsed.scheme in ('wss', 'https') else 'http'}://{parsed.netloc}/"
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as http:
-            async with http.get(origin) as resp:
-                status = resp.status
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as http,
+            http.get(origin) as resp,
+        ):
+            status = resp.status
     except (aiohttp.ClientError, TimeoutError, OSError) as e:
         return Check(
             "fail",

@@ -1,0 +1,260 @@
+"""Building what an AgentSession takes from validated descriptors.
+
+Each catalog row names how it is reached (its route) and, for local engines and provider
+plugins, the plugin class that builds it: one builder per (kind, route), and no builder ever
+names a provider.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from typing import Any
+
+from .. import catalog
+from ..catalog import Kind, Plugin
+from .descriptors import Descriptor, own_key, resolve, stt_chain
+from .settings import LAYERS, TURN_KEYS, Settings
+
+VARIANT_ARGUMENT = {"stt": "language", "tts": "voice", "llm": None}  # how a plugin takes it
+
+
+def plugin_class(plugin: Plugin):
+    """The class a catalog Plugin names, imported now."""
+    module, name = plugin.target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _local(desc: Descriptor, settings: Settings):
+    argument = VARIANT_ARGUMENT[desc.kind]
+    return plugin_class(desc.model.plugin)(**({argument: desc.variant} if argument else {}))
+
+
+def _own_key_plugin(desc: Descriptor, settings: Settings):
+    """The provider's own LiveKit plugin with the user's key (never its silent defaults: the
+    model is always passed, e.g. ink-whisper rather than the Cartesia plugin's ink-2)."""
+    plugin = desc.model.plugin
+    base_url = getattr(settings, plugin.base_url) if plugin.base_url else ""
+    return plugin_class(plugin)(
+        model=desc.model.name,
+        **{VARIANT_ARGUMENT[desc.kind]: desc.variant},
+        api_key=own_key(settings, desc),
+        **({"base_url": base_url} if base_url else {}),
+    )
+
+
+def _inference_stt(desc: Descriptor, settings: Settings, instance: bool = False):
+    """The descriptor string when it says it all (LiveKit builds the client from it), else an
+    inference.STT; with the user's own provider key set, the provider's plugin."""
+    from livekit.agents import inference
+
+    if own_key(settings, desc):
+        return _own_key_plugin(desc, settings)
+    if not (instance or settings.stt_options or settings.livekit_inference_url):
+        return str(desc)  # exactly the descriptor LiveKit's docs show
+    return inference.STT(
+        model=desc.model.id,
+        language=desc.variant,
+        extra_kwargs=dict(settings.stt_options),
+        base_url=settings.inference_url,
+        api_key=settings.livekit_api_key,
+        api_secret=settings.livekit_api_secret.get_secret_value(),
+    )
+
+
+def _openai_llm(desc: Descriptor, settings: Settings):
+    plugin = catalog.OPENAI_COMPATIBLE_PLUGIN
+    base_url = getattr(settings, plugin.base_url) or catalog.OPENAI_COMPATIBLE_SERVERS[desc.server]
+    return plugin_class(plugin)(model=desc.model.name, base_url=base_url, api_key="local")
+
+
+def _inference_llm(desc: Descriptor, settings: Settings):
+    from livekit.agents import inference
+
+    if not settings.livekit_inference_url:
+        return str(desc)
+    return inference.LLM(model=desc.model.id, base_url=settings.inference_url)
+
+
+def _realtime_llm(desc: Descriptor, settings: Settings):
+    return plugin_class(desc.model.plugin)(voice=desc.variant, api_key=own_key(settings, desc))
+
+
+def _inference_tts(desc: Descriptor, settings: Settings):
+    from livekit.agents import inference
+
+    if not settings.livekit_inference_url:
+        return str(desc)
+    return inference.TTS(model=desc.model.id, voice=desc.variant, base_url=settings.inference_url)
+
+
+BUILDERS = {
+    ("stt", "local"): _local,
+    ("stt", "inference"): _inference_stt,
+    ("llm", "local"): _local,
+    ("llm", "openai"): _openai_llm,
+    ("llm", "inference"): _inference_llm,
+    ("llm", "realtime"): _realtime_llm,
+    ("tts", "local"): _local,
+    ("tts", "inference"): _inference_tts,
+}
+
+
+def build(desc: Descriptor, settings: Settings):
+    """The STT/LLM/TTS object (or LiveKit descriptor string) an AgentSession takes."""
+    return BUILDERS[(desc.kind, desc.model.route)](desc, settings)
+
+
+def build_stt(settings: Settings, vad=None):
+    """The session's STT: STT alone, or with STT_FALLBACK a FallbackSTT over the chain (`vad`
+    segments audio for members that cannot stream)."""
+    chain = stt_chain(settings)
+    if len(chain) == 1:
+        return build(chain[0], settings)
+    from livekit.agents import inference
+
+    from ..fallback import FallbackSTT
+
+    def member(desc: Descriptor, settings: Settings):
+        if desc.model.route == "inference":  # the adapter needs objects, not strings
+            return _inference_stt(desc, settings, instance=True)
+        return build(desc, settings)
+
+    bare = settings.model_copy(update={"stt_options": {}})  # options belong to the primary
+    members = [member(chain[0], settings), *(member(d, bare) for d in chain[1:])]
+    return FallbackSTT(members, vad=vad or inference.VAD())  # the VAD runs locally
+
+
+def plugin_modules(settings: Settings) -> set[str]:
+    """The LiveKit plugin modules these settings (or a live switch) may build: a provider
+    plugin whose own key is set, the realtime model or OpenAI-compatible server chosen."""
+    llm = resolve(settings)["llm"]
+    models = [m for m in catalog.MODELS.values() if m.route != "local" and m.plugin_key]
+    plugins = [
+        m.plugin for m in models if getattr(settings, m.plugin_key.lower()).get_secret_value()
+    ]
+    if llm.realtime:
+        plugins.append(llm.model.plugin)
+    if llm.model.route == "openai":
+        plugins.append(catalog.OPENAI_COMPATIBLE_PLUGIN)
+    modules = {p.target.split(":")[0] for p in plugins}
+    if settings.turn_detection == "multilingual":
+        modules.add("livekit.plugins.turn_detector")
+    if settings.noise_cancellation:
+        modules.add("livekit.plugins.noise_cancellation")
+    return modules
+
+
+def import_plugins(settings: Settings) -> None:
+    """Import the plugins these settings may build. LiveKit plugins register on import, which
+    LiveKit allows only on the main thread: not in a thread job's prewarm."""
+    for module in sorted(plugin_modules(settings)):
+        importlib.import_module(module)
+
+
+def prewarm(settings: Settings) -> None:
+    """Load every model the settings name (each STT of the chain too), once per process."""
+    resolved = resolve(settings)
+    descs = [*stt_chain(settings), resolved["tts"]]
+    if not resolved["llm"].realtime:  # a realtime model connects when the session starts
+        descs.append(resolved["llm"])
+    for desc in descs:
+        component = build(desc, settings)
+        if hasattr(component, "prewarm") and not isinstance(component, str):
+            component.prewarm()
+
+
+def session_components(settings: Settings, resolved: dict[Kind, Descriptor], vad=None) -> dict:
+    """AgentSession's stt/llm/tts arguments; a realtime LLM hears and speaks by itself."""
+    llm = build(resolved["llm"], settings)
+    if resolved["llm"].realtime:
+        return {"llm": llm}
+    return {"stt": build_stt(settings, vad), "llm": llm, "tts": build(resolved["tts"], settings)}
+
+
+def _eot_detector(settings: Settings):
+    from livekit.agents import inference
+
+    # the audio end-of-turn model embedded in livekit-local-inference; left to itself LiveKit
+    # would pick its cloud version ("v1") in dev/console mode
+    return inference.TurnDetector(version="v1-mini")
+
+
+def _multilingual_detector(settings: Settings):
+    from livekit.plugins.turn_detector.multilingual import MultilingualModel
+
+    return MultilingualModel()
+
+
+# TURN_DETECTION -> what LiveKit's turn_handling["turn_detection"] gets (a mode, or a builder)
+TURN_DETECTORS = {
+    "eot": _eot_detector,
+    "multilingual": _multilingual_detector,
+    "vad": "vad",  # silence alone: MIN_ENDPOINTING_DELAY after the VAD's end of speech
+    "stt": "stt",  # the STT's own end of speech (Moonshine's line end, a provider's endpointing)
+    "manual": "manual",  # push-to-talk: agent/push_to_talk.py commits the turn
+}
+
+
+def turn_handling(settings: Settings) -> dict[str, Any]:
+    """AgentSession's `turn_handling`: end of turn, endpointing delays, interruptions and
+    preemptive generation, from the TURN_KEYS settings. Nothing here calls the cloud:
+    interruption is VAD-based (LiveKit's adaptive mode is a cloud model)."""
+    detector = TURN_DETECTORS[settings.turn_detection]
+    return {
+        "turn_detection": detector(settings) if callable(detector) else detector,
+        "endpointing": dict(zip(("min_delay", "max_delay"), settings.endpointing, strict=True)),
+        "interruption": {
+            "enabled": settings.allow_interruptions,
+            "mode": "vad",
+            "min_duration": settings.min_interruption_duration,
+            "min_words": settings.min_interruption_words,
+        },
+        "preemptive_generation": {
+            "enabled": settings.preemptive_generation,
+            "preemptive_tts": settings.preemptive_tts,
+        },
+    }
+
+
+# NOISE_CANCELLATION -> the filter of livekit-plugins-noise-cancellation (LiveKit Cloud only)
+NOISE_FILTERS = {"bvc": "BVC", "bvc-telephony": "BVCTelephony", "nc": "NC"}
+
+
+def room_options(settings: Settings):
+    """AgentSession.start's `room_options`: the caller's audio in 20 ms frames (LiveKit reads
+    50 ms by default, which the end of every turn waits for), noise cancellation if chosen."""
+    from livekit.agents import room_io
+
+    audio = room_io.AudioInputOptions(frame_size_ms=20)
+    if settings.noise_cancellation:
+        plugin = importlib.import_module("livekit.plugins.noise_cancellation")
+        audio.noise_cancellation = getattr(plugin, NOISE_FILTERS[settings.noise_cancellation])()
+    return room_io.RoomOptions(audio_input=audio)
+
+
+def describe(settings: Settings, resolved: dict[Kind, Descriptor]) -> str:
+    """One log line: what the session will use and which layer set each value (no secrets)."""
+    origin = "embedded local defaults" if settings.uses_local_defaults() else "configured"
+    parts = [f"{k.upper()}={d} [{settings.source(k)}]" for k, d in resolved.items()]
+    shown = {
+        "language": settings.language,
+        "stt_fallback": settings.stt_fallback,
+        "stt_options": json.dumps(settings.stt_options, sort_keys=True)
+        if settings.stt_options
+        else "",
+        "livekit_inference_url": settings.livekit_inference_url,
+        "cartesia_base_url": settings.cartesia_base_url,
+    }
+    parts += [f"{k.upper()}={v} [{settings.source(k)}]" for k, v in shown.items() if v]
+    turns = [k for k in (*TURN_KEYS, "noise_cancellation") if settings.source(k) != "default"]
+    parts += [
+        f"{k.upper()}={getattr(settings, k)} [{settings.source(k)}]"
+        for k in dict.fromkeys(["turn_detection", *turns])
+    ]
+    parts += [
+        f"{key}=set [{settings.source(key.lower())}]"
+        for key in sorted({d.model.plugin_key for d in resolved.values() if d.model.plugin_key})
+        if getattr(settings, key.lower()).get_secret_value()
+    ]
+    return f"session ({origin}): " + " ".join(parts) + f" (precedence: {' < '.join(LAYERS)})"

@@ -1,0 +1,264 @@
+"""Settings and their layers: where every value of a session comes from.
+
+Settings are laid over each other in LAYERS order, each overriding the ones before it:
+
+    default < .env < environment < cli < dispatch < participant
+
+`cli` are the flags of `python -m agent start|dev|console|connect` (CLI_FLAGS), `dispatch` the
+JSON metadata of the agent dispatch, `participant` the caller's attributes `stt` and
+`language`. The last two apply per call (agent/switching.py) and may set only the keys in
+LAYER_KEYS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, model_validator
+
+from .. import catalog
+from ..catalog import Kind
+from ..errors import ConfigError
+
+LAYERS = ("default", ".env", "environment", "cli", "dispatch", "participant")
+# the per-call layers may only choose models; keys, URLs and worker options stay the worker's
+# how a call takes turns (TURN_KEYS) may differ per dispatch too
+TURN_KEYS = (
+    "turn_detection",
+    "min_endpointing_delay",
+    "max_endpointing_delay",
+    "allow_interruptions",
+    "min_interruption_duration",
+    "min_interruption_words",
+    "preemptive_generation",
+    "preemptive_tts",
+)
+LAYER_KEYS = {
+    "dispatch": ("stt", "language", "stt_options", "stt_fallback", "llm", "tts", *TURN_KEYS),
+    "participant": ("stt", "language"),
+}
+CLI_FLAGS = {
+    "--stt": "stt",
+    "--language": "language",
+    "--stt-options": "stt_options",
+    "--stt-fallback": "stt_fallback",
+    "--llm": "llm",
+    "--tts": "tts",
+}
+# how the flags reach the job processes (and prewarm): __main__ strips them from argv, since
+# LiveKit's CLI owns it, and exports them here as JSON
+CLI_ENV = "AGENT_CLI_SETTINGS"
+
+
+# TURN_DETECTION -> (min, max) endpointing delay in seconds when not set, chosen with
+# benchmarks/latency.py: the shortest wait that never answers into a 400 ms pause mid-sentence.
+# The end-of-turn models wait `max` when they think the user is not done; push-to-talk and the
+# STT's own end of speech need no extra wait.
+ENDPOINTING_DEFAULTS: dict[str, tuple[float, float]] = {
+    "eot": (0.5, 1.0),
+    "multilingual": (0.5, 1.0),
+    "vad": (0.5, 0.5),
+    "stt": (0.0, 0.0),
+    "manual": (0.0, 0.0),
+}
+
+
+class Settings(BaseModel):
+    livekit_url: str = ""
+    livekit_api_key: str = ""
+    livekit_api_secret: SecretStr = SecretStr("")
+    agent_name: str = "voice-agent"
+    stt: str = ""  # empty: the default for what is reachable (catalog.*_DEFAULTS)
+    llm: str = ""
+    tts: str = ""
+    language: str = ""  # overrides the language of every STT descriptor (primary and fallbacks)
+    stt_options: dict[str, Any] = Field(default_factory=dict)
+    stt_fallback: str = ""  # comma-separated STT descriptors tried in order when the STT fails
+    llm_base_url: str = ""
+    livekit_inference_url: str = ""
+    cartesia_api_key: SecretStr = SecretStr("")
+    cartesia_base_url: str = ""
+    openai_api_key: SecretStr = SecretStr("")  # realtime/openai
+    google_api_key: SecretStr = SecretStr("")  # realtime/gemini
+    xai_api_key: SecretStr = SecretStr("")  # realtime/xai
+    # turn-taking: LiveKit's turn_handling (see turn_handling()); defaults by measurement,
+    # benchmarks/latency.py
+    turn_detection: Literal["eot", "vad", "stt", "manual", "multilingual"] = "eot"
+    # seconds of silence before the turn ends (min) or, when the end-of-turn model thinks the
+    # user is not done, at most (max); unset: ENDPOINTING_DEFAULTS for the mode
+    min_endpointing_delay: float | None = Field(None, ge=0, le=10)
+    max_endpointing_delay: float | None = Field(None, ge=0, le=30)
+    allow_interruptions: bool = True
+    min_interruption_duration: float = Field(0.5, ge=0, le=10)
+    min_interruption_words: int = Field(0, ge=0, le=50)
+    preemptive_generation: bool = True
+    preemptive_tts: bool = True
+    noise_cancellation: Literal["", "bvc", "bvc-telephony", "nc"] = ""
+    job_executor: Literal["thread", "process"] = "thread"
+    load_threshold: float = Field(1.0, gt=0)  # see worker.make_server
+    agent_http_port: int = Field(8081, ge=0, le=65535)  # the worker's health endpoint; 0 = any
+    # the browser page and its token endpoint (agent/web.py)
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(8000, ge=0, le=65535)
+    token_endpoint_secret: SecretStr = SecretStr("")  # required to bind beyond loopback
+    web_allowed_origins: str = ""  # comma-separated origins allowed cross-origin (CORS)
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _delays_in_order(self) -> Settings:
+        low, high = self.endpointing
+        if high < low:
+            raise ValueError(
+                f"MAX_ENDPOINTING_DELAY={high} is below MIN_ENDPOINTING_DELAY={low} "
+                f"(TURN_DETECTION={self.turn_detection}): the longest wait for the end of a "
+                f"turn cannot be shorter than the shortest"
+            )
+        return self
+
+    @property
+    def endpointing(self) -> tuple[float, float]:
+        """(min, max) endpointing delay: the settings, else the mode's measured defaults."""
+        low, high = ENDPOINTING_DEFAULTS[self.turn_detection]
+        if self.min_endpointing_delay is not None:
+            low = self.min_endpointing_delay
+            high = max(high, low)  # a longer min stretches the default max along
+        if self.max_endpointing_delay is not None:
+            high = self.max_endpointing_delay
+        return low, high
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: dict[str, str] | None = None,
+        dotenv: bool | Path = True,
+        cli: dict[str, Any] | None = None,
+    ) -> Settings:
+        """Defaults < `.env` < the environment < CLI flags (`cli`, else $AGENT_CLI_SETTINGS).
+
+        `dotenv` is the .env file to read (True: ./.env, only when reading os.environ)."""
+        env = dict(os.environ if environ is None else environ)
+        path = dotenv if isinstance(dotenv, Path) else None
+        if dotenv is True and environ is None:
+            path = Path.cwd() / ".env"
+        from_file: dict[str, str] = {}
+        if path is not None and path.exists():
+            from dotenv import dotenv_values, load_dotenv
+
+            from_file = {k: v for k, v in dotenv_values(path).items() if v is not None}
+            if environ is None:  # LiveKit's CLI reads LIVEKIT_* from os.environ as well
+                load_dotenv(path, override=False)
+        # a value the environment holds exactly as .env has it came from .env (load_dotenv
+        # copied it there, perhaps in a parent process): it stays in the .env layer
+        if environ is None:
+            env = {k: v for k, v in env.items() if from_file.get(k) != v}
+        if cli is None:
+            try:
+                cli = json.loads(env.get(CLI_ENV) or "{}")
+            except json.JSONDecodeError:
+                cli = {}
+        settings = cls()
+        for layer, source in ((".env", from_file), ("environment", env)):
+            values = {}
+            for name in cls.model_fields:
+                raw = (source.get(name.upper()) or "").strip()
+                if raw:
+                    values[name] = raw
+            settings = settings.with_layer(layer, values)
+        return settings.with_layer("cli", cli)
+
+    def with_layer(self, layer: str, values: dict[str, Any]) -> Settings:
+        """These settings with `values` (setting name -> value) laid over them by `layer`.
+
+        A layer that sets `stt` with a `:language` but no `language` of its own drops the
+        `language` of the layers below: the descriptor it chose says which language it wants."""
+        if not values:
+            return self
+        allowed = LAYER_KEYS.get(layer, tuple(type(self).model_fields))
+        for key in values:
+            if key not in allowed:
+                raise ConfigError(
+                    f"{layer}: {key!r} cannot be set here; allowed: {', '.join(allowed)}"
+                )
+        values = dict(values)
+        if isinstance(values.get("stt_options"), str):
+            try:
+                values["stt_options"] = json.loads(values["stt_options"])
+            except json.JSONDecodeError as e:
+                raise ConfigError(
+                    f"STT_OPTIONS ({layer}) must be a JSON object, e.g. "
+                    f"'{{\"min_volume\": 0.1}}' ({e.msg})"
+                ) from None
+        if "stt_options" in values and not isinstance(values["stt_options"], dict):
+            raise ConfigError(
+                f"STT_OPTIONS ({layer}) must be a JSON object, e.g. '{{\"min_volume\": 0.1}}', "
+                f"not {values['stt_options']!r}"
+            )
+        if ":" in str(values.get("stt", "")) and "language" not in values and self.language:
+            values["language"] = ""
+        data = {name: getattr(self, name) for name in type(self).model_fields}
+        data.update(values)
+        try:
+            new = type(self).model_validate(data)
+        except ValidationError as e:
+            first = e.errors()[0]
+            if not first["loc"]:  # a check across settings (model_validator) names them itself
+                raise ConfigError(
+                    f"{first['msg'].removeprefix('Value error, ')} ({layer})"
+                ) from None
+            raise ConfigError(f"{str(first['loc'][0]).upper()} ({layer}): {first['msg']}") from None
+        new._sources = {**self._sources, **dict.fromkeys(values, layer)}
+        return new
+
+    def source(self, name: str) -> str:
+        """The layer that set a setting (LAYERS), "default" if none did."""
+        return self._sources.get(name, "default")
+
+    def label(self, name: str) -> str:
+        """`NAME` or `NAME (layer)`, for messages about a value a layer set."""
+        source = self.source(name)
+        return name.upper() if source == "default" else f"{name.upper()} ({source})"
+
+    @property
+    def inference_url(self) -> str:
+        """Where LiveKit Inference is reached, or "" when it cannot be."""
+        if self.livekit_inference_url:
+            return self.livekit_inference_url
+        host = urlparse(self.livekit_url).hostname or ""
+        return "https://agent-gateway.livekit.cloud/v1" if host.endswith(".livekit.cloud") else ""
+
+    def descriptor(self, kind: Kind) -> str:
+        chosen = getattr(self, kind)
+        if chosen:
+            return chosen
+        defaults = catalog.CLOUD_DEFAULTS if self.inference_url else catalog.LOCAL_DEFAULTS
+        return defaults[kind]
+
+    def uses_local_defaults(self) -> bool:
+        return not any(getattr(self, k) for k in ("stt", "llm", "tts")) and not self.inference_url
+
+
+def split_cli_flags(argv: list[str]) -> tuple[dict[str, str], list[str]]:
+    """(settings from CLI_FLAGS, the rest of argv for LiveKit's CLI)."""
+    values: dict[str, str] = {}
+    rest: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        flag, eq, value = arg.partition("=")
+        if flag not in CLI_FLAGS:
+            rest.append(arg)
+            continue
+        if not eq:
+            value = next(args, "")
+        if not value or value.startswith("--"):
+            raise ConfigError(f"{flag} needs a value, e.g. {flag} {_example(CLI_FLAGS[flag])}")
+        values[CLI_FLAGS[flag]] = value
+    return values, rest
+
+
+def _example(setting: str) -> str:
+    examples = {"language": "de", "stt_options": "'{\"min_volume\": 0.1}'"}
+    return examples.get(setting, catalog.LOCAL_DEFAULTS.get(setting, "local/moonshine-tiny:en"))

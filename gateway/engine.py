@@ -1,0 +1,176 @@
+"""The gateway's speech engine: one session's audio in, interim and final hypotheses out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from livekit import rtc
+from moonshine_voice.transcriber import LineCompleted, LineStarted, LineTextChanged
+
+from agent.audio import ENGINE_RATE, RAW_ENCODINGS
+from agent.plugins.moonshine import load_transcriber, on_engine
+
+WINDOW = ENGINE_RATE // 20  # 50 ms: the unit of the volume gate and of silence counting
+DEFAULT_MAX_SILENCE = 0.5  # seconds, when a session does not set max_silence_duration_secs
+
+
+@dataclass
+class Hypothesis:
+    """An interim or final transcript of the utterance in progress."""
+
+    text: str
+    is_final: bool
+    start: float  # seconds of session audio
+    end: float
+    position: float  # how much audio had arrived when it was produced
+
+    def words(self) -> list[dict[str, Any]]:
+        """Word timings spread over the utterance by length: tiny-en has no word timestamps."""
+        words = self.text.split()
+        total = sum(len(w) + 1 for w in words) or 1
+        out, t = [], self.start
+        for w in words:
+            d = (self.end - self.start) * (len(w) + 1) / total
+            out.append({"word": w, "start": round(t, 3), "end": round(t + d, 3)})
+            t += d
+        return out
+
+
+@dataclass
+class Recognizer:
+    """One session's audio in, interim and final transcripts out (Cartesia's semantics).
+
+    - min_volume: a 50 ms window whose RMS (full scale = 1.0) is below it is silence: the
+      model hears zeros there. 0 (the default) lets everything through.
+    - max_silence_duration_secs: once speech was heard, this much silence ends the utterance
+      and its final is sent. Silence is a quiet window or no speech line open in Moonshine's
+      own voice detector, so endpointing also works over a noise floor.
+    Between two finals Moonshine may close several lines: they are joined into one utterance,
+    and interims carry the whole utterance so far (a delta since the last final, as Cartesia).
+    """
+
+    sample_rate: int
+    encoding: str
+    min_volume: float = 0.0
+    max_silence: float = DEFAULT_MAX_SILENCE
+    position: float = 0.0  # seconds of audio received
+    _pending: list = field(default_factory=list)  # Moonshine events, filled on its thread
+    # closed lines of the current utterance by id (Moonshine may report a completion twice)
+    _lines: dict[int, str] = field(default_factory=dict)
+    _line: str = ""  # the open line's text
+    _line_open: bool = False
+    _start: float | None = None  # the utterance's span in session seconds
+    _end: float = 0.0
+    _origin: float = 0.0  # Moonshine's clock restarts at every stream start
+    _silence: float = 0.0
+    _last_interim: str = ""
+    _tail: bytes = b""  # bytes of a sample split across two messages
+    _buffer: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+    def __post_init__(self) -> None:
+        self._width, self._decode = RAW_ENCODINGS[self.encoding]
+        self._resampler = (
+            rtc.AudioResampler(
+                self.sample_rate, ENGINE_RATE, quality=rtc.AudioResamplerQuality.HIGH
+            )
+            if self.sample_rate != ENGINE_RATE
+            else None
+        )
+        self._stream = None
+
+    async def push(self, data: bytes) -> list[Hypothesis]:
+        return await on_engine(self._feed, self._to_engine(data), False)
+
+    async def finalize(self) -> list[Hypothesis]:
+        """Everything heard so far becomes final now (Cartesia `finalize`, Inference
+        `session.finalize`)."""
+        tail = np.zeros(0, np.float32)
+        if self._resampler is not None:
+            tail = _int16_to_float(b"".join(f.data.tobytes() for f in self._resampler.flush()))
+        return await on_engine(self._feed, tail, True)
+
+    async def aclose(self) -> None:
+        if self._stream is not None:
+            await on_engine(self._stream.close)
+            self._stream = None
+
+    def _to_engine(self, data: bytes) -> np.ndarray:
+        data = self._tail + data
+        cut = len(data) - len(data) % self._width
+        data, self._tail = data[:cut], data[cut:]
+        samples = self._decode(data)
+        if self._resampler is None or not len(samples):
+            return samples
+        pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
+        frames = self._resampler.push(rtc.AudioFrame(pcm.tobytes(), self.sample_rate, 1, len(pcm)))
+        return _int16_to_float(b"".join(f.data.tobytes() for f in frames))
+
+    # everything below runs on Moonshine's engine thread (on_engine), never two at once
+
+    def _feed(self, samples: np.ndarray, final: bool) -> list[Hypothesis]:
+        if self._stream is None:
+            self._stream = load_transcriber().create_stream(0.5)
+            self._stream.add_listener(self._pending.append)
+            self._stream.start()
+        self._buffer = np.concatenate([self._buffer, samples])
+        if final and len(self._buffer) % WINDOW:
+            self._buffer = np.pad(self._buffer, (0, WINDOW - len(self._buffer) % WINDOW))
+        out: list[Hypothesis] = []
+        while len(self._buffer) >= WINDOW:
+            window, self._buffer = self._buffer[:WINDOW], self._buffer[WINDOW:]
+            loud = float(np.sqrt(np.mean(window**2))) >= self.min_volume
+            self._stream.add_audio((window if loud else np.zeros(WINDOW)).tolist(), ENGINE_RATE)
+            self.position += WINDOW / ENGINE_RATE
+            out += self._drain()
+            self._silence = (
+                0.0 if loud and self._line_open else self._silence + WINDOW / ENGINE_RATE
+            )
+            if self._start is not None and self._silence >= self.max_silence:
+                out += self._end_utterance()
+        if final:
+            out += self._end_utterance()
+        return out
+
+    def _drain(self) -> list[Hypothesis]:
+        out = []
+        for ev in self._pending:
+            line, text = ev.line, ev.line.text.strip()
+            if isinstance(ev, LineStarted):
+                self._line_open = True
+                if self._start is None:
+                    self._start = self._origin + line.start_time
+            elif isinstance(ev, LineTextChanged) and text and not line.is_complete:
+                self._line = text
+            elif isinstance(ev, LineCompleted):
+                self._line_open, self._line = False, ""
+                if text:
+                    self._lines[line.line_id] = text
+                    self._end = self._origin + line.start_time + line.duration
+            utterance = " ".join([*self._lines.values(), self._line])
+            if utterance.strip() and utterance != self._last_interim:
+                self._last_interim = utterance
+                out.append(self._transcript(utterance.strip(), is_final=False))
+        self._pending.clear()
+        return out
+
+    def _end_utterance(self) -> list[Hypothesis]:
+        self._stream.stop()  # closes the open line, if any
+        self._drain()  # interims of a line that is about to be final are not worth sending
+        self._stream.start()
+        self._origin = self.position
+        text = " ".join(self._lines.values())
+        out = [self._transcript(text, is_final=True)] if text else []
+        self._lines, self._line, self._line_open = {}, "", False
+        self._start, self._end, self._silence, self._last_interim = None, 0.0, 0.0, ""
+        return out
+
+    def _transcript(self, text: str, is_final: bool) -> Hypothesis:
+        start = self._start if self._start is not None else self.position
+        end = max(self._end, start) if is_final else self.position
+        return Hypothesis(text, is_final, round(start, 3), round(end, 3), round(self.position, 3))
+
+
+def _int16_to_float(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, np.int16).astype(np.float32) / 32768.0

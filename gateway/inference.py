@@ -1,0 +1,169 @@
+"""LiveKit Inference's STT websocket (`/v1/stt`): what `inference.STT` and the descriptor string
+`"cartesia/ink-whisper:en"` speak when LIVEKIT_INFERENCE_URL points here."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from aiohttp import WSMsgType, web
+from livekit import api
+from livekit.agents import utils
+
+from agent import catalog
+
+from .engine import Hypothesis, Recognizer
+from .sessions import GATEWAY, Gateway, SessionRecord
+from .validation import BadRequestError, check_audio_format, vad_settings, validate
+
+logger = logging.getLogger("gateway.inference")
+
+
+async def inference_stt(request: web.Request) -> web.StreamResponse:
+    gw = request.app[GATEWAY]
+    token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    try:
+        claims = api.TokenVerifier(gw.api_key, gw.api_secret).verify(token)
+    except Exception:  # any malformed, expired or foreign token
+        return web.json_response({"error": "invalid or expired access token"}, status=401)
+    if not claims.inference or not claims.inference.perform:
+        return web.json_response({"error": "token lacks the inference.perform grant"}, status=403)
+
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    request_id = request.headers.get("X-LiveKit-Session-ID") or utils.shortuuid("stt_")
+    record = gw.new_record("inference", request_id, subject=claims.identity)
+    session = InferenceSession(gw, ws, record, query_model=request.query.get("model", ""))
+    try:
+        await session.run()
+    finally:
+        if session.recognizer is not None:
+            await session.recognizer.aclose()
+        await ws.close()
+        gw.closed(session.record)
+    return ws
+
+
+@dataclass
+class InferenceSession:
+    """One /v1/stt websocket: JSON messages in, JSON messages out."""
+
+    gw: Gateway
+    ws: web.WebSocketResponse
+    record: SessionRecord
+    query_model: str = ""  # the model in the URL; session.create's takes precedence
+    recognizer: Recognizer | None = None
+
+    async def run(self) -> None:
+        async for msg in self.ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            try:
+                data = json.loads(msg.data)
+                handler = self.HANDLERS.get(data.get("type"))
+                if handler is None:
+                    logger.warning("%s: unknown message type %r", self.record.id, data.get("type"))
+                elif self.recognizer is None and handler is not InferenceSession.create:
+                    raise BadRequestError(
+                        f"expected session.create first, not {data.get('type')!r}"
+                    )
+                elif await handler(self, data):
+                    return
+            except (BadRequestError, ValueError) as e:  # ValueError: bad JSON or base64
+                self.record.error = str(e)
+                await self.send({"type": "error", "code": 400, "message": str(e)})
+                return
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        if not self.ws.closed:  # the client may hang up right after session.close
+            with contextlib.suppress(ConnectionResetError):
+                await self.ws.send_str(json.dumps({**msg, "request_id": self.record.id}))
+
+    async def send_transcripts(self, results: list[Hypothesis]) -> None:
+        language = self.record.settings["language"] or "en"
+        for t in results:
+            self.gw.note(self.record, t)
+            await self.send(
+                {
+                    "type": "final_transcript" if t.is_final else "interim_transcript",
+                    "transcript": t.text,
+                    "language": language,
+                    "start": t.start,
+                    "duration": round(t.end - t.start, 3),
+                    "confidence": 1.0,
+                    "words": t.words(),
+                }
+            )
+
+    # each handler returns True when the session is over
+
+    async def create(self, data: dict[str, Any]) -> bool:
+        settings = data.get("settings") or {}
+        current = {
+            "model": data.get("model") or self.query_model or "auto",
+            "language": settings.get("language", ""),
+            "options": dict(settings.get("extra") or {}),
+        }
+        encoding = settings.get("encoding", "pcm_s16le")
+        self.record.model, self.record.language = current["model"], current["language"]
+        self.record.options, self.record.settings = current["options"], dict(current)
+        self.record.encoding = encoding
+        self.record.fallback = [
+            m.get("model") for m in (data.get("fallback") or {}).get("models", [])
+        ]
+        self.record.sample_rate = rate = check_audio_format(
+            settings.get("sample_rate", 16000), encoding
+        )
+        _validate_inference(current)
+        self.recognizer = Recognizer(rate, encoding, **vad_settings(current["options"]))
+        await self.send({"type": "session.created"})
+        return False
+
+    async def audio(self, data: dict[str, Any]) -> bool:
+        results = await self.recognizer.push(base64.b64decode(data.get("audio", ""), validate=True))
+        self.record.audio_seconds = round(self.recognizer.position, 3)
+        await self.send_transcripts(results)
+        return False
+
+    async def update(self, data: dict[str, Any]) -> bool:
+        update = data.get("settings") or {}
+        self.record.updates.append(update)
+        merged = dict(self.record.settings)
+        merged.update({k: update[k] for k in ("model", "language") if k in update})
+        merged["options"] = {**merged["options"], **(update.get("extra") or {})}
+        _validate_inference(merged)
+        self.record.settings = merged
+        for name, value in vad_settings(merged["options"]).items():
+            setattr(self.recognizer, name, value)
+        return False
+
+    async def finalize(self, data: dict[str, Any]) -> bool:
+        await self.send_transcripts(await self.recognizer.finalize())
+        self.record.finalized = True
+        await self.send({"type": "session.finalized"})
+        return False
+
+    async def close(self, data: dict[str, Any]) -> bool:
+        await self.send_transcripts(await self.recognizer.finalize())
+        self.record.finalized = True
+        await self.send({"type": "session.closed"})
+        return True
+
+    HANDLERS: ClassVar = {
+        "session.create": create,
+        "input_audio": audio,
+        "session.update": update,
+        "session.finalize": finalize,
+        "session.close": close,
+    }
+
+
+def _validate_inference(settings: dict[str, Any]) -> None:
+    model = settings["model"]
+    if model == "auto":  # LiveKit picks the provider: check against the default it would use
+        model = catalog.CLOUD_DEFAULTS["stt"].split(":")[0]
+    validate(model, settings["language"], settings["options"], source="extra")

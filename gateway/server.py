@@ -1,0 +1,101 @@
+"""A local stand-in for LiveKit Inference STT and Cartesia's STT websocket, on one port.
+
+`python -m agent gateway` serves the two wire protocols the agent's cloud STT speaks, so the
+production setting `STT=cartesia/ink-whisper:en` runs offline, unchanged:
+
+  /v1/stt              LiveKit Inference (what `inference.STT` and "cartesia/ink-whisper:en"
+                       reach with LIVEKIT_INFERENCE_URL=http://HOST:PORT/v1)
+  /stt/websocket       Cartesia ink-whisper (what `cartesia.STT(model="ink-whisper")` reaches
+                       with base_url / CARTESIA_BASE_URL=http://HOST:PORT)
+  /sessions            what every session asked for, as JSON (no secrets), for tests and checks
+
+Both are answered by the embedded Moonshine tiny-en model (gateway/engine.py). Moonshine only speaks English: a
+session in another language is accepted (the gateway stands in for the cloud, which would accept
+it) and transcribed as English, and its results carry the language that was asked for.
+
+Cartesia's `min_volume` and `max_silence_duration_secs` are honoured (see `Recognizer`); the
+other providers' options are validated against agent/catalog.py and recorded, not applied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from aiohttp import web
+
+from agent import config
+from agent.errors import ConfigError
+from agent.plugins.moonshine import load_transcriber
+
+from .cartesia import cartesia_stt, cartesia_turns
+from .inference import inference_stt
+from .sessions import GATEWAY, Gateway
+
+DEFAULT_PORT = 8089
+DEFAULT_CARTESIA_KEY = "local-dev-key"
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    return web.json_response([r.to_json() for r in request.app[GATEWAY].sessions])
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True, "sessions": len(request.app[GATEWAY].sessions)})
+
+
+def make_app(gateway: Gateway) -> web.Application:
+    app = web.Application()
+    app[GATEWAY] = gateway
+    app.router.add_get("/v1/stt", inference_stt)
+    app.router.add_get("/stt", inference_stt)  # LIVEKIT_INFERENCE_URL given without the /v1
+    app.router.add_get("/stt/websocket", cartesia_stt)
+    app.router.add_get("/stt/turns/websocket", cartesia_turns)
+    app.router.add_get("/sessions", list_sessions)
+    app.router.add_get("/", health)
+    return app
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m agent gateway",
+        description="Serve LiveKit Inference STT (/v1/stt) and Cartesia STT (/stt/websocket) "
+        "locally, transcribed by Moonshine.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument(
+        "--cartesia-key",
+        help=f"the X-API-Key clients must send (default: $CARTESIA_API_KEY or {DEFAULT_CARTESIA_KEY})",
+    )
+    args = parser.parse_args(argv)
+    settings = config.Settings.from_env()  # LIVEKIT_API_KEY/SECRET sign the agent's tokens
+    gateway = Gateway(
+        api_key=settings.livekit_api_key or "devkey",
+        api_secret=settings.livekit_api_secret.get_secret_value() or "secret",
+        cartesia_key=args.cartesia_key
+        or settings.cartesia_api_key.get_secret_value()
+        or DEFAULT_CARTESIA_KEY,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    load_transcriber()  # the first session should not wait for the model
+    base = f"http://{args.host}:{args.port}"
+    banner = (
+        f"gateway on {base} (LiveKit API key {gateway.api_key}); point the agent at it with\n"
+        f"  LIVEKIT_INFERENCE_URL={base}/v1\n  CARTESIA_BASE_URL={base}"
+    )
+    try:
+        # no access log: a browser-style client may put its Cartesia key in the query string
+        web.run_app(
+            make_app(gateway),
+            host=args.host,
+            port=args.port,
+            access_log=None,
+            print=lambda _: print(banner, flush=True),
+        )
+    except OSError as e:
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        raise ConfigError(
+            f"cannot listen on {args.host}:{args.port} ({reason}): choose another --port"
+        ) from None
