@@ -79,25 +79,38 @@ def _handler(ptt: PushToTalk, name: str):
     return handle
 
 
-def enable_console_key(session: AgentSession) -> PushToTalk:
+class _ConsoleKey:
+    """The console's push-to-talk, once its session runs (there is one session per console)."""
+
+    ptt: PushToTalk | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+def install_console_key() -> None:
     """`console` (audio mode): the space bar starts a turn, and sends it when pressed again.
 
-    LiveKit's console reads keys in a thread of its own (`readkey` of its CLI module); the space
-    bar is taken there before the console sees it, every other key passes through."""
+    LiveKit's console reads keys in a thread of its own with `readkey` of its CLI module; it is
+    wrapped here, before that thread starts (a read already under way would not see the
+    wrapper), so the space bar reaches push-to-talk and every other key the console."""
     from livekit.agents.cli import _legacy
 
-    ptt = PushToTalk(session)
-    loop = asyncio.get_running_loop()
     read = _legacy.readkey
 
     def readkey() -> str:
         while True:
             key = read()
-            if key != CONSOLE_KEY or _legacy.AgentsConsole.get_instance().console_mode != "audio":
+            console = _legacy.AgentsConsole.get_instance()
+            ptt, loop = _ConsoleKey.ptt, _ConsoleKey.loop
+            if key != CONSOLE_KEY or ptt is None or loop is None or console.console_mode != "audio":
                 return key
             asyncio.run_coroutine_threadsafe(ptt.toggle(), loop)
             logger.info("push-to-talk: %s", "sent" if ptt.talking else "talking (space to send)")
 
     _legacy.readkey = readkey
+
+
+def enable_console_key(session: AgentSession) -> PushToTalk:
+    """Let the space bar (install_console_key) drive this console session's turns."""
+    _ConsoleKey.ptt, _ConsoleKey.loop = PushToTalk(session), asyncio.get_running_loop()
     logger.info("push-to-talk: press space to talk, space again to send")
-    return ptt
+    return _ConsoleKey.ptt

@@ -4,7 +4,11 @@ client and from the page (the agent answers only on release), and a dispatch cho
 from __future__ import annotations
 
 import asyncio
+import re
+import shutil
+import subprocess
 import time
+import uuid
 import wave
 
 import numpy as np
@@ -12,6 +16,9 @@ import pytest
 
 from agent.push_to_talk import MODE_ATTRIBUTE
 from tests.test_browser import KEY, TRANSCRIPT_JS, chromium, join_with_agent, page_server
+from tests.test_console import PYTHON, ROOT, speak_into, tmux, virtual_audio, wait_for_screen
+
+__all__ = ["virtual_audio"]  # a fixture, used by name
 from tools import stack
 from tools.caller import SAMPLE_RATE, Caller, insert_pause, synthesize
 from tools.wer import normalize, wer
@@ -149,3 +156,29 @@ async def test_hold_to_talk_on_the_page(manual_worker, livekit_server, tmp_path)
         await page.screenshot(path=str(stack.ARTIFACTS / "browser-push-to-talk.png"))
         assert len(answers) == 1, answers
         assert "table" in normalize(answers[0]), answers
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is installed by scripts/setup.sh")
+def test_push_to_talk_in_the_audio_console(virtual_audio):
+    """`console` with TURN_DETECTION=manual: the space bar starts a turn and sends it."""
+    runtime, fifo = virtual_audio
+    session = f"console-ptt-{uuid.uuid4().hex[:8]}"
+    command = (
+        f"XDG_RUNTIME_DIR={runtime} STT= LLM= TTS= LIVEKIT_URL= AGENT_HTTP_PORT=0 "
+        f"TURN_DETECTION=manual {PYTHON} -m agent console"
+    )
+    tmux("new-session", "-d", "-s", session, "-x", "200", "-y", "50", "-c", str(ROOT), command)
+    try:
+        wait_for_screen(session, "local development agent", 120)
+        speak_into(fifo, "The red kite circles over the hill.")  # nobody pressed space
+        time.sleep(2)
+        assert "You said" not in tmux("capture-pane", "-p", "-J", "-S", "-200", "-t", session)
+        tmux("send-keys", "-t", session, " ")
+        speak_into(fifo, "What time does the library open tomorrow?")
+        assert "You said" not in tmux("capture-pane", "-p", "-J", "-S", "-200", "-t", session)
+        tmux("send-keys", "-t", session, " ")
+        screen = wait_for_screen(session, "You said: ", 60)
+        heard = re.search(r'"You said: ([^"]+)"', screen).group(1)
+        assert "library" in heard.lower() and "kite" not in heard.lower(), heard
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
