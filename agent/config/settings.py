@@ -55,13 +55,14 @@ CLI_ENV = "AGENT_CLI_SETTINGS"
 
 
 # TURN_DETECTION -> (min, max) endpointing delay in seconds when not set, chosen with
-# benchmarks/latency.py: the shortest wait that never answers into a 400 ms pause mid-sentence.
-# The end-of-turn models wait `max` when they think the user is not done; push-to-talk and the
-# STT's own end of speech need no extra wait.
+# benchmarks/latency.py: a 400 ms pause mid-sentence must not end the turn, and the caller's
+# resumed speech needs ~0.1-0.2 s to be detected, so the turn waits 0.6 s of silence; the
+# end-of-turn models wait `max` when they think the caller is not done (0.8: longer pauses are
+# kept, p95 stays under 1.2 s). Push-to-talk and the STT's own end of speech need no wait.
 ENDPOINTING_DEFAULTS: dict[str, tuple[float, float]] = {
-    "eot": (0.5, 1.0),
-    "multilingual": (0.5, 1.0),
-    "vad": (0.5, 0.5),
+    "eot": (0.6, 0.8),
+    "multilingual": (0.6, 0.8),
+    "vad": (0.6, 0.6),
     "stt": (0.0, 0.0),
     "manual": (0.0, 0.0),
 }
