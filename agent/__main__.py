@@ -8,6 +8,7 @@ transcribe FILE...                audio files to text/JSON/SRT with any STT desc
 bench-stt --refs refs.tsv FILE... word error rate and speed of several STT descriptors
 doctor                            check settings, keys, server, providers, models, audio devices
 web [--host H] [--port P]         the browser page and its token endpoint (http://127.0.0.1:8000)
+redispatch [--port P]             a livekit-server webhook: a call whose agent was lost gets one again
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import socket
 import sys
 import warnings
 
-from . import config
+from . import config, logs
 from .errors import AgentError
 
 LIVEKIT_COMMANDS = ("start", "dev", "console", "connect")
@@ -28,6 +29,7 @@ NEEDS_SERVER = ("start", "dev", "connect")
 # developer tools are named, not imported, here: they build on the product, never the reverse.
 TOOLS = {
     "web": "agent.web",
+    "redispatch": "agent.redispatch",
     "gateway": "gateway.server",
     "call": "tools.caller",
     "transcribe": "tools.transcribe",
@@ -52,14 +54,17 @@ def _port_free(port: int) -> bool:
 
 def run_worker(argv: list[str]) -> None:
     try:
+        logs.log_format()  # a wrong LOG_FORMAT stops here, not after the worker registered
         # our flags (--stt, --language, ...) go to config; LiveKit's CLI gets the rest
         flags, argv = config.split_cli_flags(argv)
         os.environ[config.CLI_ENV] = json.dumps(flags)  # read again by the job processes
         settings = config.Settings.from_env()
         resolved = config.resolve(settings)
+        print(config.describe(settings, resolved), file=sys.stderr)
+        config.import_plugins(settings)  # on the main thread, as LiveKit requires
+        config.check_components(settings)  # before the worker registers, not in every call
     except config.ConfigError as e:
         fail(str(e))
-    print(config.describe(settings, resolved), file=sys.stderr)
     if argv[0] in NEEDS_SERVER:
         missing = [
             name
@@ -94,7 +99,7 @@ def run_worker(argv: list[str]) -> None:
         from .push_to_talk import install_console_key
 
         install_console_key()  # the space bar is push-to-talk
-
+    logs.worker_text_logs()
     sys.argv = [sys.argv[0], *argv]
     cli.run_app(make_server(settings))
 

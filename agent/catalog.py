@@ -188,6 +188,15 @@ CARTESIA_STT_OPTIONS = {
     "min_volume": Option(float, 0.0, 1.0),
     "max_silence_duration_secs": Option(float, 0.0, None, exclusive_min=True),
 }
+# ink-2 (turn detection): LiveKit Inference's extra_kwargs, the Cartesia plugin's arguments and
+# the turns websocket's query parameters, with Cartesia's documented ranges
+INK2_OPTIONS = {
+    "turn_start_threshold": Option(float, 0.5, 0.9),
+    "turn_eager_end_threshold": Option(float, 0.3, 0.6),
+    "turn_end_threshold": Option(float, 0.05, 0.5),
+    "turn_end_timeout_ms": Option(int, 640, 11200),
+    "keyterm": Option(str),
+}
 DEEPGRAM_OPTIONS = {
     "filler_words": Option(bool),
     "interim_results": Option(bool),
@@ -253,6 +262,22 @@ STT_MODELS = (
         plugin=Plugin("livekit.plugins.cartesia:STT", "CARTESIA_API_KEY", "cartesia_base_url"),
         label="Cartesia Ink Whisper",
         word_timestamps=True,  # Cartesia's batch API
+    ),
+    Model(
+        "stt",
+        "cartesia",
+        "ink-2",
+        "inference",
+        ("en",),
+        default_variant="en",
+        options=INK2_OPTIONS,
+        plugin=Plugin(
+            "livekit.plugins.cartesia:STT",
+            "CARTESIA_API_KEY",
+            "cartesia_base_url",
+            options=tuple(INK2_OPTIONS),
+        ),
+        label="Cartesia Ink 2 (English, turn detection)",
     ),
     Model(
         "stt",
@@ -508,6 +533,15 @@ LOCAL_DEFAULTS: dict[Kind, str] = {
     "stt": "local/moonshine-tiny:en",
     "llm": "local/echo",
     "tts": "local/hibari:heart",
+}
+# What a LiveKit Inference endpoint serves, by who runs it. LiveKit Cloud (an address under
+# LIVEKIT_CLOUD_DOMAIN, or LIVEKIT_URL there) serves all three; any other LIVEKIT_INFERENCE_URL
+# is the local gateway (`python -m agent gateway`), which serves speech-to-text only. A kind the
+# endpoint does not serve defaults to its LOCAL_DEFAULTS entry and refuses cloud descriptors.
+LIVEKIT_CLOUD_DOMAIN = ".livekit.cloud"
+INFERENCE_SERVES: dict[str, tuple[Kind, ...]] = {
+    "livekit-cloud": ("stt", "llm", "tts"),
+    "gateway": ("stt",),
 }
 CLOUD_DEFAULTS: dict[Kind, str] = {
     "stt": "cartesia/ink-whisper:en",

@@ -5,7 +5,7 @@ JSON metadata of its dispatch (`{"stt": "cartesia/ink-whisper:de", "language": "
 then with the caller's participant attributes `stt` and `language` (config.LAYER_KEYS).
 
 When the caller changes those attributes mid-call, the new settings are validated with
-agent/config.py. A valid change reaches the running session without dropping the call: a new
+agent/config/. A valid change reaches the running session without dropping the call: a new
 language on the same models goes through `update_options(language=...)` (the live streams
 follow it), anything else swaps the STT with `Agent.update_options(stt=...)`, LiveKit's
 supported way to replace a component of a running agent. A refused change is logged in one

@@ -38,7 +38,7 @@ from typing import Any
 from aiohttp import web
 from livekit import api
 
-from . import catalog, config
+from . import catalog, config, logs
 
 logger = logging.getLogger("agent.web")
 
@@ -348,7 +348,7 @@ def main(argv: list[str]) -> None:
             "or bind to 127.0.0.1"
         )
     app = make_app(settings)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.setup()
     if not (DIST / "index.html").exists():
         logger.warning("web/dist is missing: run `npm ci && npm run build` in web/")
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host

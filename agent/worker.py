@@ -1,4 +1,4 @@
-"""The voice agent: one AgentSession, every choice delegated to agent/config.py."""
+"""The voice agent: one AgentSession, every choice delegated to agent/config/."""
 
 from __future__ import annotations
 
@@ -54,6 +54,15 @@ async def entrypoint(ctx: JobContext) -> None:
     await session.generate_reply(instructions="Greet the user in one short sentence.")
 
 
+def share_of_calls(max_calls: int):
+    """A worker's load as LiveKit weighs it: n calls running of `max_calls` is n / max_calls."""
+
+    def load(server: AgentServer) -> float:
+        return len(server.active_jobs) / max_calls
+
+    return load
+
+
 def make_server(settings: config.Settings) -> AgentServer:
     config.import_plugins(settings)  # on the main thread, as LiveKit requires
     server = AgentServer(
@@ -64,6 +73,9 @@ def make_server(settings: config.Settings) -> AgentServer:
         # 2.5 s) turns calls away on a 2-core machine whenever anything else runs; a call
         # refused is worse than a call slowed, so refuse only when the CPU is pegged (1.0).
         load_threshold=settings.load_threshold,
+        # Workers on one machine all see the same CPU, so LiveKit cannot tell them apart by it
+        # (it sends a burst of calls to one of them); with MAX_CALLS each reports its own calls.
+        load_fnc=share_of_calls(settings.max_calls) if settings.max_calls else None,
         setup_fnc=prewarm,
         port=settings.agent_http_port,
     )

@@ -49,6 +49,10 @@ class Recognizer:
       own voice detector, so endpointing also works over a noise floor.
     Between two finals Moonshine may close several lines: they are joined into one utterance,
     and interims carry the whole utterance so far (a delta since the last final, as Cartesia).
+
+    One Moonshine stream runs for the whole session: an utterance ends when silence follows a
+    closed line, without stopping the stream, because a stop drops the audio its voice detector
+    is still holding: the first words of the next utterance. Only `finalize` stops it.
     """
 
     sample_rate: int
@@ -59,6 +63,7 @@ class Recognizer:
     _pending: list = field(default_factory=list)  # Moonshine events, filled on its thread
     # closed lines of the current utterance by id (Moonshine may report a completion twice)
     _lines: dict[int, str] = field(default_factory=dict)
+    _done: set[int] = field(default_factory=set)  # lines already sent in a final
     _line: str = ""  # the open line's text
     _line_open: bool = False
     _start: float | None = None  # the utterance's span in session seconds
@@ -127,20 +132,30 @@ class Recognizer:
             self._silence = (
                 0.0 if loud and self._line_open else self._silence + WINDOW / ENGINE_RATE
             )
-            if self._start is not None and self._silence >= self.max_silence:
+            # a line still open ends with Moonshine's own voice detector (it hears zeros
+            # after a quiet window), so the cut waits for it rather than stopping the stream
+            if (
+                self._start is not None
+                and self._silence >= self.max_silence
+                and not self._line_open
+            ):
                 out += self._end_utterance()
         if final:
+            self._stream.stop()  # closes the open line: everything heard becomes final
+            self._drain()  # interims of a line about to be final are not worth sending
             out += self._end_utterance()
+            self._stream.start()
+            self._origin, self._done = self.position, set()  # its clock and line ids restart
         return out
 
     def _drain(self) -> list[Hypothesis]:
         out = []
         for ev in self._pending:
             line, text = ev.line, ev.line.text.strip()
+            if line.line_id in self._done:
+                continue
             if isinstance(ev, LineStarted):
                 self._line_open = True
-                if self._start is None:
-                    self._start = self._origin + line.start_time
             elif isinstance(ev, LineTextChanged) and text and not line.is_complete:
                 self._line = text
             elif isinstance(ev, LineCompleted):
@@ -148,6 +163,9 @@ class Recognizer:
                 if text:
                     self._lines[line.line_id] = text
                     self._end = self._origin + line.start_time + line.duration
+            if self._start is None and (self._line_open or self._lines):
+                # the line's own start: its voice detector looks back before it opened it
+                self._start = self._origin + line.start_time
             utterance = " ".join([*self._lines.values(), self._line])
             if utterance.strip() and utterance != self._last_interim:
                 self._last_interim = utterance
@@ -156,14 +174,11 @@ class Recognizer:
         return out
 
     def _end_utterance(self) -> list[Hypothesis]:
-        self._stream.stop()  # closes the open line, if any
-        self._drain()  # interims of a line that is about to be final are not worth sending
-        self._stream.start()
-        self._origin = self.position
         text = " ".join(self._lines.values())
         out = [self._transcript(text, is_final=True)] if text else []
-        self._lines, self._line, self._line_open = {}, "", False
-        self._start, self._end, self._silence, self._last_interim = None, 0.0, 0.0, ""
+        self._done.update(self._lines)
+        self._lines, self._last_interim = {}, ""
+        self._start, self._end, self._silence = None, 0.0, 0.0
         return out
 
     def _transcript(self, text: str, is_final: bool) -> Hypothesis:
@@ -174,3 +189,15 @@ class Recognizer:
 
 def _int16_to_float(data: bytes) -> np.ndarray:
     return np.frombuffer(data, np.int16).astype(np.float32) / 32768.0
+
+
+# The local engine that transcribes a file (POST /stt, /audio/transcriptions), by whether word
+# timestamps were asked for: Moonshine tiny-en (also the streaming engine above) has lines only,
+# Whisper tiny.en (faster-whisper) has word times. Both speak English: a request in another
+# language is transcribed as English and labelled as asked.
+FILE_ENGINES = {False: "local/moonshine-tiny:en", True: "local/whisper-tiny:en"}
+
+
+def local_engine(language: str, *, words: bool = False) -> str:
+    """The STT descriptor (agent/catalog.py) that transcribes a file in `language`."""
+    return FILE_ENGINES[words]

@@ -1,17 +1,23 @@
-"""A local stand-in for LiveKit Inference STT and Cartesia's STT websocket, on one port.
+"""A local stand-in for LiveKit Inference STT and Cartesia's STT API, on one port.
 
-`python -m agent gateway` serves the two wire protocols the agent's cloud STT speaks, so the
-production setting `STT=cartesia/ink-whisper:en` runs offline, unchanged:
+`python -m agent gateway` serves the wire protocols of the agent's cloud STT and of Cartesia's
+official clients, so the production setting `STT=cartesia/ink-whisper:en` (or `ink-2`) and code
+written for Cartesia or OpenAI's SDK run offline, unchanged:
 
-  /v1/stt              LiveKit Inference (what `inference.STT` and "cartesia/ink-whisper:en"
-                       reach with LIVEKIT_INFERENCE_URL=http://HOST:PORT/v1)
-  /stt/websocket       Cartesia ink-whisper (what `cartesia.STT(model="ink-whisper")` reaches
-                       with base_url / CARTESIA_BASE_URL=http://HOST:PORT)
-  /sessions            what every session asked for, as JSON (no secrets), for tests and checks
+  /v1/stt                   LiveKit Inference (what `inference.STT` and "cartesia/ink-whisper:en"
+                            reach with LIVEKIT_INFERENCE_URL=http://HOST:PORT/v1)
+  /stt/websocket            Cartesia streaming, ink-whisper and ink-2 (gateway/cartesia.py)
+  /stt/turns/websocket      Cartesia ink-2 with turn events (`cartesia.STT()` for English)
+  POST /stt                 Cartesia batch files; POST /audio/transcriptions, the OpenAI-
+                            compatible twin (gateway/batch.py)
+  POST /access-token        Cartesia access tokens (gateway/auth.py: keys, tokens, versions)
+  GET /                     Cartesia's status object ({"ok": true, "version": ...})
+  /sessions                 what every session asked for, as JSON (no secrets)
 
-Both are answered by the embedded Moonshine tiny-en model (gateway/engine.py). Moonshine only speaks English: a
-session in another language is accepted (the gateway stands in for the cloud, which would accept
-it) and transcribed as English, and its results carry the language that was asked for.
+Streams are answered by the embedded Moonshine tiny-en model (gateway/engine.py), files by the
+engine `engine.local_engine` picks. Both only speak English: a request in another language is
+accepted (the gateway stands in for the cloud, which would accept it) and transcribed as
+English, and its results carry the language that was asked for.
 
 Cartesia's `min_volume` and `max_silence_duration_secs` are honoured (see `Recognizer`); the
 other providers' options are validated against agent/catalog.py and recorded, not applied.
@@ -20,16 +26,16 @@ other providers' options are validated against agent/catalog.py and recorded, no
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 
 from aiohttp import web
 
-from agent import config
+from agent import config, logs
 from agent.errors import ConfigError
 from agent.plugins.moonshine import load_transcriber
 
-from .cartesia import cartesia_stt, cartesia_turns
+from .batch import MAX_UPLOAD, transcribe
+from .cartesia import access_token, cartesia_stt, cartesia_turns, status
 from .inference import inference_stt
 from .sessions import GATEWAY, Gateway
 
@@ -41,33 +47,33 @@ async def list_sessions(request: web.Request) -> web.Response:
     return web.json_response([r.to_json() for r in request.app[GATEWAY].sessions])
 
 
-async def health(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True, "sessions": len(request.app[GATEWAY].sessions)})
-
-
 def make_app(gateway: Gateway) -> web.Application:
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_UPLOAD)
     app[GATEWAY] = gateway
     app.router.add_get("/v1/stt", inference_stt)
     app.router.add_get("/stt", inference_stt)  # LIVEKIT_INFERENCE_URL given without the /v1
     app.router.add_get("/stt/websocket", cartesia_stt)
     app.router.add_get("/stt/turns/websocket", cartesia_turns)
+    app.router.add_post("/stt", transcribe)
+    app.router.add_post("/audio/transcriptions", transcribe)
+    app.router.add_post("/access-token", access_token)
     app.router.add_get("/sessions", list_sessions)
-    app.router.add_get("/", health)
+    app.router.add_get("/", status)
     return app
 
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m agent gateway",
-        description="Serve LiveKit Inference STT (/v1/stt) and Cartesia STT (/stt/websocket) "
-        "locally, transcribed by Moonshine.",
+        description="Serve LiveKit Inference STT (/v1/stt) and Cartesia's STT API (streaming, "
+        "batch, access tokens) locally, transcribed by local engines.",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument(
         "--cartesia-key",
-        help=f"the X-API-Key clients must send (default: $CARTESIA_API_KEY or {DEFAULT_CARTESIA_KEY})",
+        help="the Cartesia API key clients must send (X-API-Key or Bearer; default: "
+        f"$CARTESIA_API_KEY or {DEFAULT_CARTESIA_KEY})",
     )
     args = parser.parse_args(argv)
     settings = config.Settings.from_env()  # LIVEKIT_API_KEY/SECRET sign the agent's tokens
@@ -78,7 +84,7 @@ def main(argv: list[str]) -> None:
         or settings.cartesia_api_key.get_secret_value()
         or DEFAULT_CARTESIA_KEY,
     )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.setup()
     load_transcriber()  # the first session should not wait for the model
     base = f"http://{args.host}:{args.port}"
     banner = (

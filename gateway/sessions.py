@@ -25,7 +25,9 @@ class SessionRecord:
     settings: dict[str, Any] = field(default_factory=dict)  # after session.update
     sample_rate: int | None = None
     encoding: str | None = None
-    subject: str | None = None  # the access token's identity (LiveKit Inference)
+    # LiveKit Inference: the access token's identity; Cartesia: api_key or access_token
+    subject: str | None = None
+    api_version: str | None = None  # Cartesia-Version, resolved (gateway/auth.py)
     fallback: list[str] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
     audio_seconds: float = 0.0

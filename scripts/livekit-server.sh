@@ -27,14 +27,21 @@ start() {
     die "port $PORT is in use by another program: stop it, or set LIVEKIT_PORT"
   fi
   step "starting livekit-server on ws://127.0.0.1:$PORT (dev keys devkey/secret)"
-  nohup livekit-server --dev --bind 127.0.0.1 --port "$PORT" --node-ip 127.0.0.1 >"$RUN/livekit-server.log" 2>&1 &
+  # rtc ports follow LiveKit's own layout (7880 signal, 7881 TCP, 7882 UDP) from LIVEKIT_PORT
+  nohup livekit-server --dev --bind 127.0.0.1 --node-ip 127.0.0.1 \
+    --config-body "$(printf 'port: %s\nrtc:\n  tcp_port: %s\n  udp_port: %s\n' "$PORT" $((PORT + 1)) $((PORT + 2)))" \
+    >"$RUN/livekit-server.log" 2>&1 &
   echo $! >"$RUN/livekit-server.pid"
   for _ in $(seq 100); do running && return; sleep 0.1; done
   die "livekit-server did not start: see $RUN/livekit-server.log"
 }
 
-stop() {
-  [ -f "$RUN/livekit-server.pid" ] && kill "$(cat "$RUN/livekit-server.pid")" 2>/dev/null || true
+stop() {  # SIGTERM, then SIGKILL after 2 s: a dev server need not wait for its rooms to drain
+  local pid
+  pid="$(cat "$RUN/livekit-server.pid" 2>/dev/null)" || return 0
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
   rm -f "$RUN/livekit-server.pid"
 }
 

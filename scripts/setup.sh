@@ -5,8 +5,10 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 
-# pulseaudio + ALSA pulse plugin: a virtual microphone and speaker for the audio console test
-APT_PACKAGES=(curl libportaudio2 chromium ffmpeg tmux pulseaudio pulseaudio-utils libasound2-plugins)
+# pulseaudio + ALSA pulse plugin: a virtual microphone and speaker for the audio console test;
+# redis-server: the shared state of a livekit-server cluster (scripts/cluster.sh, its e2e test)
+APT_PACKAGES=(curl libportaudio2 chromium ffmpeg tmux pulseaudio pulseaudio-utils libasound2-plugins
+  redis-server)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

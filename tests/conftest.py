@@ -2,6 +2,19 @@ import pytest
 
 from tools import stack
 
+TIERS = ("unit", "slow", "e2e")  # -m unit is the fast tier (under a minute)
+
+
+def pytest_collection_modifyitems(items):
+    """Every test belongs to exactly one tier, set by its module's `pytestmark`."""
+    for item in items:
+        tiers = {m.name for m in item.iter_markers() if m.name in TIERS}
+        if len(tiers) != 1:
+            raise pytest.UsageError(
+                f"{item.nodeid}: mark its module with one of {', '.join(TIERS)} "
+                f"(pytestmark = pytest.mark.unit), not {sorted(tiers) or 'none'}"
+            )
+
 
 @pytest.fixture(scope="session")
 def livekit_server():

@@ -11,6 +11,8 @@ from agent import catalog, config, switching
 from agent.fallback import FallbackSTT
 from agent.plugins.moonshine import MoonshineSTT
 
+pytestmark = pytest.mark.unit
+
 INF = {  # LiveKit Inference reachable (a gateway), with credentials
     "LIVEKIT_INFERENCE_URL": "http://127.0.0.1:9/v1",
     "LIVEKIT_API_KEY": "devkey",
@@ -508,3 +510,56 @@ def test_describe_logs_no_secrets():
     line = config.describe(s, config.resolve(s))
     assert "CARTESIA_API_KEY=set [environment]" in line
     assert "sk-very-secret" not in line and "secret" not in line.replace("LIVEKIT_API_SECRET", "")
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        # the README's gateway example: the gateway serves STT only, so LLM and TTS stay local
+        (
+            {"STT": "cartesia/ink-whisper:en", **INF},
+            ("cartesia/ink-whisper:en", "local/echo", catalog.LOCAL_DEFAULTS["tts"]),
+        ),
+        ({**INF}, (catalog.CLOUD_DEFAULTS["stt"], "local/echo", catalog.LOCAL_DEFAULTS["tts"])),
+        # LiveKit Cloud serves all three
+        ({**CLOUD}, tuple(catalog.CLOUD_DEFAULTS[k] for k in ("stt", "llm", "tts"))),
+        (
+            {**INF, "LIVEKIT_INFERENCE_URL": "https://agent-gateway.livekit.cloud/v1"},
+            tuple(catalog.CLOUD_DEFAULTS[k] for k in ("stt", "llm", "tts")),
+        ),
+    ],
+)
+def test_defaults_follow_what_the_inference_endpoint_serves(env, expected):
+    resolved = config.resolve(settings(env))
+    assert tuple(str(resolved[k]) for k in ("stt", "llm", "tts")) == expected
+
+
+@pytest.mark.parametrize("kind, value", [("LLM", "openai/gpt-4.1-mini"), ("TTS", "rime/arcana")])
+def test_a_cloud_llm_or_tts_through_the_gateway_is_refused_at_startup(kind, value):
+    with pytest.raises(config.ConfigError) as e:
+        config.resolve(settings({kind: value, **INF}))
+    message = str(e.value)
+    assert "\n" not in message
+    assert f"{kind} (environment)={value}" in message and "serves STT only" in message
+    assert f"unset {kind}" in message
+
+
+def test_every_component_is_built_at_startup_and_cloud_ones_are_not_prewarmed():
+    """Outside any event loop, as the worker's startup and LiveKit's prewarm run: cloud clients
+    are built (their prewarm, which needs a loop, is not called) and local models load."""
+    s = settings({**INF, "LIVEKIT_INFERENCE_URL": "https://agent-gateway.livekit.cloud/v1"})
+    config.check_components(s)  # inference STT, LLM and TTS: must not raise
+    config.prewarm(s)
+    config.check_components(settings({"STT": "cartesia/ink-whisper:en", **INF}))
+
+
+def test_a_component_that_cannot_be_built_is_one_line(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("voice file is damaged")
+
+    monkeypatch.setitem(config.components.BUILDERS, ("tts", "local"), broken)
+    with pytest.raises(config.ConfigError) as e:
+        config.check_components(settings({}))
+    assert str(e.value) == (
+        "TTS=local/hibari:heart cannot be built: RuntimeError: voice file is damaged"
+    )

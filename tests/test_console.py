@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = shlex.quote(sys.executable)  # the project's own interpreter, wherever uv is
 
@@ -90,13 +92,10 @@ def speak_into(fifo: Path, text: str) -> None:
     """Synthesized speech into the virtual microphone, in real time, then silence."""
     import numpy as np
 
-    from agent.audio import resample
-    from agent.plugins.hibari import SAMPLE_RATE, load_voice
+    from tests.speech import spoken_16k
 
-    voice = load_voice()
-    wav = np.concatenate([voice.from_ids(voice.ids(p), 1.0) for p in voice.phonemize(text)])
     silence = np.zeros(16000 * 2, np.float32)
-    pcm = np.concatenate([silence, resample(wav, SAMPLE_RATE), silence, silence])
+    pcm = np.concatenate([silence, spoken_16k(text), silence, silence])
     with fifo.open("wb") as mic:
         for start in range(0, len(pcm), 1600):  # 100 ms at a time, at the pace of speech
             mic.write((np.clip(pcm[start : start + 1600], -1, 1) * 32767).astype("<i2").tobytes())

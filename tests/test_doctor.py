@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "STT", "LLM", "TTS",
             "CARTESIA_API_KEY", "CARTESIA_BASE_URL", "LIVEKIT_INFERENCE_URL", "STT_OPTIONS")  # fmt: skip

@@ -23,6 +23,8 @@ from agent.plugins.moonshine import MoonshineSTT
 from tools import stack
 from tools.caller import synthesize
 
+pytestmark = pytest.mark.e2e
+
 RATE = 16000
 FRAME = RATE // 50  # 20 ms
 FIRST, SECOND = "The weather is lovely today.", "Please book a table for two at seven."

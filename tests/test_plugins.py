@@ -3,6 +3,7 @@
 import asyncio
 
 import numpy as np
+import pytest
 from livekit import rtc
 from livekit.agents import llm, stt
 
@@ -11,6 +12,8 @@ from agent.plugins.hibari import HibariTTS
 from agent.plugins.moonshine import MoonshineSTT
 from tools.caller import SAMPLE_RATE, synthesize
 from tools.wer import wer
+
+pytestmark = pytest.mark.unit
 
 SENTENCE = "Please book a table for two at seven."
 

@@ -22,6 +22,8 @@ from agent import config
 from agent.web import FIELDS, MAX_BODY, make_app
 from tools import stack
 
+pytestmark = pytest.mark.unit
+
 API_SECRET = "an-api-secret-that-must-never-leak-0123456789"
 ENDPOINT_SECRET = "endpoint-secret-9f8e7d6c5b4a"
 AGENT = "test-agent"

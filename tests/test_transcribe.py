@@ -18,10 +18,13 @@ import pytest_asyncio
 from aiohttp import web
 
 from agent import config
-from agent.plugins.hibari import SAMPLE_RATE as TTS_RATE
-from agent.plugins.hibari import load_voice
+from agent.audio import resample
+from tests.speech import VOICE_RATE as TTS_RATE
+from tests.speech import spoken
 from tools import audio_files, bench_stt, transcribe
 from tools.wer import wer
+
+pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parent.parent
 SENTENCE = "The quick brown fox jumps over the lazy dog. It was a sunny day in the park."
@@ -44,11 +47,6 @@ RAW = {  # --encoding -> FFmpeg raw muxer and codec (pcm_f16le has no FFmpeg enc
 RAW_RATE = 8000  # telephone rate: also exercises resampling
 
 
-def synthesize(text: str) -> np.ndarray:
-    voice = load_voice()
-    return np.concatenate([voice.from_ids(voice.ids(p), 1.0) for p in voice.phonemize(text)])
-
-
 def encode(samples: np.ndarray, path: Path, muxer: str, codec: str, rate: int) -> None:
     """Write 24 kHz float speech with FFmpeg's own encoders (the decoder must undo them)."""
     frame = av.AudioFrame.from_ndarray(samples.astype(np.float32)[None, :], "flt", "mono")
@@ -63,7 +61,7 @@ def encode(samples: np.ndarray, path: Path, muxer: str, codec: str, rate: int) -
 
 @pytest.fixture(scope="module")
 def speech() -> np.ndarray:
-    return synthesize(SENTENCE)
+    return spoken(SENTENCE)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +76,7 @@ def files(speech, tmp_path_factory) -> dict[str, Path]:
         if spec:
             encode(speech, out[encoding], *spec, RAW_RATE)
         else:
-            at_8k = audio_files.resample(speech, TTS_RATE)[::2]  # 16 kHz -> 8 kHz (speech band)
+            at_8k = resample(speech, TTS_RATE)[::2]  # 16 kHz -> 8 kHz (speech band)
             out[encoding].write_bytes(at_8k.astype("<f2").tobytes())
     return out
 
@@ -140,7 +138,7 @@ def test_srt_and_text_formats(files, capsys):
 
 def test_long_audio_is_windowed_and_fully_transcribed(speech):
     long = np.concatenate([speech, np.zeros(TTS_RATE // 2, np.float32)] * 7)  # ~41 s
-    samples = audio_files.resample(long, TTS_RATE)
+    samples = resample(long, TTS_RATE)
     windows = audio_files.windows(samples)
     assert len(windows) == 2 and sum(len(w) for _, w in windows) == len(samples)
     audio = audio_files.Audio(Path("long.wav"), samples, TTS_RATE, "wav")

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from livekit import rtc
 from livekit.agents import stt
 
 from agent import config
-from agent.plugins.hibari import SAMPLE_RATE, load_voice
+from agent.plugins.hibari import SAMPLE_RATE
 from agent.plugins.whisper import WhisperSTT
+from tests.speech import spoken
 from tools.wer import wer
+
+pytestmark = pytest.mark.unit
 
 SENTENCE = "Please book a table for two at seven tonight."
 
@@ -22,9 +26,7 @@ def test_descriptor_builds_the_plugin():
 
 
 async def test_recognize_24khz_speech_with_word_timings():
-    voice = load_voice()
-    wav = np.concatenate([voice.from_ids(voice.ids(p), 1.0) for p in voice.phonemize(SENTENCE)])
-    pcm = (np.clip(wav, -1, 1) * 32767).astype(np.int16)
+    pcm = (np.clip(spoken(SENTENCE), -1, 1) * 32767).astype(np.int16)
     frame = rtc.AudioFrame(pcm.tobytes(), SAMPLE_RATE, 1, len(pcm))  # session rate, not 16 kHz
     event = await WhisperSTT().recognize([frame])
     assert event.type == stt.SpeechEventType.FINAL_TRANSCRIPT

@@ -1,9 +1,12 @@
-"""The real local stack for end-to-end tests: a livekit-server and agent workers as subprocesses."""
+"""The real local stack for end-to-end tests: livekit-server nodes (alone, or a cluster sharing
+Redis), agent workers, the gateway and the redispatcher, as subprocesses."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -23,6 +26,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_port_block(size: int = 3) -> int:
+    """The first of `size` consecutive free TCP and UDP ports (livekit-server's 7880/7881/7882)."""
+    for _ in range(50):
+        first = free_port()
+        try:
+            with contextlib.ExitStack() as held:
+                for n in range(size):
+                    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                        s = held.enter_context(socket.socket(socket.AF_INET, kind))
+                        s.bind(("127.0.0.1", first + n))
+            return first
+        except OSError:
+            continue
+    raise RuntimeError("no block of free ports")
 
 
 def wait_for(check, timeout: float, what: str, log: Path | None = None) -> None:
@@ -52,13 +71,20 @@ class Server:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
+    @property
+    def node_id(self) -> str:
+        """The node's id in a cluster (what CreateRoomRequest.node_id places a room on)."""
+        return re.search(r'"nodeID": "(ND_\w+)"', self.log.read_text()).group(1)
 
-def start_server(name: str = "livekit-server") -> Server:
+
+def start_server(name: str = "livekit-server", config: str = "") -> Server:
+    """One livekit-server in dev mode (keys devkey/secret) on free ports; `config` is more YAML,
+    e.g. `redis:` to make it a node of a cluster (see start_redis)."""
     port, tcp = free_port(), free_port()
     udp = free_port()  # a UDP port number free on TCP is almost surely free on UDP here
     ARTIFACTS.mkdir(exist_ok=True)
     log = ARTIFACTS / f"{name}.log"
-    config = f"port: {port}\nrtc:\n  tcp_port: {tcp}\n  udp_port: {udp}\n"
+    config = f"port: {port}\nrtc:\n  tcp_port: {tcp}\n  udp_port: {udp}\n{config}"
     process = subprocess.Popen(
         [
             livekit_binary(),
@@ -73,16 +99,59 @@ def start_server(name: str = "livekit-server") -> Server:
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
-
-    def up() -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return True
-        except OSError:
-            return False
-
-    wait_for(up, 30, "livekit-server", log)
+    wait_for(lambda: _listening(port), 30, "livekit-server", log)
+    wait_for(lambda: "starting LiveKit server" in log.read_text(), 30, "livekit-server", log)
     return Server(port, process, log)
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Service:
+    """A helper process listening on `port` (Redis, the redispatcher)."""
+
+    port: int
+    process: subprocess.Popen
+    log: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def start_redis(name: str = "redis") -> Service:
+    """Debian's redis-server on a free port: the shared state of a livekit-server cluster."""
+    port = free_port()
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = ARTIFACTS / f"{name}-{port}.log"
+    args = ["--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(
+        ["redis-server", *args], stdout=log.open("w"), stderr=subprocess.STDOUT
+    )
+    wait_for(lambda: _listening(port), 30, "redis-server", log)
+    return Service(port, process, log)
+
+
+def start_redispatcher(server: Server, port: int, name: str = "redispatch") -> Service:
+    """`python -m agent redispatch` on `port`, calling `server`'s API."""
+    log = ARTIFACTS / f"{name}-{port}.log"
+    env = {**os.environ, "LIVEKIT_URL": server.url}
+    env.update(LIVEKIT_API_KEY=API_KEY, LIVEKIT_API_SECRET=API_SECRET)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agent", "redispatch", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    wait_for(lambda: _listening(port), 30, "redispatcher", log)
+    return Service(port, process, log)
 
 
 @dataclass
@@ -95,12 +164,21 @@ class Worker:
     def output(self) -> str:
         return self.log.read_text()
 
+    def rooms(self) -> list[str]:
+        """The rooms this worker was given a job in, from its log."""
+        # `"room": "x"` in JSON logs, `room=x` or similar in text logs
+        return re.findall(r"received job request.*?\broom\W+([\w-]+)", self.output())
+
 
 def start_worker(
-    server: Server, extra_env: dict[str, str] | None = None, name: str = "worker"
+    server: Server,
+    extra_env: dict[str, str] | None = None,
+    name: str = "worker",
+    agent_name: str = "",
 ) -> Worker:
-    """`python -m agent start` against `server`, configured only through its environment."""
-    agent_name = f"e2e-{uuid.uuid4().hex[:6]}"
+    """`python -m agent start` against `server`, configured only through its environment.
+    Workers given the same `agent_name` share the calls dispatched to it."""
+    agent_name = agent_name or f"e2e-{uuid.uuid4().hex[:6]}"
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "STT", "LLM", "TTS"))
     }
@@ -149,6 +227,7 @@ class Gateway:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
+        self.cartesia_key = "local-dev-key"  # the Cartesia API key its clients send
 
     def start(self) -> None:
         env = {
@@ -158,8 +237,9 @@ class Gateway:
         }
         ARTIFACTS.mkdir(exist_ok=True)
         log = ARTIFACTS / f"{self.name}-{self.port}.log"
+        command = [sys.executable, "-m", "agent", "gateway", "--port", str(self.port)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent", "gateway", "--port", str(self.port)],
+            [*command, "--cartesia-key", self.cartesia_key],
             cwd=ROOT,
             env=env,
             stdout=log.open("a"),

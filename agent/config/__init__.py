@@ -10,6 +10,7 @@ from ..errors import ConfigError
 from .components import (
     build,
     build_stt,
+    check_components,
     describe,
     import_plugins,
     plugin_class,
@@ -53,6 +54,7 @@ __all__ = [
     "Settings",
     "build",
     "build_stt",
+    "check_components",
     "check_options",
     "check_package",
     "check_turns",

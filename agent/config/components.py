@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import catalog
 from ..catalog import Kind, Plugin
+from ..errors import ConfigError
 from .descriptors import Descriptor, own_key, resolve, stt_chain
 from .settings import LAYERS, TURN_KEYS, Settings
 
@@ -40,6 +41,8 @@ def _own_key_plugin(desc: Descriptor, settings: Settings):
         **{VARIANT_ARGUMENT[desc.kind]: desc.variant},
         api_key=own_key(settings, desc),
         **({"base_url": base_url} if base_url else {}),
+        # the options check_options let through are plugin arguments (catalog Plugin.options)
+        **(dict(settings.stt_options) if desc.kind == "stt" else {}),
     )
 
 
@@ -56,10 +59,18 @@ def _inference_stt(desc: Descriptor, settings: Settings, instance: bool = False)
         model=desc.model.id,
         language=desc.variant,
         extra_kwargs=dict(settings.stt_options),
-        base_url=settings.inference_url,
-        api_key=settings.livekit_api_key,
-        api_secret=settings.livekit_api_secret.get_secret_value(),
+        **_inference_access(settings),
     )
+
+
+def _inference_access(settings: Settings) -> dict[str, str]:
+    """Where LiveKit Inference is and the key pair that signs its tokens (from the settings,
+    whichever layer set them, not only the environment LiveKit's clients read)."""
+    return {
+        "base_url": settings.inference_url,
+        "api_key": settings.livekit_api_key,
+        "api_secret": settings.livekit_api_secret.get_secret_value(),
+    }
 
 
 def _openai_llm(desc: Descriptor, settings: Settings):
@@ -73,7 +84,7 @@ def _inference_llm(desc: Descriptor, settings: Settings):
 
     if not settings.livekit_inference_url:
         return str(desc)
-    return inference.LLM(model=desc.model.id, base_url=settings.inference_url)
+    return inference.LLM(model=desc.model.id, **_inference_access(settings))
 
 
 def _realtime_llm(desc: Descriptor, settings: Settings):
@@ -85,7 +96,7 @@ def _inference_tts(desc: Descriptor, settings: Settings):
 
     if not settings.livekit_inference_url:
         return str(desc)
-    return inference.TTS(model=desc.model.id, voice=desc.variant, base_url=settings.inference_url)
+    return inference.TTS(model=desc.model.id, voice=desc.variant, **_inference_access(settings))
 
 
 BUILDERS = {
@@ -153,15 +164,36 @@ def import_plugins(settings: Settings) -> None:
 
 
 def prewarm(settings: Settings) -> None:
-    """Load every model the settings name (each STT of the chain too), once per process."""
+    """Load the local models the settings name (each STT of the chain too), once per process.
+    Cloud components have no model to load (and their own prewarm needs a running event loop)."""
     resolved = resolve(settings)
-    descs = [*stt_chain(settings), resolved["tts"]]
-    if not resolved["llm"].realtime:  # a realtime model connects when the session starts
-        descs.append(resolved["llm"])
+    descs = [*stt_chain(settings), resolved["llm"], resolved["tts"]]
     for desc in descs:
-        component = build(desc, settings)
-        if hasattr(component, "prewarm") and not isinstance(component, str):
-            component.prewarm()
+        if desc.model.route == "local":
+            component = build(desc, settings)
+            if hasattr(component, "prewarm"):
+                component.prewarm()
+
+
+def check_components(settings: Settings) -> None:
+    """Build every component once, at startup (on the main thread, after import_plugins): one
+    that cannot be built stops the worker here with one line, instead of failing every call of a
+    worker that registered. With thread jobs the local models load here too: the jobs share this
+    process, so a model that cannot load also stops the worker before it registers."""
+    resolved = resolve(settings)
+    for kind, desc in resolved.items():
+        if resolved["llm"].realtime and kind != "llm":
+            continue  # a realtime model hears and speaks by itself
+        try:
+            build_stt(settings) if kind == "stt" else build(desc, settings)
+        except ConfigError:
+            raise
+        except Exception as e:  # a plugin's own check, worded by the plugin
+            raise ConfigError(
+                f"{settings.label(kind)}={desc} cannot be built: {type(e).__name__}: {e}"
+            ) from None
+    if settings.job_executor == "thread":
+        prewarm(settings)
 
 
 def session_components(settings: Settings, resolved: dict[Kind, Descriptor], vad=None) -> dict:
@@ -244,7 +276,12 @@ def describe(settings: Settings, resolved: dict[Kind, Descriptor]) -> str:
         if settings.stt_options
         else "",
         "livekit_inference_url": settings.livekit_inference_url,
-        "cartesia_base_url": settings.cartesia_base_url,
+        # the addresses provider plugins are pointed at (e.g. CARTESIA_BASE_URL)
+        **{
+            m.plugin.base_url: getattr(settings, m.plugin.base_url)
+            for m in catalog.MODELS.values()
+            if m.plugin and m.plugin.base_url
+        },
     }
     parts += [f"{k.upper()}={v} [{settings.source(k)}]" for k, v in shown.items() if v]
     turns = [k for k in (*TURN_KEYS, "noise_cancellation") if settings.source(k) != "default"]

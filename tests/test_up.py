@@ -1,0 +1,92 @@
+"""`./scripts/up.sh` as a person runs it, in a real terminal (tmux): readable log lines, a call
+answered, and Ctrl+C right after the call stops every process of the stack."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tools import stack
+from tools.caller import Caller
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
+
+
+def screen(session: str) -> str:
+    return tmux("capture-pane", "-p", "-J", "-S", "-500", "-t", session)
+
+
+def stack_processes(marker: str) -> list[int]:
+    """Processes whose environment carries `marker` (everything up.sh started inherits it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is installed by scripts/setup.sh")
+def test_up_logs_readably_answers_and_stops_on_ctrl_c():
+    port, web, health = stack.free_port_block(), stack.free_port(), stack.free_port()
+    agent_name = f"up-{uuid.uuid4().hex[:6]}"
+    env = {
+        "LIVEKIT_PORT": str(port),
+        "LIVEKIT_URL": f"ws://127.0.0.1:{port}",
+        "LIVEKIT_API_KEY": stack.API_KEY,
+        "LIVEKIT_API_SECRET": stack.API_SECRET,
+        "WEB_PORT": str(web),
+        "AGENT_HTTP_PORT": str(health),
+        "AGENT_NAME": agent_name,
+        "LOAD_THRESHOLD": "inf",
+    }
+    command = " ".join(f"{k}={v}" for k, v in env.items()) + " bash scripts/up.sh"
+    session = f"up-{agent_name}"
+    tmux("new-session", "-d", "-s", session, "-x", "220", "-y", "60", "-c", str(ROOT), command)
+    try:
+        deadline = time.time() + 300  # setup.sh runs first: quick when everything is installed
+        while "registered worker" not in (text := screen(session)):
+            assert time.time() < deadline, f"the worker never registered:\n{text}"
+            time.sleep(0.5)
+
+        async def call() -> list[str]:
+            async with Caller(env["LIVEKIT_URL"], stack.API_KEY, stack.API_SECRET, agent_name) as c:
+                await c.wait_for_greeting()
+                return (await c.say("Please book a table for two at seven.")).agent_texts
+
+        replies = asyncio.run(call())
+        assert any("table for two" in r for r in replies), replies
+        text = screen(session)
+        assert "received job request" in text
+        events = [line for line in text.splitlines() if re.match(r"\d\d:\d\d:\d\d ", line)]
+        assert len(events) >= 3, text
+        assert not [line for line in text.splitlines() if line.lstrip().startswith('{"')], text
+
+        assert stack_processes(agent_name), "could not see the stack's processes"
+        started = time.time()
+        tmux("send-keys", "-t", session, "C-c")
+        while (left := stack_processes(agent_name)) and time.time() - started < 10:
+            time.sleep(0.1)
+        print(f"up.sh stopped everything in {time.time() - started:.1f} s after Ctrl+C")
+        assert not left, f"still running after Ctrl+C: {left}\n{screen(session)}"
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        for pid in stack_processes(agent_name):
+            os.kill(pid, 9)
