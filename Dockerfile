@@ -12,10 +12,12 @@ ARG BASE_IMAGE=ghcr.io/astral-sh/uv:python${PYTHON_VERSION}-bookworm-slim
 FROM ${BASE_IMAGE}
 
 # unbuffered: a crash still prints its last lines; uv uses the image's Python, copies files
-# (its cache is another filesystem) and compiles bytecode once, here; no hub is ever asked
+# (its cache is another filesystem) and compiles bytecode once, here; no hub is ever asked;
+# logs are LiveKit's JSON lines, for a log collector (LOG_FORMAT=text for a terminal)
 ENV PYTHONUNBUFFERED=1 \
     UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 \
     HF_HUB_OFFLINE=1 \
+    LOG_FORMAT=json \
     PATH=/app/.venv/bin:$PATH
 
 ARG UID=10001

@@ -28,9 +28,9 @@ from aiohttp import web
 from livekit import api
 from livekit.protocol.models import DisconnectReason, ParticipantInfo
 
-from . import config
+from . import config, logs
 
-logger = logging.getLogger("redispatch")
+logger = logging.getLogger(__name__)
 
 AGENT_NAME_ATTRIBUTE = "lk.agent.name"  # set by livekit-server in every agent's token
 # why an agent left; only these mean "lost" (a goodbye, a kick or a closed room do not)
@@ -160,10 +160,22 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--port", type=int, default=8091)
     args = parser.parse_args(argv)
     settings = config.Settings.from_env()
-    if not settings.livekit_url:
-        raise config.ConfigError("LIVEKIT_URL is not set: the redispatcher calls the server's API")
     secret = settings.livekit_api_secret.get_secret_value()
+    missing = [
+        name
+        for name, value in (
+            ("LIVEKIT_URL", settings.livekit_url),
+            ("LIVEKIT_API_KEY", settings.livekit_api_key),
+            ("LIVEKIT_API_SECRET", secret),
+        )
+        if not value
+    ]
+    if missing:  # the key pair also checks the webhooks' signatures
+        raise config.ConfigError(
+            f"{', '.join(missing)} not set: the redispatcher calls the server's API "
+            "with the same key pair the server signs its webhooks with"
+        )
     redispatcher = Redispatcher(settings.livekit_url, settings.livekit_api_key, secret)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.setup()
     print(f"redispatch webhook on http://{args.host}:{args.port}/", flush=True)
     web.run_app(redispatcher.app(), host=args.host, port=args.port, print=None)

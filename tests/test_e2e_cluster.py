@@ -12,6 +12,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
 import pytest
 from livekit import api, rtc
 
@@ -110,7 +111,9 @@ async def test_calls_survive_a_killed_worker_and_a_stopped_node(cluster):
             c.caller.room_name: {
                 "agent_left_s": round(c.left[0][0] - killed_at, 1),
                 "new_agent_joined_s": round(c.agents[-1][0] - killed_at, 1),
-                "greeted_again_s": round(
+                # the caller hears an agent again: the new agent's first loud audio frame
+                "heard_again_s": round(_first_loud_after(c.caller, c.agents[-1][0]) - killed_at, 1),
+                "greeting_done_s": round(
                     min(t.at for t in c.caller.agent_finals() if t.at > killed_at) - killed_at, 1
                 ),
             }
@@ -164,6 +167,10 @@ async def _everyone_says(calls: list[Call], sentence: str) -> None:
         assert heard is not None, f"{call.caller.room_name}: no transcript of {sentence!r}"
         assert wer(sentence, heard) <= 0.25, f"{call.caller.room_name}: {heard!r}"
         assert turn.agent_texts, f"{call.caller.room_name}: the agent did not answer"
+
+
+def _first_loud_after(caller: Caller, since: float) -> float:
+    return min(t for t, pcm in caller.agent_frames if t > since and np.sqrt(np.mean(pcm**2)) > 0.01)
 
 
 def _history(hook: stack.Service) -> list[dict]:
