@@ -207,11 +207,16 @@ async def token(request: web.Request) -> web.Response:
 
 
 def catalog_json(settings: config.Settings) -> dict[str, Any]:
-    """Every STT model with its languages, whether this setup can run it, and the default."""
+    """Every STT model with the languages it really speaks, whether this setup can run it, and
+    the default: the configured model (`local/auto` too, not the engine it picked) and language."""
     try:
         current = config.stt_chain(settings)[0]
     except config.ConfigError:  # the worker reports it; the page still offers the default
         current = config.parse("stt", catalog.LOCAL_DEFAULTS["stt"])
+    configured = settings.descriptor("stt").partition(":")[0]
+    configured = catalog.ALIASES.get(configured, configured)
+    if ("stt", configured) not in catalog.MODELS:
+        configured = current.model.id
     models = []
     for model in catalog.STT_MODELS:
         descriptor = f"{model.id}:{model.default_variant}"
@@ -236,7 +241,7 @@ def catalog_json(settings: config.Settings) -> dict[str, Any]:
     return {
         "stt": models,
         "languages": languages,
-        "default": {"stt": current.model.id, "language": current.variant},
+        "default": {"stt": configured, "language": current.variant},
     }
 
 

@@ -73,10 +73,16 @@ BAD = [
     ({"STT": "cartesia/ink-whisper:English", **INF}, "'English' is not a language code"),
     ({"STT": "auto:xx", **INF}, "auto does not support language 'xx'"),
     ({"STT": "auto:tlh", **INF}, "auto does not support language 'tlh'"),
+    # the local defaults speak every Whisper language; a language none speaks names who does
     (
-        {"LANGUAGE": "de"},
+        {"LANGUAGE": "multi"},
+        "local/auto does not support language 'multi'; models that do: auto, deepgram/nova-3",
+    ),
+    (
+        {"STT": "local/moonshine-tiny:en", "LANGUAGE": "de"},
         "LANGUAGE (environment) for local/moonshine-tiny: local/moonshine-tiny does not support",
     ),
+    ({"LANGUAGE": "yo"}, "TTS: no local voice speaks 'yo'"),
     ({"LANGUAGE": "english"}, "is not a language code"),
     # the fallback chain
     ({"STT_FALLBACK": "local/moonshine-tiny:en,,local/whisper-tiny:en"}, "has an empty entry"),
@@ -255,7 +261,7 @@ def test_a_layer_may_set_only_its_keys(layer, values, words):
     [
         ("{stt: x}", "dispatch metadata is not JSON"),
         ('["de"]', "dispatch metadata must be a JSON object"),
-        ('{"language": "xx"}', "LANGUAGE (dispatch) for local/moonshine-tiny"),
+        ('{"language": "xx"}', "LANGUAGE (dispatch): local/auto does not support language 'xx'"),
     ],
 )
 def test_bad_dispatch_metadata(metadata, words):
@@ -518,9 +524,14 @@ def test_describe_logs_no_secrets():
         # the README's gateway example: the gateway serves STT only, so LLM and TTS stay local
         (
             {"STT": "cartesia/ink-whisper:en", **INF},
-            ("cartesia/ink-whisper:en", "local/echo", catalog.LOCAL_DEFAULTS["tts"]),
+            ("cartesia/ink-whisper:en", "local/echo", "local/hibari:heart"),
         ),
-        ({**INF}, (catalog.CLOUD_DEFAULTS["stt"], "local/echo", catalog.LOCAL_DEFAULTS["tts"])),
+        ({**INF}, (catalog.CLOUD_DEFAULTS["stt"], "local/echo", "local/hibari:heart")),
+        # the local voice (local/auto) follows the language of the gateway's STT
+        (
+            {"STT": "cartesia/ink-whisper:de", **INF},
+            ("cartesia/ink-whisper:de", "local/echo", "local/espeak:de"),
+        ),
         # LiveKit Cloud serves all three
         ({**CLOUD}, tuple(catalog.CLOUD_DEFAULTS[k] for k in ("stt", "llm", "tts"))),
         (

@@ -219,7 +219,9 @@ def test_catalog_offers_what_this_setup_can_run(dev):
     # offline, cloud models are listed but marked, with the reason
     assert not models["deepgram/nova-3"]["available"]
     assert "LiveKit Inference" in models["deepgram/nova-3"]["why"]
-    assert catalog["default"] == {"stt": "local/moonshine-tiny", "language": "en"}
+    # the default is the local counterpart of `auto`: the language picks the engine
+    assert catalog["default"] == {"stt": "local/auto", "language": "en"}
+    assert len(models["local/auto"]["languages"]) == 100
     assert "fr" in catalog["languages"]
 
 

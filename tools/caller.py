@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -42,8 +43,11 @@ class Turn:
     agent_texts: list[str] = field(default_factory=list)
 
 
-def synthesize(text: str) -> np.ndarray:
-    """Speech for `text` as 48 kHz int16, spoken by the bundled Hibari voice."""
+def synthesize(text: str, language: str = "en", voice: str = "") -> np.ndarray:
+    """Speech for `text` as 48 kHz int16: English by the bundled Hibari voice, another
+    language (or `voice="espeak"`) by espeak-ng's voice for it."""
+    if language != "en" or voice == "espeak":
+        return _espeak(text, language)
     from agent.plugins.hibari import SAMPLE_RATE as TTS_RATE
     from agent.plugins.hibari import load_voice
 
@@ -66,6 +70,21 @@ def insert_pause(pcm: np.ndarray, seconds: float) -> tuple[np.ndarray, float]:
     return np.concatenate([pcm[:cut], silence, pcm[cut:]]), cut / SAMPLE_RATE
 
 
+def _espeak(text: str, voice: str) -> np.ndarray:
+    from agent.plugins import espeak
+
+    out = subprocess.run(
+        [espeak.program(), "-v", voice, "-s", str(espeak.WORDS_PER_MINUTE), "-b", "1", "--stdout"],
+        input=text.encode(),
+        capture_output=True,
+        check=True,
+    ).stdout
+    pcm = np.frombuffer(out[44:], np.int16)  # after espeak-ng's 44-byte WAV header
+    loud = np.flatnonzero(np.abs(pcm) > 600)  # trim leading/trailing silence, as above
+    pcm = pcm[loud[0] : loud[-1] + 1] if len(loud) else pcm
+    return resample(pcm, espeak.SAMPLE_RATE, SAMPLE_RATE)
+
+
 class Caller:
     """`async with Caller(...) as caller:` joins a fresh room and dispatches the agent."""
 
@@ -78,14 +97,14 @@ class Caller:
         room: str | None = None,
         identity: str = "caller",
         attributes: dict[str, str] | None = None,
-        metadata: str = "",  # the dispatch's metadata: per-call settings (config.LAYER_KEYS)
+        metadata: str = "",
     ) -> None:
         self.url, self.api_key, self.api_secret = url, api_key, api_secret
         self.agent_name = agent_name
         self.room_name = room or f"call-{uuid.uuid4().hex[:8]}"
         self.identity = identity
         self.attributes = attributes or {}
-        self.metadata = metadata
+        self.metadata = metadata  # the dispatch's metadata: JSON settings for this call
         self.room = rtc.Room()
         self.transcripts: list[Transcription] = []
         self.agent_frames: list[tuple[float, np.ndarray]] = []  # (arrival, 16 kHz float32)

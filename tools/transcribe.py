@@ -80,6 +80,8 @@ class LocalEngine:
 
 
 def transcribes_files(model: catalog.Model) -> bool:
+    if model.picks:  # local/auto: the engines it picks from
+        return all(transcribes_files(catalog.MODELS[(model.kind, m)]) for m in model.picks)
     if model.route == "local":
         return hasattr(config.plugin_class(model.plugin), "transcribe_samples")
     return model.provider in BATCH_APIS

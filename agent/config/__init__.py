@@ -21,6 +21,7 @@ from .components import (
 )
 from .descriptors import (
     Descriptor,
+    call_language,
     check_options,
     check_package,
     check_turns,
@@ -54,6 +55,7 @@ __all__ = [
     "Settings",
     "build",
     "build_stt",
+    "call_language",
     "check_components",
     "check_options",
     "check_package",

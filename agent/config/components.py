@@ -14,8 +14,13 @@ from typing import Any
 from .. import catalog
 from ..catalog import Kind, Plugin
 from ..errors import ConfigError
+<<<<<<< HEAD
 from .descriptors import Descriptor, own_key, resolve, stt_chain
 from .settings import LAYERS, TURN_KEYS, Settings
+=======
+from .descriptors import Descriptor, call_language, own_key, resolve, stt_chain
+from .settings import LAYERS, Settings
+>>>>>>> main
 
 VARIANT_ARGUMENT = {"stt": "language", "tts": "voice", "llm": None}  # how a plugin takes it
 
@@ -28,7 +33,10 @@ def plugin_class(plugin: Plugin):
 
 def _local(desc: Descriptor, settings: Settings):
     argument = VARIANT_ARGUMENT[desc.kind]
-    return plugin_class(desc.model.plugin)(**({argument: desc.variant} if argument else {}))
+    kwargs = {argument: desc.variant} if argument else {}
+    if desc.model.plugin.takes_language:
+        kwargs["language"] = call_language(settings)
+    return plugin_class(desc.model.plugin)(**kwargs)
 
 
 def _own_key_plugin(desc: Descriptor, settings: Settings):

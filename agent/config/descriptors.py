@@ -11,6 +11,7 @@ import difflib
 import importlib.util
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -38,9 +39,14 @@ class Descriptor:
         return self.model.route == "realtime"
 
 
-def parse(kind: Kind, text: str, name: str | None = None) -> Descriptor:
+def parse(
+    kind: Kind, text: str, name: str | None = None, language: str = "", language_name: str = ""
+) -> Descriptor:
     """`provider/model[:variant]` (or `auto:<lang>`) -> a validated Descriptor, or a ConfigError
-    saying why not; `name` is what the message calls the setting (default: STT/LLM/TTS)."""
+    saying why not; `name` is what the message calls the setting (default: STT/LLM/TTS).
+
+    `local/auto` becomes the local model that speaks `language` (else its own `:language`);
+    `language_name` is what a refusal calls the setting that chose that language."""
     name = name or kind.upper()
     text = text.strip()
     model_id, colon, variant = text.partition(":")
@@ -71,6 +77,8 @@ def parse(kind: Kind, text: str, name: str | None = None) -> Descriptor:
     if model is None:
         raise ConfigError(f"{name}: {_unknown(kind, model_id)}")
     variant = variant or model.default_variant
+    if model.picks:
+        return _pick(kind, model, language or variant or "en", language_name or name)
     if kind == "stt":
         _check_language(model, variant, name)
     if kind == "tts" and model.route == "local" and variant not in model.voices:
@@ -125,6 +133,31 @@ def _check_language(model: Model, language: str, name: str) -> None:
         raise ConfigError(f"{name}: {model.id} does not support language {language!r}; {where}")
 
 
+def _pick(kind: Kind, auto: Model, language: str, name: str) -> Descriptor:
+    """`local/auto`: the first of its models that speaks `language` (catalog.LOCAL_AUTO), with
+    the language as its variant (STT) or the voice for it (TTS)."""
+    if kind == "stt":  # a language no local engine speaks: refused with the models that do
+        _check_language(auto, language, name)
+    base = language.split("-")[0]
+    for model_id in auto.picks:
+        model = catalog.MODELS[(kind, model_id)]
+        if base in model.languages:
+            if kind == "stt":
+                return Descriptor(kind, model, language)
+            return Descriptor(kind, model, base if base in model.voices else model.default_variant)
+    english = catalog.MODELS[(kind, auto.picks[0])]
+    raise ConfigError(
+        f"{name}: no local voice speaks {language!r} (local/auto picks from "
+        f"{', '.join(auto.picks)}): set TTS to a cloud voice, or "
+        f"TTS={english.id}:{english.default_variant} to answer in English"
+    )
+
+
+def call_language(settings: Settings) -> str:
+    """The language of the call: the primary STT's, which LANGUAGE sets."""
+    return stt_chain(settings)[0].variant
+
+
 def with_language(desc: Descriptor, language: str, name: str = "LANGUAGE") -> Descriptor:
     """The same STT model in another language, validated."""
     _check_language(desc.model, language, name)
@@ -134,7 +167,10 @@ def with_language(desc: Descriptor, language: str, name: str = "LANGUAGE") -> De
 def stt_chain(settings: Settings) -> list[Descriptor]:
     """The STT descriptors in the order they are tried: STT, then STT_FALLBACK; LANGUAGE, when
     set, is the language of every one of them."""
-    primary = parse("stt", settings.descriptor("stt"), settings.label("stt"))
+    language, language_name = settings.language, settings.label("language")
+    primary = parse(
+        "stt", settings.descriptor("stt"), settings.label("stt"), language, language_name
+    )
     chain = [primary]
     if settings.stt_fallback:
         label = settings.label("stt_fallback")
@@ -144,7 +180,7 @@ def stt_chain(settings: Settings) -> list[Descriptor]:
                     f"{label}={settings.stt_fallback!r} has an empty entry: separate "
                     f"descriptors with single commas"
                 )
-            chain.append(parse("stt", item, label))
+            chain.append(parse("stt", item, label, language, language_name))
         ids = [d.model.id for d in chain]
         if len(set(ids)) != len(ids):
             repeated = next(i for i in ids if ids.count(i) > 1)
@@ -162,7 +198,8 @@ def resolve(settings: Settings) -> dict[Kind, Descriptor]:
     resolved = {
         "stt": chain[0],
         "llm": parse("llm", settings.descriptor("llm"), settings.label("llm")),
-        "tts": parse("tts", settings.descriptor("tts"), settings.label("tts")),
+        # a local voice follows the call's language (local/auto)
+        "tts": parse("tts", settings.descriptor("tts"), settings.label("tts"), chain[0].variant),
     }
     checks = [(settings.label("stt"), chain[0])]
     checks += [(settings.label("stt_fallback"), d) for d in chain[1:]]
@@ -260,6 +297,13 @@ def _check_reachable(settings: Settings, desc: Descriptor, label: str) -> None:
 
 
 def check_package(desc: Descriptor, label: str = "") -> None:
+    """Raise ConfigError unless the wheel (or system program) the model runs on is installed."""
+    program = desc.model.program
+    if program and shutil.which(program) is None:
+        raise ConfigError(
+            f"{label or desc.kind.upper()}={desc} needs the {program} program: run "
+            f"scripts/setup.sh (or `apt-get install {program}`)"
+        )
     if not desc.model.package:
         return
     module, requirement = desc.model.package.split("=", 1)
