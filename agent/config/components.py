@@ -14,13 +14,8 @@ from typing import Any
 from .. import catalog
 from ..catalog import Kind, Plugin
 from ..errors import ConfigError
-<<<<<<< HEAD
-from .descriptors import Descriptor, own_key, resolve, stt_chain
-from .settings import LAYERS, TURN_KEYS, Settings
-=======
 from .descriptors import Descriptor, call_language, own_key, resolve, stt_chain
-from .settings import LAYERS, Settings
->>>>>>> main
+from .settings import LAYERS, TURN_KEYS, Settings
 
 VARIANT_ARGUMENT = {"stt": "language", "tts": "voice", "llm": None}  # how a plugin takes it
 
