@@ -210,7 +210,7 @@ BAD = [
     # other settings
     (
         {"TURN_DETECTION": "semantic"},
-        "TURN_DETECTION (environment): Input should be 'eot' or 'vad'",
+        "TURN_DETECTION (environment): Input should be 'eot', 'vad', 'stt', 'manual' or 'multilingual'",
     ),
     ({"LOAD_THRESHOLD": "0"}, "LOAD_THRESHOLD (environment): Input should be greater than 0"),
     ({"AGENT_HTTP_PORT": "70000"}, "AGENT_HTTP_PORT (environment)"),
