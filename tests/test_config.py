@@ -526,7 +526,8 @@ def test_describe_logs_no_secrets():
             {"STT": "cartesia/ink-whisper:en", **INF},
             ("cartesia/ink-whisper:en", "local/echo", "local/hibari:heart"),
         ),
-        ({**INF}, (catalog.CLOUD_DEFAULTS["stt"], "local/echo", "local/hibari:heart")),
+        # the gateway changes no default (what scripts/up.sh runs)
+        ({**INF}, ("local/moonshine-tiny:en", "local/echo", "local/hibari:heart")),
         # the local voice (local/auto) follows the language of the gateway's STT
         (
             {"STT": "cartesia/ink-whisper:de", **INF},

@@ -235,24 +235,26 @@ class Settings(BaseModel):
 
     @property
     def inference_provider(self) -> str:
-        """Who answers at inference_url: a key of catalog.INFERENCE_SERVES, or "" for nobody."""
+        """Who answers at inference_url: a key of catalog.INFERENCE_ENDPOINTS."""
         if not self.inference_url:
             return ""
         host = urlparse(self.inference_url).hostname or ""
         return "livekit-cloud" if host.endswith(catalog.LIVEKIT_CLOUD_DOMAIN) else "gateway"
 
     def inference_serves(self, kind: Kind) -> bool:
-        return kind in catalog.INFERENCE_SERVES.get(self.inference_provider, ())
+        return kind in catalog.INFERENCE_ENDPOINTS[self.inference_provider].serves
 
     def descriptor(self, kind: Kind) -> str:
-        chosen = getattr(self, kind)
-        if chosen:
-            return chosen
-        defaults = catalog.CLOUD_DEFAULTS if self.inference_serves(kind) else catalog.LOCAL_DEFAULTS
-        return defaults[kind]
+        return (
+            getattr(self, kind)
+            or catalog.INFERENCE_ENDPOINTS[self.inference_provider].defaults[kind]
+        )
 
     def uses_local_defaults(self) -> bool:
-        return not any(getattr(self, k) for k in ("stt", "llm", "tts")) and not self.inference_url
+        defaults = catalog.INFERENCE_ENDPOINTS[self.inference_provider].defaults
+        return not any(getattr(self, k) for k in ("stt", "llm", "tts")) and (
+            defaults is catalog.LOCAL_DEFAULTS
+        )
 
 
 def split_cli_flags(argv: list[str]) -> tuple[dict[str, str], list[str]]:

@@ -47,7 +47,8 @@ async function loadCatalog() {
   catalog = await res.json();
   const select = $('stt');
   for (const model of catalog.stt) {
-    const option = new Option(model.label, model.id);
+    // says where it runs: this machine, the local gateway (offline) or a cloud service
+    const option = new Option(`${model.label} · ${model.runs}`, model.id);
     option.disabled = !model.available;
     if (!model.available) option.title = model.why;
     select.append(option);
