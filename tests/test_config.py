@@ -73,10 +73,16 @@ BAD = [
     ({"STT": "cartesia/ink-whisper:English", **INF}, "'English' is not a language code"),
     ({"STT": "auto:xx", **INF}, "auto does not support language 'xx'"),
     ({"STT": "auto:tlh", **INF}, "auto does not support language 'tlh'"),
+    # the local defaults speak every Whisper language; a language none speaks names who does
     (
-        {"LANGUAGE": "de"},
+        {"LANGUAGE": "multi"},
+        "local/auto does not support language 'multi'; models that do: auto, deepgram/nova-3",
+    ),
+    (
+        {"STT": "local/moonshine-tiny:en", "LANGUAGE": "de"},
         "LANGUAGE (environment) for local/moonshine-tiny: local/moonshine-tiny does not support",
     ),
+    ({"LANGUAGE": "yo"}, "TTS: no local voice speaks 'yo'"),
     ({"LANGUAGE": "english"}, "is not a language code"),
     # the fallback chain
     ({"STT_FALLBACK": "local/moonshine-tiny:en,,local/whisper-tiny:en"}, "has an empty entry"),
@@ -204,7 +210,7 @@ BAD = [
     # other settings
     (
         {"TURN_DETECTION": "semantic"},
-        "TURN_DETECTION (environment): Input should be 'eot' or 'vad'",
+        "TURN_DETECTION (environment): Input should be 'eot', 'vad', 'stt', 'manual' or 'multilingual'",
     ),
     ({"MAX_CALLS": "0"}, "MAX_CALLS (environment): Input should be greater than or equal to 1"),
     ({"AGENT_HTTP_PORT": "70000"}, "AGENT_HTTP_PORT (environment)"),
@@ -255,7 +261,7 @@ def test_a_layer_may_set_only_its_keys(layer, values, words):
     [
         ("{stt: x}", "dispatch metadata is not JSON"),
         ('["de"]', "dispatch metadata must be a JSON object"),
-        ('{"language": "xx"}', "LANGUAGE (dispatch) for local/moonshine-tiny"),
+        ('{"language": "xx"}', "LANGUAGE (dispatch): local/auto does not support language 'xx'"),
     ],
 )
 def test_bad_dispatch_metadata(metadata, words):
@@ -510,3 +516,62 @@ def test_describe_logs_no_secrets():
     line = config.describe(s, config.resolve(s))
     assert "CARTESIA_API_KEY=set [environment]" in line
     assert "sk-very-secret" not in line and "secret" not in line.replace("LIVEKIT_API_SECRET", "")
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        # the README's gateway example: the gateway serves STT only, so LLM and TTS stay local
+        (
+            {"STT": "cartesia/ink-whisper:en", **INF},
+            ("cartesia/ink-whisper:en", "local/echo", "local/hibari:heart"),
+        ),
+        # the gateway changes no default (what scripts/up.sh runs)
+        ({**INF}, ("local/moonshine-tiny:en", "local/echo", "local/hibari:heart")),
+        # the local voice (local/auto) follows the language of the gateway's STT
+        (
+            {"STT": "cartesia/ink-whisper:de", **INF},
+            ("cartesia/ink-whisper:de", "local/echo", "local/espeak:de"),
+        ),
+        # LiveKit Cloud serves all three
+        ({**CLOUD}, tuple(catalog.CLOUD_DEFAULTS[k] for k in ("stt", "llm", "tts"))),
+        (
+            {**INF, "LIVEKIT_INFERENCE_URL": "https://agent-gateway.livekit.cloud/v1"},
+            tuple(catalog.CLOUD_DEFAULTS[k] for k in ("stt", "llm", "tts")),
+        ),
+    ],
+)
+def test_defaults_follow_what_the_inference_endpoint_serves(env, expected):
+    resolved = config.resolve(settings(env))
+    assert tuple(str(resolved[k]) for k in ("stt", "llm", "tts")) == expected
+
+
+@pytest.mark.parametrize("kind, value", [("LLM", "openai/gpt-4.1-mini"), ("TTS", "rime/arcana")])
+def test_a_cloud_llm_or_tts_through_the_gateway_is_refused_at_startup(kind, value):
+    with pytest.raises(config.ConfigError) as e:
+        config.resolve(settings({kind: value, **INF}))
+    message = str(e.value)
+    assert "\n" not in message
+    assert f"{kind} (environment)={value}" in message and "serves STT only" in message
+    assert f"unset {kind}" in message
+
+
+def test_every_component_is_built_at_startup_and_cloud_ones_are_not_prewarmed():
+    """Outside any event loop, as the worker's startup and LiveKit's prewarm run: cloud clients
+    are built (their prewarm, which needs a loop, is not called) and local models load."""
+    s = settings({**INF, "LIVEKIT_INFERENCE_URL": "https://agent-gateway.livekit.cloud/v1"})
+    config.check_components(s)  # inference STT, LLM and TTS: must not raise
+    config.prewarm(s)
+    config.check_components(settings({"STT": "cartesia/ink-whisper:en", **INF}))
+
+
+def test_a_component_that_cannot_be_built_is_one_line(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("voice file is damaged")
+
+    monkeypatch.setitem(config.components.BUILDERS, ("tts", "local"), broken)
+    with pytest.raises(config.ConfigError) as e:
+        config.check_components(settings({}))
+    assert str(e.value) == (
+        "TTS=local/hibari:heart cannot be built: RuntimeError: voice file is damaged"
+    )

@@ -1,6 +1,8 @@
 """The production STT setting, unchanged, runs a whole call offline: the agent configured as
-`cartesia/ink-whisper:en` reaches the local gateway (LiveKit Inference's wire protocol, or
-Cartesia's with the user's own key) and transcribes a participant through livekit-server."""
+`cartesia/ink-whisper:en` (or `ink-2`) reaches the local gateway (LiveKit Inference's wire
+protocol, or Cartesia's with the user's own key) and transcribes a participant through
+livekit-server. The worker is configured exactly as the README's gateway example: LLM and TTS
+are left unset, and since the gateway serves STT only they stay local."""
 
 import pytest
 
@@ -11,23 +13,39 @@ from tools.wer import wer
 pytestmark = pytest.mark.e2e
 
 SAID = "What a lovely day it is."
-LOCAL_LLM_TTS = {"LLM": "local/echo", "TTS": "local/hibari:heart"}  # the gateway serves STT only
 
 
 @pytest.mark.parametrize(
-    "route,env",
+    "stt, route, env",
     [
-        ("inference", lambda base: {"LIVEKIT_INFERENCE_URL": f"{base}/v1"}),
-        ("cartesia", lambda base: {"CARTESIA_API_KEY": "local-dev-key", "CARTESIA_BASE_URL": base}),
+        (
+            "cartesia/ink-whisper:en",
+            "inference",
+            lambda base: {"LIVEKIT_INFERENCE_URL": f"{base}/v1"},
+        ),
+        (
+            "cartesia/ink-whisper:en",
+            "cartesia",
+            lambda base: {"CARTESIA_API_KEY": "local-dev-key", "CARTESIA_BASE_URL": base},
+        ),
+        (  # the Cartesia plugin's turns websocket
+            "cartesia/ink-2:en",
+            "cartesia",
+            lambda base: {"CARTESIA_API_KEY": "local-dev-key", "CARTESIA_BASE_URL": base},
+        ),
     ],
 )
-async def test_ink_whisper_transcribes_a_participant_through_the_gateway(
-    livekit_server, gateway, route, env
+async def test_ink_transcribes_a_participant_through_the_gateway(
+    livekit_server, gateway, stt, route, env
 ):
-    extra = {"STT": "cartesia/ink-whisper:en", **LOCAL_LLM_TTS, **env(gateway.base)}
+    extra = {"STT": stt, **env(gateway.base)}  # no LLM, no TTS: as the README writes it
     worker = stack.start_worker(livekit_server, extra_env=extra, name=f"worker-{route}")
     try:
-        assert "STT=cartesia/ink-whisper:en [environment]" in worker.output()
+        startup = worker.output()
+        assert f"STT={stt} [environment]" in startup
+        assert (
+            "LLM=local/echo [default]" in startup and "TTS=local/hibari:heart [default]" in startup
+        )
         before = len(gateway.sessions())
         async with Caller(
             livekit_server.url, stack.API_KEY, stack.API_SECRET, worker.agent_name
@@ -45,6 +63,6 @@ async def test_ink_whisper_transcribes_a_participant_through_the_gateway(
         ]
         assert heard, sessions
         assert heard[0]["language"] == "en"
-        assert heard[0]["model"] in ("cartesia/ink-whisper", "ink-whisper")
+        assert heard[0]["model"] in (stt.split(":")[0], stt.split(":")[0].split("/")[1])
     finally:
         stack.stop(worker.process)

@@ -139,15 +139,16 @@ def test_update_options_reaches_every_member():
     assert members[2]._language == "de"
 
 
-def test_batch_members_are_wrapped_with_the_vad_and_still_updated():
-    from agent.plugins.whisper import WhisperSTT
+def test_local_members_stream_themselves_and_still_follow_the_language():
+    from agent.plugins.whisper import WhisperBaseSTT, WhisperSTT
 
     s = config.Settings.from_env(
-        {"STT": "local/moonshine-tiny:en", "STT_FALLBACK": "local/whisper-tiny:en"}, dotenv=False
+        {"STT": "local/whisper-base:en", "STT_FALLBACK": "local/whisper-tiny:en"}, dotenv=False
     )
     adapter = config.build_stt(s)
-    assert isinstance(adapter._stt_instances[1], stt.StreamAdapter)  # VAD-segmented
-    assert isinstance(adapter.members[1], WhisperSTT)
-    adapter.update_options(language="en")  # English-only members accept their one language
-    with pytest.raises(ValueError, match="speaks only 'en'"):
+    # both stream (their own VAD segments), so LiveKit wraps neither with a StreamAdapter
+    assert not any(isinstance(m, stt.StreamAdapter) for m in adapter._stt_instances)
+    assert [type(m) for m in adapter.members] == [WhisperBaseSTT, WhisperSTT]
+    adapter.update_options(language="en")
+    with pytest.raises(ValueError, match="whisper-tiny does not speak 'de'"):
         adapter.update_options(language="de")  # config refuses this before it gets here

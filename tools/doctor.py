@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import shutil
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -171,6 +172,14 @@ def check_local_models(resolved: dict | None) -> list[Check]:
     configured = {d.model.id for d in (resolved or {}).values()}
     checks = []
     for model in catalog.MODELS.values():
+        if model.program:
+            label = f"{model.kind} {model.id}"
+            if shutil.which(model.program):
+                checks.append(Check("ok", "program", f"{label}: {model.program} installed"))
+            else:
+                status = "fail" if model.id in configured else "warn"
+                fix = f"run scripts/setup.sh (or `apt-get install {model.program}`)"
+                checks.append(Check(status, "program", f"{label}: {model.program} missing", fix))
         if not model.package:
             continue
         module, requirement = model.package.split("=", 1)

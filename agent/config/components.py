@@ -13,8 +13,9 @@ from typing import Any
 
 from .. import catalog
 from ..catalog import Kind, Plugin
-from .descriptors import Descriptor, own_key, resolve, stt_chain
-from .settings import LAYERS, Settings
+from ..errors import ConfigError
+from .descriptors import Descriptor, call_language, own_key, resolve, stt_chain
+from .settings import LAYERS, TURN_KEYS, Settings
 
 VARIANT_ARGUMENT = {"stt": "language", "tts": "voice", "llm": None}  # how a plugin takes it
 
@@ -27,7 +28,10 @@ def plugin_class(plugin: Plugin):
 
 def _local(desc: Descriptor, settings: Settings):
     argument = VARIANT_ARGUMENT[desc.kind]
-    return plugin_class(desc.model.plugin)(**({argument: desc.variant} if argument else {}))
+    kwargs = {argument: desc.variant} if argument else {}
+    if desc.model.plugin.takes_language:
+        kwargs["language"] = call_language(settings)
+    return plugin_class(desc.model.plugin)(**kwargs)
 
 
 def _own_key_plugin(desc: Descriptor, settings: Settings):
@@ -58,10 +62,18 @@ def _inference_stt(desc: Descriptor, settings: Settings, instance: bool = False)
         model=desc.model.id,
         language=desc.variant,
         extra_kwargs=dict(settings.stt_options),
-        base_url=settings.inference_url,
-        api_key=settings.livekit_api_key,
-        api_secret=settings.livekit_api_secret.get_secret_value(),
+        **_inference_access(settings),
     )
+
+
+def _inference_access(settings: Settings) -> dict[str, str]:
+    """Where LiveKit Inference is and the key pair that signs its tokens (from the settings,
+    whichever layer set them, not only the environment LiveKit's clients read)."""
+    return {
+        "base_url": settings.inference_url,
+        "api_key": settings.livekit_api_key,
+        "api_secret": settings.livekit_api_secret.get_secret_value(),
+    }
 
 
 def _openai_llm(desc: Descriptor, settings: Settings):
@@ -75,7 +87,7 @@ def _inference_llm(desc: Descriptor, settings: Settings):
 
     if not settings.livekit_inference_url:
         return str(desc)
-    return inference.LLM(model=desc.model.id, base_url=settings.inference_url)
+    return inference.LLM(model=desc.model.id, **_inference_access(settings))
 
 
 def _realtime_llm(desc: Descriptor, settings: Settings):
@@ -87,7 +99,7 @@ def _inference_tts(desc: Descriptor, settings: Settings):
 
     if not settings.livekit_inference_url:
         return str(desc)
-    return inference.TTS(model=desc.model.id, voice=desc.variant, base_url=settings.inference_url)
+    return inference.TTS(model=desc.model.id, voice=desc.variant, **_inference_access(settings))
 
 
 BUILDERS = {
@@ -139,7 +151,12 @@ def plugin_modules(settings: Settings) -> set[str]:
         plugins.append(llm.model.plugin)
     if llm.model.route == "openai":
         plugins.append(catalog.OPENAI_COMPATIBLE_PLUGIN)
-    return {p.target.split(":")[0] for p in plugins}
+    modules = {p.target.split(":")[0] for p in plugins}
+    if settings.turn_detection == "multilingual":
+        modules.add("livekit.plugins.turn_detector")
+    if settings.noise_cancellation:
+        modules.add("livekit.plugins.noise_cancellation")
+    return modules
 
 
 def import_plugins(settings: Settings) -> None:
@@ -150,22 +167,43 @@ def import_plugins(settings: Settings) -> None:
 
 
 def prewarm(settings: Settings, forking: bool = False) -> None:
-    """Load every model the settings name (each STT of the chain too), once per process.
+    """Load the local models the settings name (each STT of the chain too), once per process.
+    Cloud components have no model to load (and their own prewarm needs a running event loop).
 
     `forking`: this process will fork the calls' processes (agent/preload.py), so load only
     the engines that still work in a forked child (their plugin's `fork_safe`); the others
     load in each call's process.
     """
     resolved = resolve(settings)
-    descs = [*stt_chain(settings), resolved["tts"]]
-    if not resolved["llm"].realtime:  # a realtime model connects when the session starts
-        descs.append(resolved["llm"])
+    descs = [*stt_chain(settings), resolved["llm"], resolved["tts"]]
     for desc in descs:
-        component = build(desc, settings)
-        if not hasattr(component, "prewarm") or isinstance(component, str):
-            continue
-        if not forking or getattr(component, "fork_safe", False):
-            component.prewarm()
+        if desc.model.route == "local":
+            component = build(desc, settings)
+            if hasattr(component, "prewarm") and (
+                not forking or getattr(component, "fork_safe", False)
+            ):
+                component.prewarm()
+
+
+def check_components(settings: Settings) -> None:
+    """Build every component once, at startup (on the main thread, after import_plugins): one
+    that cannot be built stops the worker here with one line, instead of failing every call of a
+    worker that registered. With thread jobs the local models load here too: the jobs share this
+    process, so a model that cannot load also stops the worker before it registers."""
+    resolved = resolve(settings)
+    for kind, desc in resolved.items():
+        if resolved["llm"].realtime and kind != "llm":
+            continue  # a realtime model hears and speaks by itself
+        try:
+            build_stt(settings) if kind == "stt" else build(desc, settings)
+        except ConfigError:
+            raise
+        except Exception as e:  # a plugin's own check, worded by the plugin
+            raise ConfigError(
+                f"{settings.label(kind)}={desc} cannot be built: {type(e).__name__}: {e}"
+            ) from None
+    if settings.job_executor == "thread":
+        prewarm(settings)
 
 
 def session_components(settings: Settings, resolved: dict[Kind, Descriptor], vad=None) -> dict:
@@ -176,18 +214,69 @@ def session_components(settings: Settings, resolved: dict[Kind, Descriptor], vad
     return {"stt": build_stt(settings, vad), "llm": llm, "tts": build(resolved["tts"], settings)}
 
 
-def turn_handling(settings: Settings) -> dict[str, Any]:
-    """End-of-turn and interruption settings that never call the cloud.
-
-    In dev/console mode LiveKit picks its cloud turn detector and adaptive interruption model;
-    the end-of-turn model embedded in livekit-local-inference ("v1-mini") runs here instead.
-    """
+def _eot_detector(settings: Settings):
     from livekit.agents import inference
 
-    detector = (
-        inference.TurnDetector(version="v1-mini") if settings.turn_detection == "eot" else "vad"
-    )
-    return {"turn_detection": detector, "interruption": {"mode": "vad"}}
+    # the audio end-of-turn model embedded in livekit-local-inference; left to itself LiveKit
+    # would pick its cloud version ("v1") in dev/console mode
+    return inference.TurnDetector(version="v1-mini")
+
+
+def _multilingual_detector(settings: Settings):
+    from livekit.plugins.turn_detector.multilingual import MultilingualModel
+
+    return MultilingualModel()
+
+
+# TURN_DETECTION -> what LiveKit's turn_handling["turn_detection"] gets (a mode, or a builder)
+TURN_DETECTORS = {
+    "eot": _eot_detector,
+    "multilingual": _multilingual_detector,
+    "vad": "vad",  # silence alone: MIN_ENDPOINTING_DELAY after the VAD's end of speech
+    "stt": "stt",  # the STT's own end of speech (Moonshine's line end, a provider's endpointing)
+    "manual": "manual",  # push-to-talk: agent/push_to_talk.py commits the turn
+}
+
+
+def turn_handling(settings: Settings) -> dict[str, Any]:
+    """AgentSession's `turn_handling`: end of turn, endpointing delays, interruptions and
+    preemptive generation, from the TURN_KEYS settings. Nothing here calls the cloud:
+    interruption is VAD-based (LiveKit's adaptive mode is a cloud model)."""
+    detector = TURN_DETECTORS[settings.turn_detection]
+    return {
+        "turn_detection": detector(settings) if callable(detector) else detector,
+        "endpointing": dict(zip(("min_delay", "max_delay"), settings.endpointing, strict=True)),
+        "interruption": {
+            "enabled": settings.allow_interruptions,
+            "mode": "vad",
+            "min_duration": settings.min_interruption_duration,
+            "min_words": settings.min_interruption_words,
+        },
+        "preemptive_generation": {
+            "enabled": settings.preemptive_generation,
+            "preemptive_tts": settings.preemptive_tts,
+        },
+    }
+
+
+# NOISE_CANCELLATION -> the filter of livekit-plugins-noise-cancellation (LiveKit Cloud only)
+NOISE_FILTERS = {"bvc": "BVC", "bvc-telephony": "BVCTelephony", "nc": "NC"}
+
+
+def room_options(settings: Settings):
+    """AgentSession.start's `room_options`: the caller's audio in 20 ms frames (LiveKit reads
+    50 ms by default, which the end of every turn waits for), noise cancellation if chosen.
+    Without it, the audio comes at 16 kHz, the rate every local model listens at (VAD, end of
+    turn, STT), rather than LiveKit's 24 kHz that each of them would resample on its own."""
+    from livekit.agents import room_io
+
+    audio = room_io.AudioInputOptions(frame_size_ms=20)
+    if not settings.noise_cancellation:
+        audio.sample_rate = 16000
+    else:
+        plugin = importlib.import_module("livekit.plugins.noise_cancellation")
+        audio.noise_cancellation = getattr(plugin, NOISE_FILTERS[settings.noise_cancellation])()
+    return room_io.RoomOptions(audio_input=audio)
 
 
 def describe(settings: Settings, resolved: dict[Kind, Descriptor]) -> str:
@@ -209,6 +298,11 @@ def describe(settings: Settings, resolved: dict[Kind, Descriptor]) -> str:
         },
     }
     parts += [f"{k.upper()}={v} [{settings.source(k)}]" for k, v in shown.items() if v]
+    turns = [k for k in (*TURN_KEYS, "noise_cancellation") if settings.source(k) != "default"]
+    parts += [
+        f"{k.upper()}={getattr(settings, k)} [{settings.source(k)}]"
+        for k in dict.fromkeys(["turn_detection", *turns])
+    ]
     parts += [
         f"{key}=set [{settings.source(key.lower())}]"
         for key in sorted({d.model.plugin_key for d in resolved.values() if d.model.plugin_key})

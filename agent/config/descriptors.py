@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import os
 import re
+import shutil
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
 
 from .. import catalog
 from ..catalog import Kind, Model
@@ -36,9 +39,14 @@ class Descriptor:
         return self.model.route == "realtime"
 
 
-def parse(kind: Kind, text: str, name: str | None = None) -> Descriptor:
+def parse(
+    kind: Kind, text: str, name: str | None = None, language: str = "", language_name: str = ""
+) -> Descriptor:
     """`provider/model[:variant]` (or `auto:<lang>`) -> a validated Descriptor, or a ConfigError
-    saying why not; `name` is what the message calls the setting (default: STT/LLM/TTS)."""
+    saying why not; `name` is what the message calls the setting (default: STT/LLM/TTS).
+
+    `local/auto` becomes the local model that speaks `language` (else its own `:language`);
+    `language_name` is what a refusal calls the setting that chose that language."""
     name = name or kind.upper()
     text = text.strip()
     model_id, colon, variant = text.partition(":")
@@ -69,6 +77,8 @@ def parse(kind: Kind, text: str, name: str | None = None) -> Descriptor:
     if model is None:
         raise ConfigError(f"{name}: {_unknown(kind, model_id)}")
     variant = variant or model.default_variant
+    if model.picks:
+        return _pick(kind, model, language or variant or "en", language_name or name)
     if kind == "stt":
         _check_language(model, variant, name)
     if kind == "tts" and model.route == "local" and variant not in model.voices:
@@ -123,6 +133,31 @@ def _check_language(model: Model, language: str, name: str) -> None:
         raise ConfigError(f"{name}: {model.id} does not support language {language!r}; {where}")
 
 
+def _pick(kind: Kind, auto: Model, language: str, name: str) -> Descriptor:
+    """`local/auto`: the first of its models that speaks `language` (catalog.LOCAL_AUTO), with
+    the language as its variant (STT) or the voice for it (TTS)."""
+    if kind == "stt":  # a language no local engine speaks: refused with the models that do
+        _check_language(auto, language, name)
+    base = language.split("-")[0]
+    for model_id in auto.picks:
+        model = catalog.MODELS[(kind, model_id)]
+        if base in model.languages:
+            if kind == "stt":
+                return Descriptor(kind, model, language)
+            return Descriptor(kind, model, base if base in model.voices else model.default_variant)
+    english = catalog.MODELS[(kind, auto.picks[0])]
+    raise ConfigError(
+        f"{name}: no local voice speaks {language!r} (local/auto picks from "
+        f"{', '.join(auto.picks)}): set TTS to a cloud voice, or "
+        f"TTS={english.id}:{english.default_variant} to answer in English"
+    )
+
+
+def call_language(settings: Settings) -> str:
+    """The language of the call: the primary STT's, which LANGUAGE sets."""
+    return stt_chain(settings)[0].variant
+
+
 def with_language(desc: Descriptor, language: str, name: str = "LANGUAGE") -> Descriptor:
     """The same STT model in another language, validated."""
     _check_language(desc.model, language, name)
@@ -132,7 +167,10 @@ def with_language(desc: Descriptor, language: str, name: str = "LANGUAGE") -> De
 def stt_chain(settings: Settings) -> list[Descriptor]:
     """The STT descriptors in the order they are tried: STT, then STT_FALLBACK; LANGUAGE, when
     set, is the language of every one of them."""
-    primary = parse("stt", settings.descriptor("stt"), settings.label("stt"))
+    language, language_name = settings.language, settings.label("language")
+    primary = parse(
+        "stt", settings.descriptor("stt"), settings.label("stt"), language, language_name
+    )
     chain = [primary]
     if settings.stt_fallback:
         label = settings.label("stt_fallback")
@@ -142,7 +180,7 @@ def stt_chain(settings: Settings) -> list[Descriptor]:
                     f"{label}={settings.stt_fallback!r} has an empty entry: separate "
                     f"descriptors with single commas"
                 )
-            chain.append(parse("stt", item, label))
+            chain.append(parse("stt", item, label, language, language_name))
         ids = [d.model.id for d in chain]
         if len(set(ids)) != len(ids):
             repeated = next(i for i in ids if ids.count(i) > 1)
@@ -160,7 +198,8 @@ def resolve(settings: Settings) -> dict[Kind, Descriptor]:
     resolved = {
         "stt": chain[0],
         "llm": parse("llm", settings.descriptor("llm"), settings.label("llm")),
-        "tts": parse("tts", settings.descriptor("tts"), settings.label("tts")),
+        # a local voice follows the call's language (local/auto)
+        "tts": parse("tts", settings.descriptor("tts"), settings.label("tts"), chain[0].variant),
     }
     checks = [(settings.label("stt"), chain[0])]
     checks += [(settings.label("stt_fallback"), d) for d in chain[1:]]
@@ -174,7 +213,59 @@ def resolve(settings: Settings) -> dict[Kind, Descriptor]:
         source=settings.label("stt_options"),
         plugin=bool(own_key(settings, chain[0])),
     )
+    check_turns(settings)
     return resolved
+
+
+# LiveKit's text end-of-turn model (livekit-plugins-turn-detector): its weights come from the
+# Hugging Face Hub at `download-files` time, or it calls LiveKit Cloud (LIVEKIT_REMOTE_EOT_URL)
+MULTILINGUAL_PACKAGE = "livekit-plugins-turn-detector==1.8.9"
+NOISE_CANCELLATION_PACKAGE = "livekit-plugins-noise-cancellation==0.3.2"
+
+
+def check_turns(settings: Settings) -> None:
+    """Raise ConfigError unless the turn detector and noise cancellation chosen can run here."""
+    if settings.turn_detection == "multilingual":
+        label = _setting_label(settings, "turn_detection")
+        if importlib.util.find_spec("livekit.plugins.turn_detector") is None:
+            raise ConfigError(
+                f"{label} needs {MULTILINGUAL_PACKAGE} (`uv add {MULTILINGUAL_PACKAGE}`) and "
+                f"its model files from the Hugging Face Hub, which this offline setup cannot "
+                f"fetch; TURN_DETECTION=eot is LiveKit's newer end-of-turn model and runs here"
+            )
+        if not (os.environ.get("LIVEKIT_REMOTE_EOT_URL") or _multilingual_weights()):
+            raise ConfigError(
+                f"{label}: the model files of livekit/turn-detector are not downloaded: run "
+                f"`uv run python -m livekit.agents download-files` once with internet access, "
+                f"or use TURN_DETECTION=eot (runs offline)"
+            )
+    if settings.noise_cancellation:
+        label = _setting_label(settings, "noise_cancellation")
+        if not (urlparse(settings.livekit_url).hostname or "").endswith(".livekit.cloud"):
+            raise ConfigError(
+                f"{label} is LiveKit Cloud's noise cancellation: it runs only in rooms on "
+                f"LiveKit Cloud (LIVEKIT_URL=wss://<project>.livekit.cloud), not on this server; "
+                f"unset NOISE_CANCELLATION"
+            )
+        if importlib.util.find_spec("livekit.plugins.noise_cancellation") is None:
+            raise ConfigError(f"{label} needs `uv add {NOISE_CANCELLATION_PACKAGE}`")
+
+
+def _setting_label(settings: Settings, name: str) -> str:
+    """`NAME=value (layer)`, for messages about a value a layer set."""
+    source = settings.source(name)
+    where = "" if source == "default" else f" ({source})"
+    return f"{name.upper()}={getattr(settings, name)}{where}"
+
+
+def _multilingual_weights() -> bool:
+    from huggingface_hub import try_to_load_from_cache
+    from livekit.plugins.turn_detector.models import HG_MODEL, MODEL_REVISIONS, ONNX_FILENAME
+
+    found = try_to_load_from_cache(
+        HG_MODEL, f"onnx/{ONNX_FILENAME}", revision=MODEL_REVISIONS["multilingual"]
+    )
+    return isinstance(found, str)
 
 
 def _check_reachable(settings: Settings, desc: Descriptor, label: str) -> None:
@@ -193,6 +284,12 @@ def _check_reachable(settings: Settings, desc: Descriptor, label: str) -> None:
             f"LiveKit Cloud project or LIVEKIT_INFERENCE_URL at a gateway "
             f"(python -m agent gateway){via}; or use {catalog.LOCAL_DEFAULTS[desc.kind]!r}"
         )
+    if not settings.inference_serves(desc.kind):
+        raise ConfigError(
+            f"{label}={desc} goes through LiveKit Inference, but LIVEKIT_INFERENCE_URL="
+            f"{settings.inference_url} is a local gateway, which serves STT only: unset "
+            f"{desc.kind.upper()} to use {catalog.LOCAL_DEFAULTS[desc.kind]!r}, or use LiveKit Cloud"
+        )
     if not (settings.livekit_api_key and settings.livekit_api_secret.get_secret_value()):
         raise ConfigError(
             f"{label}={desc} needs LIVEKIT_API_KEY and LIVEKIT_API_SECRET for LiveKit Inference"
@@ -200,6 +297,13 @@ def _check_reachable(settings: Settings, desc: Descriptor, label: str) -> None:
 
 
 def check_package(desc: Descriptor, label: str = "") -> None:
+    """Raise ConfigError unless the wheel (or system program) the model runs on is installed."""
+    program = desc.model.program
+    if program and shutil.which(program) is None:
+        raise ConfigError(
+            f"{label or desc.kind.upper()}={desc} needs the {program} program: run "
+            f"scripts/setup.sh (or `apt-get install {program}`)"
+        )
     if not desc.model.package:
         return
     module, requirement = desc.model.package.split("=", 1)

