@@ -11,6 +11,7 @@ to send).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from livekit import rtc
@@ -28,20 +29,27 @@ class PushToTalk:
     def __init__(self, session: AgentSession) -> None:
         self.session = session
         self.talking = False
+        self.releasing = False  # released, the last audio still arriving (RELEASE_GRACE_S)
         session.input.set_audio_enabled(False)  # heard only while the button is held
 
     def start_turn(self) -> None:
-        self.session.interrupt()
-        self.session.clear_user_turn()
+        # a reply that may not be interrupted (ALLOW_INTERRUPTIONS=false) plays on
+        with contextlib.suppress(RuntimeError):
+            self.session.interrupt()
+        if not self.releasing:  # pressed again right after a release: the same turn goes on
+            self.session.clear_user_turn()
         self.session.input.set_audio_enabled(True)
         self.talking = True
 
     async def end_turn(self) -> None:
-        self.talking = False
+        if not self.talking:  # a release without a press (a second pointerup): nothing to send
+            return
+        self.talking, self.releasing = False, True
         # the last word is still on its way when the button comes up (the RPC outruns the
         # audio, which waits in jitter buffers): keep listening that long, then commit
         await asyncio.sleep(RELEASE_GRACE_S)
-        if self.talking:  # pressed again meanwhile: that turn goes on
+        self.releasing = False
+        if self.talking:  # pressed again meanwhile: the turn goes on
             return
         self.session.input.set_audio_enabled(False)
         # the local STT flushes on request; a cloud STT gets up to 2 s for its final transcript
