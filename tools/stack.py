@@ -251,7 +251,7 @@ class Gateway:
             stdout=log.open("a"),
             stderr=subprocess.STDOUT,
         )
-        wait_for(self._up, 60, "gateway", log)
+        wait_for(self._up, 180, "gateway", log)  # model loads: slow on a busy machine
 
     def _up(self) -> bool:
         try:
