@@ -101,7 +101,7 @@ class Settings(BaseModel):
     noise_cancellation: Literal["", "bvc", "bvc-telephony", "nc"] = ""
     job_executor: Literal["thread", "process"] = "process"  # see agent/worker.py
     # concurrent calls of this worker; beyond them new calls are refused (agent/worker.py)
-    max_calls: int = Field(12, ge=1)
+    max_calls: int = Field(8, ge=1)
     agent_http_port: int = Field(8081, ge=0, le=65535)  # the worker's health endpoint; 0 = any
     # the browser page and its token endpoint (agent/web.py)
     web_host: str = "127.0.0.1"
