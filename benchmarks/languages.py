@@ -55,6 +55,17 @@ async def agent_stt(caller: Caller, timeout: float = 30) -> str:
     return "?"
 
 
+async def settle(caller: Caller, quiet: float = 2.0, timeout: float = 20) -> None:
+    """Wait until no user transcript came for `quiet` seconds: a late final of this utterance
+    belongs to it, not to the next one."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        finals = caller.user_finals()
+        if not finals or time.time() - finals[-1].at >= quiet:
+            return
+        await asyncio.sleep(0.1)
+
+
 async def one_call(server, worker, label: str, attributes: dict, count: int) -> dict:
     language = attributes["language"]
     rows = []
@@ -66,6 +77,7 @@ async def one_call(server, worker, label: str, attributes: dict, count: int) -> 
         for sample in sentences.samples(language)[:count]:
             before = len(caller.user_finals())
             turn = await caller.say(sample.text, sample.pcm48k(), timeout=60)
+            await settle(caller)
             finals = caller.user_finals()[before:]
             heard = " ".join(f.text for f in finals)
             rows.append(
@@ -125,13 +137,21 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     server = stack.start_server("bench-languages-livekit-server")
-    worker = stack.start_worker(server, name="bench-languages-worker")
     results = []
     try:
         for label, attributes in CALLS:
-            results.append(asyncio.run(one_call(server, worker, label, attributes, args.sentences)))
+            # a fresh worker per call: livekit-server holds a dispatch while a worker reports
+            # high load, which a busy 2-core machine does right after the previous call
+            worker = stack.start_worker(server, name="bench-languages-worker")
+            try:
+                results.append(
+                    asyncio.run(one_call(server, worker, label, attributes, args.sentences))
+                )
+            except TimeoutError:
+                print(f"{label}: the agent never answered (dispatch held?); skipped", flush=True)
+            finally:
+                stack.stop(worker.process)
     finally:
-        stack.stop(worker.process)
         stack.stop(server.process)
 
     summary = {
