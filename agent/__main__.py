@@ -95,6 +95,10 @@ def run_worker(argv: list[str]) -> None:
 
     from .worker import make_server
 
+    if argv[0] == "console" and settings.turn_detection == "manual":
+        from .push_to_talk import install_console_key
+
+        install_console_key()  # the space bar is push-to-talk
     logs.worker_text_logs()
     sys.argv = [sys.argv[0], *argv]
     cli.run_app(make_server(settings))

@@ -620,17 +620,28 @@ LOCAL_DEFAULTS: dict[Kind, str] = {
     "llm": "local/echo",
     "tts": "local/auto",  # local/hibari:heart, or espeak-ng in the call's language
 }
-# What a LiveKit Inference endpoint serves, by who runs it. LiveKit Cloud (an address under
-# LIVEKIT_CLOUD_DOMAIN, or LIVEKIT_URL there) serves all three; any other LIVEKIT_INFERENCE_URL
-# is the local gateway (`python -m agent gateway`), which serves speech-to-text only. A kind the
-# endpoint does not serve defaults to its LOCAL_DEFAULTS entry and refuses cloud descriptors.
-LIVEKIT_CLOUD_DOMAIN = ".livekit.cloud"
-INFERENCE_SERVES: dict[str, tuple[Kind, ...]] = {
-    "livekit-cloud": ("stt", "llm", "tts"),
-    "gateway": ("stt",),
-}
 CLOUD_DEFAULTS: dict[Kind, str] = {
     "stt": "cartesia/ink-whisper:en",
     "llm": "openai/gpt-4.1-mini",
     "tts": "cartesia/sonic-3:9626c31c-bec5-4cca-baa8-f8ba9e84c8bc",
+}
+
+
+@dataclass(frozen=True)
+class InferenceEndpoint:
+    """Who answers at the LiveKit Inference address (Settings.inference_provider)."""
+
+    serves: tuple[Kind, ...]  # the kinds whose cloud descriptors work through it
+    defaults: dict[Kind, str]  # what a session uses for what is not set
+
+
+# LiveKit Cloud (an address under LIVEKIT_CLOUD_DOMAIN, or LIVEKIT_URL there) serves all three
+# and brings LiveKit's recommended defaults. Any other LIVEKIT_INFERENCE_URL is the local gateway
+# (`python -m agent gateway`): it makes the cloud STT descriptors work offline and changes no
+# default; a cloud LLM or TTS through it is refused at startup. No address: local only.
+LIVEKIT_CLOUD_DOMAIN = ".livekit.cloud"
+INFERENCE_ENDPOINTS: dict[str, InferenceEndpoint] = {
+    "livekit-cloud": InferenceEndpoint(("stt", "llm", "tts"), CLOUD_DEFAULTS),
+    "gateway": InferenceEndpoint(("stt",), LOCAL_DEFAULTS),
+    "": InferenceEndpoint((), LOCAL_DEFAULTS),
 }

@@ -3,8 +3,8 @@
 livekit-server (open source, v1.13.5) does not move a job when its worker goes away: it only
 forgets the worker. The dead worker's agent participant stays in the room until the server's
 fixed ICE timeouts give up on it (10 s + 5 s, then 5 s of cleanup: ~20 s), the job is marked
-failed, and the caller is left alone. LiveKit Cloud's own job migration is not in the open-source
-server (its `HandleMigrateJob` is a stub).
+failed, and the caller is left alone (job migration, which livekit-agents asks for, is a stub in
+the open-source server: `HandleMigrateJob`).
 
 This service closes that gap with LiveKit's own parts: livekit-server posts a signed webhook when
 a participant leaves; when the one leaving is an agent that was lost (a timeout or a broken
@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 
 from aiohttp import web
@@ -43,6 +44,7 @@ LOST = {
     DisconnectReason.UNKNOWN_REASON,
 }
 MAX_PER_ROOM = 3  # an agent that keeps dying in one room is a bug, not a crash to paper over
+HISTORY = 1000  # what GET /redispatches shows, newest last
 
 
 @dataclass
@@ -51,7 +53,7 @@ class Redispatch:
     agent_name: str
     lost_identity: str
     reason: str
-    left_at: float  # when the server said the agent left (webhook time)
+    left_at: float  # when the webhook saying it left arrived
     dispatched_at: float = 0.0
     dispatch_id: str = ""
     skipped: str = ""  # why nothing was dispatched
@@ -61,7 +63,7 @@ class Redispatcher:
     def __init__(self, url: str, api_key: str, api_secret: str) -> None:
         self.url, self.api_key, self.api_secret = url, api_key, api_secret
         self.receiver = api.WebhookReceiver(api.TokenVerifier(api_key, api_secret))
-        self.history: list[Redispatch] = []
+        self.history: deque[Redispatch] = deque(maxlen=HISTORY)
         self._per_room: dict[str, int] = {}
         self._tasks: set[asyncio.Task] = set()
 
@@ -75,6 +77,10 @@ class Redispatcher:
             self._per_room.pop(event.room.name, None)
         elif event.event == "participant_left" and _lost_agent(event.participant):
             p = event.participant
+            if any(
+                h.room == event.room.name and h.lost_identity == p.identity for h in self.history
+            ):
+                return web.json_response({})  # the same event again (a webhook retried)
             item = Redispatch(
                 room=event.room.name,
                 agent_name=p.attributes[AGENT_NAME_ATTRIBUTE],

@@ -235,6 +235,7 @@ def catalog_json(settings: config.Settings) -> dict[str, Any]:
                 "default_language": model.default_variant,
                 "available": not why,
                 "why": why,
+                "runs": runs_on(settings, model),
             }
         )
     languages = sorted({lang for m in catalog.STT_MODELS for lang in m.languages})
@@ -243,6 +244,20 @@ def catalog_json(settings: config.Settings) -> dict[str, Any]:
         "languages": languages,
         "default": {"stt": configured, "language": current.variant},
     }
+
+
+# where a model's speech is transcribed, by route and by who answers LiveKit Inference
+RUNS_ON = {"local": "this machine", "gateway": "local gateway", "livekit-cloud": "LiveKit Cloud"}
+
+
+def runs_on(settings: config.Settings, model: catalog.Model) -> str:
+    """Where the page says a model runs: this machine, the local gateway (offline too) or a
+    cloud service."""
+    if model.route == "local":
+        return RUNS_ON["local"]
+    if model.plugin_key and getattr(settings, model.plugin_key.lower()).get_secret_value():
+        return f"your {model.provider} account"
+    return RUNS_ON.get(settings.inference_provider, "not reachable")
 
 
 async def catalog_view(request: web.Request) -> web.Response:

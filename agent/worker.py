@@ -12,7 +12,7 @@ from livekit.agents import (
     inference,
 )
 
-from . import config, switching
+from . import config, push_to_talk, switching
 
 INSTRUCTIONS = (
     "You are a friendly voice assistant. Answer briefly and plainly: your words are spoken, "
@@ -42,10 +42,15 @@ async def entrypoint(ctx: JobContext) -> None:
         vad=vad,
         turn_handling=config.turn_handling(live.settings),
     )
-    await session.start(agent=agent, room=ctx.room)
+    await session.start(agent=agent, room=ctx.room, room_options=config.room_options(live.settings))
     await ctx.connect()
     if not ctx.is_fake_job():  # console: no room IO, so no caller attributes to follow
         live.follow(session, agent, ctx.room)  # `stt`/`language` attributes switch the STT live
+    if live.settings.turn_detection == "manual":  # push-to-talk: the caller commits each turn
+        if ctx.is_fake_job():
+            push_to_talk.enable_console_key(session)
+        else:
+            await push_to_talk.enable(session, ctx.room)
     await session.generate_reply(instructions="Greet the user in one short sentence.")
 
 

@@ -1,11 +1,15 @@
-"""Latency of a real call: a caller speaks utterances through a real livekit-server and the
-worker on its local defaults; for each one it measures, from the end of the user's speech,
-the arrival of the user's final transcript and of the agent's first audio frame, next to the
-STT model's own decode time for the same audio.
+"""Latency of a real call, turn-taking settings side by side.
 
-    uv run python -m benchmarks.latency [--out benchmarks/results]
+For each configuration in CONFIGS a worker starts on the local defaults plus that
+configuration's settings; a caller speaks the same utterances through a real livekit-server and
+measures, from the end of its speech, the arrival of its final transcript and of the agent's
+first audible frame. Then it speaks PAUSED sentences, each with a 400 ms pause in the middle,
+and counts the answers: exactly one, after the end, is right; an answer that starts inside the
+pause is the agent cutting in. The STT model's own decode time is measured once.
 
-Prints JSON (p50/p95) and writes latency.json and latency.png.
+    uv run python -m benchmarks.latency [--configs default,vad-0.5] [--out benchmarks/results]
+
+Prints one JSON line per utterance and a table; writes latency.json and latency.png.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import platform
 import time
 from pathlib import Path
 
@@ -22,7 +28,7 @@ from livekit import rtc
 from agent import config
 from agent.plugins.moonshine import MoonshineSTT
 from tools import stack
-from tools.caller import SAMPLE_RATE, Caller, resample, synthesize
+from tools.caller import SAMPLE_RATE, Caller, insert_pause, resample, synthesize
 from tools.wer import wer
 
 UTTERANCES = [
@@ -39,9 +45,37 @@ UTTERANCES = [
     "Send the report to the whole team tonight.",
     "We need more chairs for the party.",
 ]
+# spoken with a pause in the middle (at the quietest point between 30 % and 75 % of the audio,
+# a word boundary): "I need a taxi to the airport | at five in the morning."
+PAUSED = [
+    "I need a taxi to the airport at five in the morning.",
+    "Remind me to water the plants when I get home.",
+    "I would like to order a large pizza with mushrooms.",
+    "Could you play some relaxing music in the living room?",
+    "We are going to visit my grandmother on Sunday.",
+    "Please book a table for two people at seven tonight.",
+]
+PAUSE_S = 0.4
+
+# name -> settings (environment variables) over the local defaults; "default" is what ships
+CONFIGS: dict[str, dict[str, str]] = {
+    "default": {},
+    "livekit-eot": {  # LiveKit's defaults for its audio end-of-turn model (the old settings)
+        "MIN_ENDPOINTING_DELAY": "0.3",
+        "MAX_ENDPOINTING_DELAY": "2.5",
+        "PREEMPTIVE_TTS": "false",
+    },
+    "eot-0.5": {"TURN_DETECTION": "eot", "MIN_ENDPOINTING_DELAY": "0.5"},
+    "eot-0.6": {"TURN_DETECTION": "eot", "MIN_ENDPOINTING_DELAY": "0.6"},
+    "vad-0.5": {"TURN_DETECTION": "vad", "MIN_ENDPOINTING_DELAY": "0.5"},
+    "vad-0.6": {"TURN_DETECTION": "vad", "MIN_ENDPOINTING_DELAY": "0.6"},
+    "stt": {"TURN_DETECTION": "stt"},  # Moonshine's own end of line
+    "manual": {"TURN_DETECTION": "manual"},  # push-to-talk, released at the end of speech
+}
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
+    values = [v for v in values if v is not None]
     if not values:
         return {"p50": None, "p95": None, "n": 0}
     return {
@@ -61,95 +95,171 @@ async def decode_time(pcm48k: np.ndarray) -> float:
     return time.perf_counter() - start
 
 
-async def run(server_url: str, agent_name: str) -> list[dict]:
-    rows = []
+def loud(pcm: np.ndarray) -> bool:
+    return bool(len(pcm)) and float(np.sqrt(np.mean(pcm**2))) > 0.01
+
+
+def _since(t: float | None, start: float) -> float | None:
+    return round(t - start, 3) if t else None
+
+
+async def run(server_url: str, agent_name: str, push_to_talk: bool) -> tuple[list, list]:
+    rows, paused = [], []
     async with Caller(server_url, stack.API_KEY, stack.API_SECRET, agent_name) as caller:
         await caller.wait_for_greeting()
         for text in UTTERANCES:
             pcm = synthesize(text)
-            turn = await caller.say(text, pcm)
+            turn = await caller.say(text, pcm, push_to_talk=push_to_talk)
+            heard = turn.user_final.text if turn.user_final else ""
             rows.append(
                 {
                     "utterance": text,
                     "audio_s": round(len(pcm) / SAMPLE_RATE, 3),
-                    "transcript": turn.user_final.text if turn.user_final else None,
-                    "wer": round(wer(text, turn.user_final.text), 3) if turn.user_final else 1.0,
-                    "to_final_transcript_s": round(turn.user_final.at - turn.speech_end, 3)
-                    if turn.user_final
-                    else None,
-                    "to_first_agent_audio_s": round(turn.first_agent_audio - turn.speech_end, 3)
-                    if turn.first_agent_audio
-                    else None,
-                    "stt_decode_s": round(await decode_time(pcm), 3),
+                    "transcript": heard,
+                    "wer": round(wer(text, heard), 3) if heard else 1.0,
+                    "to_final_transcript_s": _since(
+                        turn.user_final and turn.user_final.at, turn.speech_end
+                    ),
+                    "to_first_agent_audio_s": _since(turn.first_agent_audio, turn.speech_end),
                     "agent_said": " ".join(turn.agent_texts),
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
-    return rows
+        for text in PAUSED:
+            pcm, pause_at = insert_pause(synthesize(text), PAUSE_S)
+            started = time.time()
+            turn = await caller.say(text, pcm, push_to_talk=push_to_talk)
+            pause = (started + pause_at, started + pause_at + PAUSE_S)
+            # loud agent audio before the end of the sentence: the agent cut in
+            early = [t for t, f in caller.agent_frames if started < t < turn.speech_end and loud(f)]
+            paused.append(
+                {
+                    "utterance": text,
+                    "pause_at_s": round(pause_at, 3),
+                    "answers": len(turn.agent_texts),
+                    "cut_in": bool(early),
+                    "cut_in_after_pause_start_s": round(early[0] - pause[0], 3) if early else None,
+                    "to_first_agent_audio_s": _since(turn.first_agent_audio, turn.speech_end),
+                    "agent_said": turn.agent_texts,
+                }
+            )
+            print(json.dumps(paused[-1]), flush=True)
+    return rows, paused
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def summarize(name: str, env: dict[str, str], rows: list, paused: list) -> dict:
+    settings = config.Settings.from_env(env)
+    return {
+        "config": name,
+        "settings": env,
+        "turn_handling": {
+            k: v for k, v in config.turn_handling(settings).items() if k != "turn_detection"
+        }
+        | {"turn_detection": settings.turn_detection},
+        "to_final_transcript_s": percentiles([r["to_final_transcript_s"] for r in rows]),
+        "to_first_agent_audio_s": percentiles([r["to_first_agent_audio_s"] for r in rows]),
+        "no_reply": sum(r["to_first_agent_audio_s"] is None for r in rows),
+        "mean_wer": round(float(np.mean([r["wer"] for r in rows])), 3),
+        "paused_one_answer": sum(p["answers"] == 1 and not p["cut_in"] for p in paused),
+        "paused_cut_in": sum(p["cut_in"] for p in paused),
+        "paused_n": len(paused),
+        "utterances": rows,
+        "paused": paused,
+    }
+
+
+def table(results: list[dict]) -> str:
+    lines = [
+        "| config | settings | first audio p50 | p95 | final transcript p50 | no reply | "
+        "paused: one answer / cut in | WER |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        settings = " ".join(f"{k}={v}" for k, v in r["settings"].items()) or "(shipped defaults)"
+        audio, final = r["to_first_agent_audio_s"], r["to_final_transcript_s"]
+        lines.append(
+            f"| {r['config']} | {settings} | {audio['p50']} | {audio['p95']} | {final['p50']} | "
+            f"{r['no_reply']} | {r['paused_one_answer']}/{r['paused_n']} / {r['paused_cut_in']} | "
+            f"{r['mean_wer']} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(results: list[dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = {
-        "final transcript": [r["to_final_transcript_s"] for r in rows],
-        "first agent audio": [r["to_first_agent_audio_s"] for r in rows],
-        "STT decode (batch)": [r["stt_decode_s"] for r in rows],
-    }
-    fig, ax = plt.subplots(figsize=(8, 4))
-    x = np.arange(len(rows))
-    for i, (label, values) in enumerate(series.items()):
-        ax.bar(x + (i - 1) * 0.27, [v or 0 for v in values], 0.27, label=label)
-    ax.set_xticks(x, [f"u{i + 1}" for i in x])
-    ax.set_ylabel("seconds after end of user speech")
-    ax.set_title("Local stack latency per utterance (Moonshine tiny, echo LLM, Hibari)")
-    ax.legend()
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    names = [r["config"] for r in results]
+    data = [
+        [u["to_first_agent_audio_s"] for u in r["utterances"] if u["to_first_agent_audio_s"]]
+        or [0.0]
+        for r in results
+    ]
+    ax.boxplot(data, whis=(5, 95))
+    ax.set_xticks(range(1, len(names) + 1), names, rotation=20)
+    ax.axhline(0.6, color="green", ls="--", lw=1, label="p50 target 0.6 s")
+    ax.axhline(1.2, color="orange", ls="--", lw=1, label="p95 target 1.2 s")
+    for i, r in enumerate(results, start=1):
+        ax.annotate(
+            f"pause: {r['paused_one_answer']}/{r['paused_n']} ok",
+            (i, 0.02),
+            ha="center",
+            fontsize=8,
+            xycoords=("data", "axes fraction"),
+        )
+    ax.set_ylabel("end of user speech -> first agent audio (s)")
+    ax.set_title("Turn-taking settings, local stack (Moonshine tiny, echo LLM, Hibari)")
+    ax.legend(loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def conditions() -> dict:
+    load = os.getloadavg()
+    return {
+        "machine": f"{platform.machine()} {os.cpu_count()} cores",
+        "load_average_1_5_15": [round(x, 2) for x in load],
+        "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated names")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    names = [n.strip() for n in args.configs.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown:
+        raise SystemExit(f"error: unknown config {unknown}; known: {', '.join(CONFIGS)}")
 
+    summary = {"conditions": conditions(), "configs": []}
+    stt_decode = [asyncio.run(decode_time(synthesize(t))) for t in UTTERANCES[:4]]
+    summary["stt_decode_s"] = percentiles(stt_decode)
     server = stack.start_server("bench-livekit-server")
-    worker = stack.start_worker(server, name="bench-worker")
     try:
-        rows = asyncio.run(run(server.url, worker.agent_name))
+        for name in names:
+            env = CONFIGS[name]
+            worker = stack.start_worker(server, env, name=f"bench-{name}")
+            try:
+                manual = env.get("TURN_DETECTION") == "manual"
+                rows, paused = asyncio.run(run(server.url, worker.agent_name, manual))
+            finally:
+                stack.stop(worker.process)
+            summary["configs"].append(summarize(name, env, rows, paused))
+            print(table(summary["configs"][-1:]), flush=True)
     finally:
-        stack.stop(worker.process)
         stack.stop(server.process)
-
-    settings = config.Settings.from_env({})
-    handling = config.turn_handling(settings)
-    summary = {
-        "stack": config.describe(settings, config.resolve(settings)),
-        "endpointing": {
-            "vad_min_silence_s": 0.25,  # inference.VAD default
-            "turn_detector": "livekit-local-inference v1-mini",
-            "min_delay_s": 0.3,  # streaming turn detector default (livekit-agents turn.py)
-            "max_delay_s": 2.5,
-            "interruption": handling["interruption"],
-        },
-        "to_final_transcript_s": percentiles(
-            [r["to_final_transcript_s"] for r in rows if r["to_final_transcript_s"] is not None]
-        ),
-        "to_first_agent_audio_s": percentiles(
-            [r["to_first_agent_audio_s"] for r in rows if r["to_first_agent_audio_s"] is not None]
-        ),
-        "stt_decode_s": percentiles([r["stt_decode_s"] for r in rows]),
-        "mean_wer": round(float(np.mean([r["wer"] for r in rows])), 3),
-        "utterances": rows,
-    }
+    summary["conditions"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     (out / "latency.json").write_text(json.dumps(summary, indent=2))
-    plot(rows, out / "latency.png")
-    print(json.dumps({k: v for k, v in summary.items() if k != "utterances"}, indent=2))
+    plot(summary["configs"], out / "latency.png")
+    print(json.dumps(summary["conditions"]))
+    print(table(summary["configs"]))
     print(f"wrote {out / 'latency.json'} and {out / 'latency.png'}")
 
 

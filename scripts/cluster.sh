@@ -18,6 +18,7 @@ WORKERS="${WORKERS:-2}"
 export MAX_CALLS="${MAX_CALLS:-4}"
 export LIVEKIT_API_KEY="${LIVEKIT_API_KEY:-devkey}" LIVEKIT_API_SECRET="${LIVEKIT_API_SECRET:-secret}"
 REDIS_PORT=$BASE REDISPATCH_PORT=$((BASE + 1)) WEB_PORT=$((BASE + 2))
+REDISPATCH_URL="http://127.0.0.1:$REDISPATCH_PORT"
 node_port() { echo $((BASE + 10 * $1)); }  # node N: signal N0, WebRTC TCP N1, WebRTC UDP N2
 LOGS="$RUN/cluster"
 PY="$ROOT/.venv/bin/python"  # not `uv run`: a kill -9 must reach the worker itself
@@ -64,7 +65,7 @@ launch redis-server "$LOGS/redis.log" \
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no
 wait_log $LAST "$LOGS/redis.log" "Ready to accept connections" redis-server
 
-step "starting the redispatcher on http://127.0.0.1:$REDISPATCH_PORT/ (the nodes' webhook)"
+step "starting the redispatcher on $REDISPATCH_URL/ (the nodes' webhook)"
 LIVEKIT_URL="ws://127.0.0.1:$(node_port 1)" launch redispatcher "$LOGS/redispatch.log" \
   "$PY" -m agent redispatch --port "$REDISPATCH_PORT"
 wait_log $LAST "$LOGS/redispatch.log" "redispatch webhook on" redispatcher
@@ -87,13 +88,14 @@ keys:
   $LIVEKIT_API_KEY: $LIVEKIT_API_SECRET
 webhook:
   api_key: $LIVEKIT_API_KEY
-  urls: [http://127.0.0.1:$REDISPATCH_PORT/]
+  urls: [$REDISPATCH_URL/]
 agents:
   target_load: 1.0   # a worker's load is its share of MAX_CALLS: it is full at 1.0, not 0.7
 logging:
   level: info
 YAML
   launch "livekit-server node $n" "$LOGS/node$n.log" livekit-server --config "$LOGS/node$n.yaml"
+  NODE_PIDS[$n]=$LAST
   wait_log $LAST "$LOGS/node$n.log" "starting LiveKit server" "livekit-server node $n"
 done
 
@@ -117,15 +119,17 @@ cat <<MSG
   The cluster is up (logs in $LOGS/):
     redis            127.0.0.1:$REDIS_PORT
     node 1, node 2   ws://127.0.0.1:$(node_port 1)  ws://127.0.0.1:$(node_port 2)
-    redispatcher     http://127.0.0.1:$REDISPATCH_PORT/redispatches (what it re-dispatched)
+    redispatcher     $REDISPATCH_URL/ (livekit-server's webhook)
     workers          $WORKERS x "${AGENT_NAME:-voice-agent}", $MAX_CALLS calls each
     page             $(sed -n 's/^page on \([^ ]*\).*/\1/p' "$LOGS/web.log")
 
   Call it from another terminal, through either node:
     LIVEKIT_URL=ws://127.0.0.1:$(node_port 2) uv run python -m agent call --say "Hello there"
-  Kill a worker mid-call ($(for w in $(seq "$WORKERS"); do printf 'worker %s: kill -9 %s  ' "$w" "${WORKER_PIDS[$w]}"; done)):
-  its calls get an agent from the other worker once livekit-server notices (~20 s).
-  Ctrl+C stops everything.
+  Kill a worker mid-call: its calls get an agent from another worker once livekit-server
+  notices (~20 s; see $REDISPATCH_URL/redispatches):
+$(for w in $(seq "$WORKERS"); do printf '    kill -9 %s    # worker %s\n' "${WORKER_PIDS[$w]}" "$w"; done)
+  Stop node 2 (kill ${NODE_PIDS[2]}): its rooms end, node 1's calls go on (the page and the
+  redispatcher talk to node 1, standing in for a load balancer). Ctrl+C stops everything.
 
 MSG
 # Keep running when a part stops (that is the point: kill a worker or a node and watch the

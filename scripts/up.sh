@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole local stack: livekit-server, the browser page + token endpoint, and the agent
-# worker on the embedded local defaults. One readable log line per event (LOG_FORMAT=json for
+# The whole local stack: livekit-server, the local gateway (cloud STT descriptors, offline), the
+# browser page + token endpoint, and the agent worker on the embedded local defaults. One readable log line per event (LOG_FORMAT=json for
 # JSON). Ctrl+C (or closing the terminal) stops everything within a few seconds.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -33,16 +33,34 @@ trap stop_all EXIT
 trap 'exit 130' INT TERM HUP  # so that Ctrl+C or a closed terminal still runs the EXIT trap
 
 bash scripts/livekit-server.sh start
+
+# wait_for_line LOG PID SED-EXPRESSION WHAT: the first match of a service's startup line
+wait_for_line() {
+  local found=""
+  for _ in $(seq 300); do
+    found="$(sed -n "$3" "$1")"
+    [ -n "$found" ] && { echo "$found"; return; }
+    kill -0 "$2" 2>/dev/null || die "$4 stopped: $(tail -n 1 "$1")"
+    sleep 0.1
+  done
+  die "$4 did not start: see $1"
+}
+
+GATEWAY_PORT="${GATEWAY_PORT:-8089}"
+step "starting the local gateway (python -m agent gateway; log: .run/gateway.log)"
+service "$PYTHON" -m agent gateway --port "$GATEWAY_PORT" >"$RUN/gateway.log" 2>&1
+GATEWAY_URL="$(wait_for_line "$RUN/gateway.log" "${SERVICES[-1]}" 's/^gateway on \([^ ]*\).*/\1/p' "the gateway")"
+# The agent and the page reach LiveKit Inference there, so the cloud STT models (the page's
+# Cartesia, Deepgram, AssemblyAI... choices) run offline; an address set in .env or the
+# environment wins. The gateway serves STT only: LLM and TTS stay local (agent/catalog.py).
+if [ -z "${LIVEKIT_INFERENCE_URL:-}" ] && ! grep -q '^LIVEKIT_INFERENCE_URL=.' .env; then
+  export LIVEKIT_INFERENCE_URL="$GATEWAY_URL/v1"
+fi
+
 step "starting the page and its token endpoint (python -m agent web; log: .run/web.log)"
 service "$PYTHON" -m agent web >"$RUN/web.log" 2>&1
-WEB_PID=${SERVICES[-1]}
-for _ in $(seq 300); do  # its first line says where the page is (WEB_HOST/WEB_PORT in .env)
-  PAGE_URL="$(sed -n 's/^page on \([^ ]*\).*/\1/p' "$RUN/web.log")"
-  [ -n "$PAGE_URL" ] && break
-  kill -0 "$WEB_PID" 2>/dev/null || die "the page server stopped: $(tail -n 1 "$RUN/web.log")"
-  sleep 0.1
-done
-[ -n "$PAGE_URL" ] || die "the page server did not start: see $RUN/web.log"
+# its first line says where the page is (WEB_HOST/WEB_PORT in .env)
+PAGE_URL="$(wait_for_line "$RUN/web.log" "${SERVICES[-1]}" 's/^page on \([^ ]*\).*/\1/p' "the page server")"
 step "starting the agent worker (python -m agent start)"
 cat <<MSG
 
@@ -50,7 +68,10 @@ cat <<MSG
   Open $PAGE_URL in a browser and press Start to talk to it, or,
   from another terminal:
     uv run python -m agent call --say "What a lovely day it is"   # speaks into a room, prints both transcripts
-  logs: .run/livekit-server.log, .run/web.log; the worker's are below. Ctrl+C stops everything.
+  Cloud STT models picked on the page run offline through the local gateway at
+  ${LIVEKIT_INFERENCE_URL:-$GATEWAY_URL/v1} (Moonshine inside; the page marks where each runs).
+  logs: .run/livekit-server.log, .run/gateway.log, .run/web.log; the worker's are below.
+  Ctrl+C stops everything.
 
 MSG
 service "$PYTHON" -m agent start

@@ -210,7 +210,7 @@ BAD = [
     # other settings
     (
         {"TURN_DETECTION": "semantic"},
-        "TURN_DETECTION (environment): Input should be 'eot' or 'vad'",
+        "TURN_DETECTION (environment): Input should be 'eot', 'vad', 'stt', 'manual' or 'multilingual'",
     ),
     ({"LOAD_THRESHOLD": "0"}, "LOAD_THRESHOLD (environment): Input should be greater than 0"),
     ({"AGENT_HTTP_PORT": "70000"}, "AGENT_HTTP_PORT (environment)"),
@@ -526,7 +526,8 @@ def test_describe_logs_no_secrets():
             {"STT": "cartesia/ink-whisper:en", **INF},
             ("cartesia/ink-whisper:en", "local/echo", "local/hibari:heart"),
         ),
-        ({**INF}, (catalog.CLOUD_DEFAULTS["stt"], "local/echo", "local/hibari:heart")),
+        # the gateway changes no default (what scripts/up.sh runs)
+        ({**INF}, ("local/moonshine-tiny:en", "local/echo", "local/hibari:heart")),
         # the local voice (local/auto) follows the language of the gateway's STT
         (
             {"STT": "cartesia/ink-whisper:de", **INF},

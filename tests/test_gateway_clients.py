@@ -334,3 +334,49 @@ def pcm(path: Path) -> bytes:
     with wave.open(str(path)) as w:
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
         return w.readframes(w.getnframes())
+
+
+# -- the project's own transcribe tool -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("api", ["cartesia", "openai"])
+def test_transcribe_tool_round_trips_through_the_gateway(gateway, api):
+    """`python -m agent transcribe F --stt cartesia/ink-whisper:<lang>`, offline: the tool's
+    batch client (X-API-Key or Bearer, Cartesia-Version) against the gateway."""
+    env = {"CARTESIA_API_KEY": KEY, "CARTESIA_BASE_URL": gateway.base}
+    args = ["--stt", "cartesia/ink-whisper:de", "--timestamps", "word", "--api", api, BECKETT]
+    done = run_agent("transcribe", *args, env=env)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["language"] == "de"  # labelled as asked (the local engines speak English)
+    assert wer(BECKETT_SAID, result["text"]) <= 0.2, result["text"]
+    assert len(result["words"]) >= 10 and result["duration"] == pytest.approx(9.96, abs=0.05)
+    assert KEY not in done.stdout + done.stderr
+
+
+def test_transcribe_word_timestamps_on_the_defaults_picks_an_engine_that_has_them():
+    done = run_agent("transcribe", BECKETT, "--timestamps", "word", "--format", "json", env={})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == (
+        "transcribe: local/moonshine-tiny:en has no word timestamps; using local/whisper-tiny:en, "
+        "Whisper tiny.en via faster-whisper (offline, word timestamps)"
+    )
+    words = json.loads(done.stdout)["words"]
+    assert len(words) >= 10 and all(w["end"] >= w["start"] for w in words)
+
+
+def run_agent(*args, env: dict[str, str]) -> subprocess.CompletedProcess:
+    import os
+    import sys
+
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("STT", "CARTESIA", "LIVEKIT"))
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *map(str, args)],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

@@ -297,3 +297,20 @@ def test_fuzzed_requests_with_credentials_never_fail_or_leak(guarded, body, auth
     status, _, data = guarded.request("POST", "/api/token", body, headers)
     _assert_clean(status, data)
     assert status == 401
+
+
+def test_catalog_says_where_each_model_runs():
+    """With the local gateway (what scripts/up.sh starts), the cloud STT models are offered and
+    marked as running on the gateway; the embedded engines run on this machine."""
+    from agent import config, web
+
+    env = {"LIVEKIT_API_KEY": "k", "LIVEKIT_API_SECRET": "s"}
+    gateway = {**env, "LIVEKIT_INFERENCE_URL": "http://127.0.0.1:8089/v1"}
+    models = {
+        m["id"]: m for m in web.catalog_json(config.Settings.from_env(gateway, dotenv=False))["stt"]
+    }
+    assert models["cartesia/ink-whisper"]["available"] and models["cartesia/ink-2"]["available"]
+    assert models["cartesia/ink-whisper"]["runs"] == "local gateway"
+    assert models["local/moonshine-tiny"]["runs"] == "this machine"
+    offline = web.catalog_json(config.Settings.from_env(env, dotenv=False))["stt"]
+    assert {m["id"]: m["runs"] for m in offline}["cartesia/ink-whisper"] == "not reachable"

@@ -58,6 +58,18 @@ def synthesize(text: str, language: str = "en", voice: str = "") -> np.ndarray:
     return resample(to_int16(wav), TTS_RATE, SAMPLE_RATE)
 
 
+def insert_pause(pcm: np.ndarray, seconds: float) -> tuple[np.ndarray, float]:
+    """48 kHz int16 speech with `seconds` of silence at its quietest 20 ms between 30 % and
+    75 % of its length (a gap between words), and where the pause starts, in seconds."""
+    hop = SAMPLE_RATE // 50
+    frames = pcm[: len(pcm) // hop * hop].reshape(-1, hop).astype(np.float32)
+    rms = np.sqrt((frames**2).mean(axis=1))
+    low, high = int(len(rms) * 0.3), int(len(rms) * 0.75)
+    cut = (low + int(np.argmin(rms[low:high]))) * hop
+    silence = np.zeros(int(seconds * SAMPLE_RATE), np.int16)
+    return np.concatenate([pcm[:cut], silence, pcm[cut:]]), cut / SAMPLE_RATE
+
+
 def _espeak(text: str, voice: str) -> np.ndarray:
     from agent.plugins import espeak
 
@@ -210,15 +222,37 @@ class Caller:
                 return
             await asyncio.sleep(0.1)
 
-    async def say(self, text: str, pcm: np.ndarray | None = None, timeout: float = 30) -> Turn:
-        """Speak `text` (or the given 48 kHz int16 speech) and wait for the agent's reply."""
-        pcm = synthesize(text) if pcm is None else pcm
-        users_before = len(self.user_finals())
-        agents_before = len(self.agent_finals())
+    async def speak(self, pcm: np.ndarray) -> float:
+        """Play 48 kHz int16 speech into the microphone; returns when its last frame has left,
+        the wall-clock end of the speech."""
         self._spoken.clear()
         await self._speech.put(pcm)
         await self._spoken.wait()
-        turn = Turn(said=text, speech_end=self._last_speech_end)
+        return self._last_speech_end
+
+    def agent_identity(self) -> str:
+        return next(p.identity for p in self.room.remote_participants.values() if _is_agent(p))
+
+    async def rpc(self, method: str, payload: str = "") -> str:
+        """Call one of the agent's RPC methods (push-to-talk: start_turn, end_turn)."""
+        return await self.room.local_participant.perform_rpc(
+            destination_identity=self.agent_identity(), method=method, payload=payload
+        )
+
+    async def say(
+        self, text: str, pcm: np.ndarray | None = None, timeout: float = 30, push_to_talk=False
+    ) -> Turn:
+        """Speak `text` (or the given 48 kHz int16 speech) and wait for the agent's reply.
+        `push_to_talk`: hold the agent's talk button (RPC) while speaking, release at the end."""
+        pcm = synthesize(text) if pcm is None else pcm
+        users_before = len(self.user_finals())
+        agents_before = len(self.agent_finals())
+        if push_to_talk:
+            await self.rpc("start_turn")
+        turn = Turn(said=text, speech_end=await self.speak(pcm))
+        if push_to_talk:  # release once the last word has left the microphone
+            await asyncio.sleep(max(0.0, turn.speech_end - time.time()))
+            await self.rpc("end_turn")
         try:
             await self.wait_for(lambda: len(self.user_finals()) > users_before, timeout)
             turn.user_final = self.user_finals()[-1]
@@ -233,6 +267,10 @@ class Caller:
             turn.agent_audio = np.concatenate([pcm for _, pcm in heard])
         turn.agent_texts = [t.text for t in self.agent_finals()[agents_before:]]
         return turn
+
+
+def _is_agent(participant: rtc.RemoteParticipant) -> bool:
+    return participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
 
 
 def _loud(pcm: np.ndarray) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import re
 import shutil
 import socket
@@ -28,10 +29,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def free_port_block(size: int = 3) -> int:
-    """The first of `size` consecutive free TCP and UDP ports (livekit-server's 7880/7881/7882)."""
+def free_port_block(size: int = 3, below_ephemeral: bool = False) -> int:
+    """The first of `size` consecutive free TCP and UDP ports (livekit-server's 7880/7881/7882).
+    `below_ephemeral`: from 24000-32000, where no other test's free_port() lands meanwhile
+    (for a block a script binds seconds later)."""
     for _ in range(50):
-        first = free_port()
+        first = random.randrange(24000, 32000 - size) if below_ephemeral else free_port()
         try:
             with contextlib.ExitStack() as held:
                 for n in range(size):

@@ -214,6 +214,28 @@ def stt_descriptor(settings: Settings, stt: str | None, language: str | None) ->
     return config.parse("stt", text)
 
 
+def with_word_timestamps(desc: Descriptor, chosen: bool) -> Descriptor:
+    """`desc` if it gives word timestamps. On the defaults (no STT chosen), the first local model
+    in the catalog that gives them in its language instead, said on stderr; a chosen model that
+    cannot is a ConfigError naming the ones that can."""
+    if desc.model.word_timestamps:
+        return desc
+    timed = [m for m in catalog.STT_MODELS if m.word_timestamps]
+    if not chosen:
+        for model in timed:
+            if model.route == "local" and (not model.languages or desc.variant in model.languages):
+                swapped = config.parse("stt", f"{model.id}:{desc.variant}")
+                print(
+                    f"transcribe: {desc} has no word timestamps; using {swapped}, {model.label}",
+                    file=sys.stderr,
+                )
+                return swapped
+    raise ConfigError(
+        f"{desc.model.id} gives line timestamps only; for word timestamps use --stt with "
+        f"one of: {', '.join(m.id for m in timed)}"
+    )
+
+
 # -- output ------------------------------------------------------------------------------------
 
 
@@ -282,11 +304,9 @@ def main(argv: list[str]) -> None:
     desc = stt_descriptor(settings, args.stt, args.language)
     words = args.timestamps == "word"
     audio_files.check_raw_args(args.encoding, args.sample_rate)
-    if words and not desc.model.word_timestamps:
-        timed = [m.id for m in catalog.STT_MODELS if m.word_timestamps]
-        raise ConfigError(
-            f"{desc.model.id} gives line timestamps only; for word timestamps use --stt with "
-            f"one of: {', '.join(timed)}"
+    if words:
+        desc = with_word_timestamps(
+            desc, chosen=bool(args.stt) or settings.source("stt") != "default"
         )
     # every file is decoded before any model loads: a bad one stops the run at once
     audios = [audio_files.load(f, args.encoding, args.sample_rate) for f in args.files]

@@ -15,6 +15,7 @@ from .components import (
     import_plugins,
     plugin_class,
     prewarm,
+    room_options,
     session_components,
     turn_handling,
 )
@@ -23,6 +24,7 @@ from .descriptors import (
     call_language,
     check_options,
     check_package,
+    check_turns,
     install_hint,
     own_key,
     parse,
@@ -30,13 +32,24 @@ from .descriptors import (
     stt_chain,
     with_language,
 )
-from .settings import CLI_ENV, CLI_FLAGS, LAYER_KEYS, LAYERS, Settings, split_cli_flags
+from .settings import (
+    CLI_ENV,
+    CLI_FLAGS,
+    ENDPOINTING_DEFAULTS,
+    LAYER_KEYS,
+    LAYERS,
+    TURN_KEYS,
+    Settings,
+    split_cli_flags,
+)
 
 __all__ = [
     "CLI_ENV",
     "CLI_FLAGS",
+    "ENDPOINTING_DEFAULTS",
     "LAYERS",
     "LAYER_KEYS",
+    "TURN_KEYS",
     "ConfigError",
     "Descriptor",
     "Settings",
@@ -46,6 +59,7 @@ __all__ = [
     "check_components",
     "check_options",
     "check_package",
+    "check_turns",
     "describe",
     "import_plugins",
     "install_hint",
@@ -54,6 +68,7 @@ __all__ = [
     "plugin_class",
     "prewarm",
     "resolve",
+    "room_options",
     "session_components",
     "split_cli_flags",
     "stt_chain",

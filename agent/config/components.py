@@ -15,7 +15,7 @@ from .. import catalog
 from ..catalog import Kind, Plugin
 from ..errors import ConfigError
 from .descriptors import Descriptor, call_language, own_key, resolve, stt_chain
-from .settings import LAYERS, Settings
+from .settings import LAYERS, TURN_KEYS, Settings
 
 VARIANT_ARGUMENT = {"stt": "language", "tts": "voice", "llm": None}  # how a plugin takes it
 
@@ -151,7 +151,12 @@ def plugin_modules(settings: Settings) -> set[str]:
         plugins.append(llm.model.plugin)
     if llm.model.route == "openai":
         plugins.append(catalog.OPENAI_COMPATIBLE_PLUGIN)
-    return {p.target.split(":")[0] for p in plugins}
+    modules = {p.target.split(":")[0] for p in plugins}
+    if settings.turn_detection == "multilingual":
+        modules.add("livekit.plugins.turn_detector")
+    if settings.noise_cancellation:
+        modules.add("livekit.plugins.noise_cancellation")
+    return modules
 
 
 def import_plugins(settings: Settings) -> None:
@@ -202,18 +207,65 @@ def session_components(settings: Settings, resolved: dict[Kind, Descriptor], vad
     return {"stt": build_stt(settings, vad), "llm": llm, "tts": build(resolved["tts"], settings)}
 
 
-def turn_handling(settings: Settings) -> dict[str, Any]:
-    """End-of-turn and interruption settings that never call the cloud.
-
-    In dev/console mode LiveKit picks its cloud turn detector and adaptive interruption model;
-    the end-of-turn model embedded in livekit-local-inference ("v1-mini") runs here instead.
-    """
+def _eot_detector(settings: Settings):
     from livekit.agents import inference
 
-    detector = (
-        inference.TurnDetector(version="v1-mini") if settings.turn_detection == "eot" else "vad"
-    )
-    return {"turn_detection": detector, "interruption": {"mode": "vad"}}
+    # the audio end-of-turn model embedded in livekit-local-inference; left to itself LiveKit
+    # would pick its cloud version ("v1") in dev/console mode
+    return inference.TurnDetector(version="v1-mini")
+
+
+def _multilingual_detector(settings: Settings):
+    from livekit.plugins.turn_detector.multilingual import MultilingualModel
+
+    return MultilingualModel()
+
+
+# TURN_DETECTION -> what LiveKit's turn_handling["turn_detection"] gets (a mode, or a builder)
+TURN_DETECTORS = {
+    "eot": _eot_detector,
+    "multilingual": _multilingual_detector,
+    "vad": "vad",  # silence alone: MIN_ENDPOINTING_DELAY after the VAD's end of speech
+    "stt": "stt",  # the STT's own end of speech (Moonshine's line end, a provider's endpointing)
+    "manual": "manual",  # push-to-talk: agent/push_to_talk.py commits the turn
+}
+
+
+def turn_handling(settings: Settings) -> dict[str, Any]:
+    """AgentSession's `turn_handling`: end of turn, endpointing delays, interruptions and
+    preemptive generation, from the TURN_KEYS settings. Nothing here calls the cloud:
+    interruption is VAD-based (LiveKit's adaptive mode is a cloud model)."""
+    detector = TURN_DETECTORS[settings.turn_detection]
+    return {
+        "turn_detection": detector(settings) if callable(detector) else detector,
+        "endpointing": dict(zip(("min_delay", "max_delay"), settings.endpointing, strict=True)),
+        "interruption": {
+            "enabled": settings.allow_interruptions,
+            "mode": "vad",
+            "min_duration": settings.min_interruption_duration,
+            "min_words": settings.min_interruption_words,
+        },
+        "preemptive_generation": {
+            "enabled": settings.preemptive_generation,
+            "preemptive_tts": settings.preemptive_tts,
+        },
+    }
+
+
+# NOISE_CANCELLATION -> the filter of livekit-plugins-noise-cancellation (LiveKit Cloud only)
+NOISE_FILTERS = {"bvc": "BVC", "bvc-telephony": "BVCTelephony", "nc": "NC"}
+
+
+def room_options(settings: Settings):
+    """AgentSession.start's `room_options`: the caller's audio in 20 ms frames (LiveKit reads
+    50 ms by default, which the end of every turn waits for), noise cancellation if chosen."""
+    from livekit.agents import room_io
+
+    audio = room_io.AudioInputOptions(frame_size_ms=20)
+    if settings.noise_cancellation:
+        plugin = importlib.import_module("livekit.plugins.noise_cancellation")
+        audio.noise_cancellation = getattr(plugin, NOISE_FILTERS[settings.noise_cancellation])()
+    return room_io.RoomOptions(audio_input=audio)
 
 
 def describe(settings: Settings, resolved: dict[Kind, Descriptor]) -> str:
@@ -235,6 +287,11 @@ def describe(settings: Settings, resolved: dict[Kind, Descriptor]) -> str:
         },
     }
     parts += [f"{k.upper()}={v} [{settings.source(k)}]" for k, v in shown.items() if v]
+    turns = [k for k in (*TURN_KEYS, "noise_cancellation") if settings.source(k) != "default"]
+    parts += [
+        f"{k.upper()}={getattr(settings, k)} [{settings.source(k)}]"
+        for k in dict.fromkeys(["turn_detection", *turns])
+    ]
     parts += [
         f"{key}=set [{settings.source(key.lower())}]"
         for key in sorted({d.model.plugin_key for d in resolved.values() if d.model.plugin_key})

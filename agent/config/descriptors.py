@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import os
 import re
 import shutil
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlparse
 
 from .. import catalog
 from ..catalog import Kind, Model
@@ -211,7 +213,59 @@ def resolve(settings: Settings) -> dict[Kind, Descriptor]:
         source=settings.label("stt_options"),
         plugin=bool(own_key(settings, chain[0])),
     )
+    check_turns(settings)
     return resolved
+
+
+# LiveKit's text end-of-turn model (livekit-plugins-turn-detector): its weights come from the
+# Hugging Face Hub at `download-files` time, or it calls LiveKit Cloud (LIVEKIT_REMOTE_EOT_URL)
+MULTILINGUAL_PACKAGE = "livekit-plugins-turn-detector==1.8.9"
+NOISE_CANCELLATION_PACKAGE = "livekit-plugins-noise-cancellation==0.3.2"
+
+
+def check_turns(settings: Settings) -> None:
+    """Raise ConfigError unless the turn detector and noise cancellation chosen can run here."""
+    if settings.turn_detection == "multilingual":
+        label = _setting_label(settings, "turn_detection")
+        if importlib.util.find_spec("livekit.plugins.turn_detector") is None:
+            raise ConfigError(
+                f"{label} needs {MULTILINGUAL_PACKAGE} (`uv add {MULTILINGUAL_PACKAGE}`) and "
+                f"its model files from the Hugging Face Hub, which this offline setup cannot "
+                f"fetch; TURN_DETECTION=eot is LiveKit's newer end-of-turn model and runs here"
+            )
+        if not (os.environ.get("LIVEKIT_REMOTE_EOT_URL") or _multilingual_weights()):
+            raise ConfigError(
+                f"{label}: the model files of livekit/turn-detector are not downloaded: run "
+                f"`uv run python -m livekit.agents download-files` once with internet access, "
+                f"or use TURN_DETECTION=eot (runs offline)"
+            )
+    if settings.noise_cancellation:
+        label = _setting_label(settings, "noise_cancellation")
+        if not (urlparse(settings.livekit_url).hostname or "").endswith(".livekit.cloud"):
+            raise ConfigError(
+                f"{label} is LiveKit Cloud's noise cancellation: it runs only in rooms on "
+                f"LiveKit Cloud (LIVEKIT_URL=wss://<project>.livekit.cloud), not on this server; "
+                f"unset NOISE_CANCELLATION"
+            )
+        if importlib.util.find_spec("livekit.plugins.noise_cancellation") is None:
+            raise ConfigError(f"{label} needs `uv add {NOISE_CANCELLATION_PACKAGE}`")
+
+
+def _setting_label(settings: Settings, name: str) -> str:
+    """`NAME=value (layer)`, for messages about a value a layer set."""
+    source = settings.source(name)
+    where = "" if source == "default" else f" ({source})"
+    return f"{name.upper()}={getattr(settings, name)}{where}"
+
+
+def _multilingual_weights() -> bool:
+    from huggingface_hub import try_to_load_from_cache
+    from livekit.plugins.turn_detector.models import HG_MODEL, MODEL_REVISIONS, ONNX_FILENAME
+
+    found = try_to_load_from_cache(
+        HG_MODEL, f"onnx/{ONNX_FILENAME}", revision=MODEL_REVISIONS["multilingual"]
+    )
+    return isinstance(found, str)
 
 
 def _check_reachable(settings: Settings, desc: Descriptor, label: str) -> None:

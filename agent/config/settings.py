@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, model_validator
 
 from .. import catalog
 from ..catalog import Kind
@@ -26,8 +26,19 @@ from ..errors import ConfigError
 
 LAYERS = ("default", ".env", "environment", "cli", "dispatch", "participant")
 # the per-call layers may only choose models; keys, URLs and worker options stay the worker's
+# how a call takes turns (TURN_KEYS) may differ per dispatch too
+TURN_KEYS = (
+    "turn_detection",
+    "min_endpointing_delay",
+    "max_endpointing_delay",
+    "allow_interruptions",
+    "min_interruption_duration",
+    "min_interruption_words",
+    "preemptive_generation",
+    "preemptive_tts",
+)
 LAYER_KEYS = {
-    "dispatch": ("stt", "language", "stt_options", "stt_fallback", "llm", "tts"),
+    "dispatch": ("stt", "language", "stt_options", "stt_fallback", "llm", "tts", *TURN_KEYS),
     "participant": ("stt", "language"),
 }
 CLI_FLAGS = {
@@ -41,6 +52,20 @@ CLI_FLAGS = {
 # how the flags reach the job processes (and prewarm): __main__ strips them from argv, since
 # LiveKit's CLI owns it, and exports them here as JSON
 CLI_ENV = "AGENT_CLI_SETTINGS"
+
+
+# TURN_DETECTION -> (min, max) endpointing delay in seconds when not set, chosen with
+# benchmarks/latency.py: a 400 ms pause mid-sentence must not end the turn, and the caller's
+# resumed speech needs ~0.1-0.2 s to be detected, so the turn waits 0.6 s of silence; the
+# end-of-turn models wait `max` when they think the caller is not done (0.8: longer pauses are
+# kept, p95 stays under 1.2 s). Push-to-talk and the STT's own end of speech need no wait.
+ENDPOINTING_DEFAULTS: dict[str, tuple[float, float]] = {
+    "eot": (0.6, 0.8),
+    "multilingual": (0.6, 0.8),
+    "vad": (0.6, 0.6),
+    "stt": (0.0, 0.0),
+    "manual": (0.0, 0.0),
+}
 
 
 class Settings(BaseModel):
@@ -61,7 +86,19 @@ class Settings(BaseModel):
     openai_api_key: SecretStr = SecretStr("")  # realtime/openai
     google_api_key: SecretStr = SecretStr("")  # realtime/gemini
     xai_api_key: SecretStr = SecretStr("")  # realtime/xai
-    turn_detection: Literal["eot", "vad"] = "eot"
+    # turn-taking: LiveKit's turn_handling (see turn_handling()); defaults by measurement,
+    # benchmarks/latency.py
+    turn_detection: Literal["eot", "vad", "stt", "manual", "multilingual"] = "eot"
+    # seconds of silence before the turn ends (min) or, when the end-of-turn model thinks the
+    # user is not done, at most (max); unset: ENDPOINTING_DEFAULTS for the mode
+    min_endpointing_delay: float | None = Field(None, ge=0, le=10)
+    max_endpointing_delay: float | None = Field(None, ge=0, le=30)
+    allow_interruptions: bool = True
+    min_interruption_duration: float = Field(0.5, ge=0, le=10)
+    min_interruption_words: int = Field(0, ge=0, le=50)
+    preemptive_generation: bool = True
+    preemptive_tts: bool = True
+    noise_cancellation: Literal["", "bvc", "bvc-telephony", "nc"] = ""
     job_executor: Literal["thread", "process"] = "thread"
     load_threshold: float = Field(1.0, gt=0)  # see worker.make_server
     max_calls: int = Field(0, ge=0)  # > 0: the load is this worker's share of it (worker.py)
@@ -72,6 +109,28 @@ class Settings(BaseModel):
     token_endpoint_secret: SecretStr = SecretStr("")  # required to bind beyond loopback
     web_allowed_origins: str = ""  # comma-separated origins allowed cross-origin (CORS)
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _delays_in_order(self) -> Settings:
+        low, high = self.endpointing
+        if high < low:
+            raise ValueError(
+                f"MAX_ENDPOINTING_DELAY={high} is below MIN_ENDPOINTING_DELAY={low} "
+                f"(TURN_DETECTION={self.turn_detection}): the longest wait for the end of a "
+                f"turn cannot be shorter than the shortest"
+            )
+        return self
+
+    @property
+    def endpointing(self) -> tuple[float, float]:
+        """(min, max) endpointing delay: the settings, else the mode's measured defaults."""
+        low, high = ENDPOINTING_DEFAULTS[self.turn_detection]
+        if self.min_endpointing_delay is not None:
+            low = self.min_endpointing_delay
+            high = max(high, low)  # a longer min stretches the default max along
+        if self.max_endpointing_delay is not None:
+            high = self.max_endpointing_delay
+        return low, high
 
     @classmethod
     def from_env(
@@ -148,6 +207,10 @@ class Settings(BaseModel):
             new = type(self).model_validate(data)
         except ValidationError as e:
             first = e.errors()[0]
+            if not first["loc"]:  # a check across settings (model_validator) names them itself
+                raise ConfigError(
+                    f"{first['msg'].removeprefix('Value error, ')} ({layer})"
+                ) from None
             raise ConfigError(f"{str(first['loc'][0]).upper()} ({layer}): {first['msg']}") from None
         new._sources = {**self._sources, **dict.fromkeys(values, layer)}
         return new
@@ -172,24 +235,26 @@ class Settings(BaseModel):
 
     @property
     def inference_provider(self) -> str:
-        """Who answers at inference_url: a key of catalog.INFERENCE_SERVES, or "" for nobody."""
+        """Who answers at inference_url: a key of catalog.INFERENCE_ENDPOINTS."""
         if not self.inference_url:
             return ""
         host = urlparse(self.inference_url).hostname or ""
         return "livekit-cloud" if host.endswith(catalog.LIVEKIT_CLOUD_DOMAIN) else "gateway"
 
     def inference_serves(self, kind: Kind) -> bool:
-        return kind in catalog.INFERENCE_SERVES.get(self.inference_provider, ())
+        return kind in catalog.INFERENCE_ENDPOINTS[self.inference_provider].serves
 
     def descriptor(self, kind: Kind) -> str:
-        chosen = getattr(self, kind)
-        if chosen:
-            return chosen
-        defaults = catalog.CLOUD_DEFAULTS if self.inference_serves(kind) else catalog.LOCAL_DEFAULTS
-        return defaults[kind]
+        return (
+            getattr(self, kind)
+            or catalog.INFERENCE_ENDPOINTS[self.inference_provider].defaults[kind]
+        )
 
     def uses_local_defaults(self) -> bool:
-        return not any(getattr(self, k) for k in ("stt", "llm", "tts")) and not self.inference_url
+        defaults = catalog.INFERENCE_ENDPOINTS[self.inference_provider].defaults
+        return not any(getattr(self, k) for k in ("stt", "llm", "tts")) and (
+            defaults is catalog.LOCAL_DEFAULTS
+        )
 
 
 def split_cli_flags(argv: list[str]) -> tuple[dict[str, str], list[str]]:

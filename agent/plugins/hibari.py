@@ -14,6 +14,10 @@ import numpy as np
 from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, tts, utils
 
 SAMPLE_RATE = 24000
+# Hibari starts every utterance with ~0.32 s of silence: the caller would wait for it before
+# hearing the answer, so the first chunk is trimmed to this much lead-in.
+LEAD_IN_S = 0.02
+SILENCE = 0.01  # |sample| below this is silence (about -40 dBFS)
 _g2p_lock = threading.Lock()  # the G2P keeps per-call state; the ONNX session is thread-safe
 _load_lock = threading.Lock()  # job threads prewarm together
 
@@ -78,8 +82,18 @@ class HibariStream(tts.ChunkedStream):
             with _g2p_lock:
                 return engine.phonemize(self.input_text)
 
-        for phonemes in await asyncio.to_thread(phonemize):
+        for i, phonemes in enumerate(await asyncio.to_thread(phonemize)):
             wav = await asyncio.to_thread(engine.from_ids, engine.ids(phonemes), self._tts._speed)
+            if i == 0:
+                wav = trim_lead_in(wav)
             pcm = (np.clip(wav, -1.0, 1.0) * 32767).astype(np.int16)
             output_emitter.push(pcm.tobytes())
         output_emitter.flush()
+
+
+def trim_lead_in(wav: np.ndarray) -> np.ndarray:
+    """`wav` without its leading silence, but for LEAD_IN_S (a soft onset, not a click)."""
+    loud = np.flatnonzero(np.abs(wav) >= SILENCE)
+    if not len(loud):
+        return wav
+    return wav[max(0, loud[0] - int(LEAD_IN_S * SAMPLE_RATE)) :]

@@ -47,7 +47,8 @@ async function loadCatalog() {
   catalog = await res.json();
   const select = $('stt');
   for (const model of catalog.stt) {
-    const option = new Option(model.label, model.id);
+    // says where it runs: this machine, the local gateway (offline) or a cloud service
+    const option = new Option(`${model.label} · ${model.runs}`, model.id);
     option.disabled = !model.available;
     if (!model.available) option.title = model.why;
     select.append(option);
@@ -150,8 +151,46 @@ async function onTranscription(reader, participantInfo) {
 
 // -- the call ---------------------------------------------------------------------------------
 
+// -- push-to-talk (the agent's TURN_DETECTION=manual) -------------------------------------------
+
+// The agent answers only when told the turn is over: holding the button calls its RPC method
+// start_turn (it stops talking and listens), releasing calls end_turn (it answers).
+let agentIdentity = '';
+let talking = false;
+
+async function callAgent(method) {
+  try {
+    await room.localParticipant.performRpc({ destinationIdentity: agentIdentity, method, payload: '' });
+  } catch (e) {
+    showError(`push-to-talk: ${method} failed: ${e.message}`);
+  }
+}
+
+function startTalking(event) {
+  event.preventDefault();
+  if (talking || !room || !agentIdentity) return;
+  talking = true;
+  $('talk').dataset.talking = 'true';
+  $('talk').textContent = 'Release to send';
+  callAgent('start_turn');
+}
+
+function stopTalking() {
+  if (!talking) return;
+  talking = false;
+  $('talk').dataset.talking = 'false';
+  $('talk').textContent = 'Hold to talk';
+  callAgent('end_turn');
+}
+
+function showPushToTalk(manual) {
+  $('talk').hidden = !manual;
+  if (!manual) stopTalking();
+}
+
 // the agent publishes its state, the STT it runs and why it refused a change (stt_error)
 function showAgent(attributes) {
+  if ('turn_detection' in attributes) showPushToTalk(attributes.turn_detection === 'manual');
   if ('lk.agent.state' in attributes) $('agent-state').textContent = attributes['lk.agent.state'];
   if ('stt_active' in attributes) $('stt-active').textContent = attributes.stt_active;
   if ('stt_error' in attributes) showError(attributes.stt_error ? `agent: ${attributes.stt_error}` : '');
@@ -167,13 +206,19 @@ function wire(r) {
   });
   r.on(RoomEvent.TrackUnsubscribed, (track) => track.detach().forEach((el) => el.remove()));
   r.on(RoomEvent.ParticipantAttributesChanged, (changed, participant) => {
-    if (participant !== r.localParticipant) showAgent(changed);
+    if (participant === r.localParticipant) return;
+    if (participant.isAgent) agentIdentity = participant.identity;
+    showAgent(changed);
   });
   r.on(RoomEvent.ParticipantConnected, (p) => {
-    if (p.isAgent) showAgent({ 'lk.agent.state': 'joined', ...p.attributes });
+    if (!p.isAgent) return;
+    agentIdentity = p.identity;
+    showAgent({ 'lk.agent.state': 'joined', ...p.attributes });
   });
   r.on(RoomEvent.ParticipantDisconnected, (p) => {
-    if (p.isAgent) $('agent-state').textContent = 'left';
+    if (!p.isAgent) return;
+    $('agent-state').textContent = 'left';
+    showPushToTalk(false);
   });
   r.on(RoomEvent.AudioPlaybackStatusChanged, () => {
     if (!r.canPlaybackAudio) showError('the browser blocked audio playback: press Start again');
@@ -182,6 +227,7 @@ function wire(r) {
   r.on(RoomEvent.Disconnected, (reason) => {
     setState('disconnected');
     for (const id of ['agent-state', 'room', 'stt-active']) $(id).textContent = '–';
+    showPushToTalk(false);
     setButtons(false);
     if (room === r) room = null;
     console.info('disconnected', reason);
@@ -263,5 +309,18 @@ $('stt').addEventListener('change', () => {
   publishChoice();
 });
 $('language').addEventListener('change', publishChoice);
+$('talk').addEventListener('pointerdown', startTalking);
+for (const type of ['pointerup', 'pointercancel', 'pointerleave']) {
+  $('talk').addEventListener(type, stopTalking);
+}
+// the space bar works as the button while push-to-talk is on (not while typing in a field)
+window.addEventListener('keydown', (e) => {
+  if (e.code === 'Space' && !$('talk').hidden && !e.repeat && !e.target.closest('input, select')) {
+    startTalking(e);
+  }
+});
+window.addEventListener('keyup', (e) => {
+  if (e.code === 'Space' && !$('talk').hidden) stopTalking();
+});
 window.addEventListener('pagehide', () => room?.disconnect());
 loadCatalog().catch((e) => showError(e.message));

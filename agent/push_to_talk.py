@@ -1,0 +1,124 @@
+"""Push-to-talk (TURN_DETECTION=manual): the caller decides when a turn starts and ends.
+
+The agent registers LiveKit RPC methods that the page's hold-to-talk button calls (the pattern
+of LiveKit's push-to-talk example): `start_turn` interrupts the agent and opens the microphone,
+`end_turn` closes it and commits the turn with `session.commit_user_turn()`, `cancel_turn`
+throws the turn away. Between turns the agent hears nothing. In `console` mode the space bar
+does the same (a terminal has no key-release event, so it toggles: press to talk, press again
+to send).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from livekit import rtc
+from livekit.agents import AgentSession
+
+logger = logging.getLogger("agent.push_to_talk")
+
+METHODS = ("start_turn", "end_turn", "cancel_turn")
+MODE_ATTRIBUTE = "turn_detection"  # the agent's attribute: the page shows the button if "manual"
+CONSOLE_KEY = " "
+RELEASE_GRACE_S = 0.15
+
+
+class PushToTalk:
+    def __init__(self, session: AgentSession) -> None:
+        self.session = session
+        self.talking = False
+        self.releasing = False  # released, the last audio still arriving (RELEASE_GRACE_S)
+        session.input.set_audio_enabled(False)  # heard only while the button is held
+
+    def start_turn(self) -> None:
+        # a reply that may not be interrupted (ALLOW_INTERRUPTIONS=false) plays on
+        with contextlib.suppress(RuntimeError):
+            self.session.interrupt()
+        if not self.releasing:  # pressed again right after a release: the same turn goes on
+            self.session.clear_user_turn()
+        self.session.input.set_audio_enabled(True)
+        self.talking = True
+
+    async def end_turn(self) -> None:
+        if not self.talking:  # a release without a press (a second pointerup): nothing to send
+            return
+        self.talking, self.releasing = False, True
+        # the last word is still on its way when the button comes up (the RPC outruns the
+        # audio, which waits in jitter buffers): keep listening that long, then commit
+        await asyncio.sleep(RELEASE_GRACE_S)
+        self.releasing = False
+        if self.talking:  # pressed again meanwhile: the turn goes on
+            return
+        self.session.input.set_audio_enabled(False)
+        # the local STT flushes on request; a cloud STT gets up to 2 s for its final transcript
+        self.session.commit_user_turn(transcript_timeout=2.0)
+
+    def cancel_turn(self) -> None:
+        self.session.input.set_audio_enabled(False)
+        self.session.clear_user_turn()
+        self.talking = False
+
+    async def toggle(self) -> None:
+        if self.talking:
+            await self.end_turn()
+        else:
+            self.start_turn()
+
+
+async def enable(session: AgentSession, room: rtc.Room) -> PushToTalk:
+    """Register the RPC methods on the agent's participant and say so in its attributes."""
+    ptt = PushToTalk(session)
+    for name in METHODS:
+        room.local_participant.register_rpc_method(name, _handler(ptt, name))
+    await room.local_participant.set_attributes({MODE_ATTRIBUTE: "manual"})
+    return ptt
+
+
+def _handler(ptt: PushToTalk, name: str):
+    async def handle(data: rtc.RpcInvocationData) -> str:
+        logger.info("push-to-talk: %s from %s", name, data.caller_identity)
+        result = getattr(ptt, name)()
+        if asyncio.iscoroutine(result):
+            await result
+        return "ok"
+
+    return handle
+
+
+class _ConsoleKey:
+    """The console's push-to-talk, once its session runs (there is one session per console)."""
+
+    ptt: PushToTalk | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+def install_console_key() -> None:
+    """`console` (audio mode): the space bar starts a turn, and sends it when pressed again.
+
+    LiveKit's console reads keys in a thread of its own with `readkey` of its CLI module; it is
+    wrapped here, before that thread starts (a read already under way would not see the
+    wrapper), so the space bar reaches push-to-talk and every other key the console."""
+    from livekit.agents.cli import _legacy
+
+    read = _legacy.readkey
+
+    def readkey() -> str:
+        while True:
+            key = read()
+            console = _legacy.AgentsConsole.get_instance()
+            ptt, loop = _ConsoleKey.ptt, _ConsoleKey.loop
+            if key != CONSOLE_KEY or ptt is None or loop is None or console.console_mode != "audio":
+                return key
+            asyncio.run_coroutine_threadsafe(ptt.toggle(), loop)
+            logger.info("push-to-talk: %s", "sent" if ptt.talking else "talking (space to send)")
+
+    _legacy.readkey = readkey
+
+
+def enable_console_key(session: AgentSession) -> PushToTalk:
+    """Let the space bar (install_console_key) drive this console session's turns."""
+    _ConsoleKey.ptt, _ConsoleKey.loop = PushToTalk(session), asyncio.get_running_loop()
+    logger.info("push-to-talk: press space to talk, space again to send")
+    return _ConsoleKey.ptt
