@@ -12,7 +12,7 @@ from livekit.agents import (
     inference,
 )
 
-from . import config, push_to_talk, switching
+from . import config, push_to_talk, recovery, switching
 
 INSTRUCTIONS = (
     "You are a friendly voice assistant. Answer briefly and plainly: your words are spoken, "
@@ -26,7 +26,8 @@ class Assistant(Agent):
 
 
 def prewarm(proc: JobProcess) -> None:
-    """Load every model once per process; with thread jobs, once for all calls."""
+    """Load every model once per process (with process jobs, most are already loaded: see
+    agent/preload.py)."""
     settings = config.Settings.from_env()  # includes the CLI flags (config.CLI_ENV)
     config.prewarm(settings)
     proc.userdata.update(settings=settings, vad=inference.VAD())
@@ -42,6 +43,9 @@ async def entrypoint(ctx: JobContext) -> None:
         vad=vad,
         turn_handling=config.turn_handling(live.settings),
     )
+    # The caller hung up: end the job now rather than when the server closes the empty room
+    # (~20 s later), so its MAX_CALLS slot is free for the next caller.
+    session.on("close", lambda _: ctx.shutdown("the session closed"))
     await session.start(agent=agent, room=ctx.room, room_options=config.room_options(live.settings))
     await ctx.connect()
     if not ctx.is_fake_job():  # console: no room IO, so no caller attributes to follow
@@ -66,18 +70,21 @@ def share_of_calls(max_calls: int):
 def make_server(settings: config.Settings) -> AgentServer:
     config.import_plugins(settings)  # on the main thread, as LiveKit requires
     server = AgentServer(
-        # Jobs run as threads of one process so the models load once for every call: a
-        # process per call would load them again and cost ~300 MB each.
+        # A process per call: a crash ends only its own call, and the calls' Python runs on
+        # every core instead of sharing one interpreter lock. The models load once, in the
+        # forkserver every call's process is forked from (agent/preload.py).
         job_executor_type=JobExecutorType(settings.job_executor),
-        # LiveKit's production default (0.7 of the whole machine's CPU, averaged over
-        # 2.5 s) turns calls away on a 2-core machine whenever anything else runs; a call
-        # refused is worse than a call slowed, so refuse only when the CPU is pegged (1.0).
-        load_threshold=settings.load_threshold,
-        # Workers on one machine all see the same CPU, so LiveKit cannot tell them apart by it
-        # (it sends a burst of calls to one of them); with MAX_CALLS each reports its own calls.
-        load_fnc=share_of_calls(settings.max_calls) if settings.max_calls else None,
+        preload_modules=["agent.preload"],
+        # Capacity is a number of calls, not the machine's CPU: other programs move the CPU,
+        # and workers sharing a machine all see the same CPU, so LiveKit could not tell them
+        # apart (it would send a burst of calls to one). The reported load is this worker's
+        # calls / MAX_CALLS, full at 1.0; livekit-server dispatches only to a worker under its
+        # agents.target_load, which the shipped configs set to 1.0 to match.
+        load_fnc=share_of_calls(settings.max_calls),
+        load_threshold=1.0,
         setup_fnc=prewarm,
         port=settings.agent_http_port,
     )
     server.rtc_session(agent_name=settings.agent_name)(entrypoint)
+    server.on("worker_started", lambda: recovery.watch(server, settings))
     return server

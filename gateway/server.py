@@ -89,7 +89,9 @@ def main(argv: list[str]) -> None:
     base = f"http://{args.host}:{args.port}"
     banner = (
         f"gateway on {base} (LiveKit API key {gateway.api_key}); point the agent at it with\n"
-        f"  LIVEKIT_INFERENCE_URL={base}/v1\n  CARTESIA_BASE_URL={base}"
+        f"  LIVEKIT_INFERENCE_URL={base}/v1\n  CARTESIA_BASE_URL={base}\n"
+        # the cartesia SDK 2.x opens ws:// (not wss://) only for a URL containing "localhost"
+        f"cartesia SDK 2.x: base_url={base.replace('127.0.0.1', 'localhost')}"
     )
     try:
         # no access log: a browser-style client may put its Cartesia key in the query string

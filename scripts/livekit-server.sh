@@ -7,6 +7,10 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 VERSION=v1.13.5
 PORT="${LIVEKIT_PORT:-7880}"
+# The server dispatches a call only to a worker whose reported load is under target_load
+# (default 0.7). The worker reports calls / MAX_CALLS and is full at 1.0 (agent/worker.py),
+# so 1.0 here: every one of its MAX_CALLS slots is dispatchable, and no call beyond them.
+AGENTS_CONFIG="agents: {target_load: 1.0}"
 
 install() {
   if command -v livekit-server >/dev/null; then return; fi
@@ -29,7 +33,8 @@ start() {
   step "starting livekit-server on ws://127.0.0.1:$PORT (dev keys devkey/secret)"
   # rtc ports follow LiveKit's own layout (7880 signal, 7881 TCP, 7882 UDP) from LIVEKIT_PORT
   nohup livekit-server --dev --bind 127.0.0.1 --node-ip 127.0.0.1 \
-    --config-body "$(printf 'port: %s\nrtc:\n  tcp_port: %s\n  udp_port: %s\n' "$PORT" $((PORT + 1)) $((PORT + 2)))" \
+    --config-body "$(printf 'port: %s\nrtc:\n  tcp_port: %s\n  udp_port: %s\n%s\n' \
+      "$PORT" $((PORT + 1)) $((PORT + 2)) "$AGENTS_CONFIG")" \
     >"$RUN/livekit-server.log" 2>&1 &
   echo $! >"$RUN/livekit-server.pid"
   for _ in $(seq 100); do running && return; sleep 0.1; done

@@ -131,20 +131,19 @@ async def web_participant(livekit_url: str, room: str) -> api.ParticipantInfo | 
 
 
 async def join_with_agent(page, attempts: int = 3) -> None:
-    """Start, until the agent's audio plays. The worker turns a job down while the machine's
-    CPU is above its LOAD_THRESHOLD (other suites running beside this one on 2 cores); the
-    page then says no agent joined, and a new Start is a new room and a new dispatch."""
+    """Start, until the agent's audio plays. If no agent joins within the page's wait (a
+    machine shared with other suites can be that slow) the page says all agents are busy and
+    leaves; a new Start is a new room and a new dispatch."""
     for _ in range(attempts):
         await page.click("#start")
         await page.wait_for_function(
             f"""() => ({AGENT_AUDIO_PLAYING_JS})() ||
-                /no agent joined/.test(document.getElementById('error').textContent)""",
+                /all agents are busy/.test(document.getElementById('error').textContent)""",
             timeout=60_000,
         )
         if await page.evaluate(AGENT_AUDIO_PLAYING_JS):
             return
-        await page.click("#stop")
-        await page.wait_for_function(
+        await page.wait_for_function(  # the page left the room by itself
             "() => document.getElementById('state').textContent === 'disconnected'"
         )
     raise AssertionError(

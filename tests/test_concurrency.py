@@ -13,6 +13,7 @@ import pytest
 from livekit import rtc
 from livekit.agents import stt
 
+from agent.plugins import moonshine
 from agent.plugins.hibari import HibariTTS
 from agent.plugins.moonshine import MoonshineSTT
 from tools.caller import SAMPLE_RATE, synthesize
@@ -27,6 +28,11 @@ SENTENCES = [
 ]
 STREAMS = 16
 FRAME = SAMPLE_RATE // 50  # 20 ms, as a call's audio arrives
+
+
+@pytest.fixture(autouse=True)
+def fixed_cadence(monkeypatch):
+    monkeypatch.setattr(moonshine, "CPU_STEPS", ())  # the same decodes however busy the machine
 
 
 @pytest.fixture(scope="module")

@@ -212,7 +212,7 @@ BAD = [
         {"TURN_DETECTION": "semantic"},
         "TURN_DETECTION (environment): Input should be 'eot', 'vad', 'stt', 'manual' or 'multilingual'",
     ),
-    ({"LOAD_THRESHOLD": "0"}, "LOAD_THRESHOLD (environment): Input should be greater than 0"),
+    ({"MAX_CALLS": "0"}, "MAX_CALLS (environment): Input should be greater than or equal to 1"),
     ({"AGENT_HTTP_PORT": "70000"}, "AGENT_HTTP_PORT (environment)"),
     ({"JOB_EXECUTOR": "fork"}, "JOB_EXECUTOR (environment)"),
 ]

@@ -84,9 +84,9 @@ def inference_stt(http, **kwargs) -> inference.STT:
     )
 
 
-async def wait_for(http, first: int, predicate, what: str) -> dict:
+async def wait_for(http, first: int, predicate, what: str, seconds: float = 30) -> dict:
     """The newest session (of those from index `first` on) once `predicate` is true of it."""
-    for _ in range(300):
+    for _ in range(int(seconds * 10)):
         latest = (await sessions(http))[first:]
         if latest and predicate(latest[-1]):
             return latest[-1]
@@ -496,8 +496,12 @@ async def test_nothing_is_lost_at_utterance_boundaries(gateway):
     events = asyncio.create_task(collect(stream))
     audio = np.concatenate([samples, silence(1.0)])
     push(stream, audio)
-    record = await wait_for(
-        gateway, first, lambda s: s["audio_seconds"] >= len(audio) / RATE - 0.05, "all the audio"
+    record = await wait_for(  # 45 s of audio: minutes on a busy 2-core machine
+        gateway,
+        first,
+        lambda s: s["audio_seconds"] >= len(audio) / RATE - 0.05,
+        "all the audio",
+        seconds=300,
     )
     stream.end_input()
     texts = [d.text for d in finals(await events)]

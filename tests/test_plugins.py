@@ -7,6 +7,7 @@ import pytest
 from livekit import rtc
 from livekit.agents import llm, stt
 
+from agent.plugins import moonshine
 from agent.plugins.echo import GREETING, EchoLLM
 from agent.plugins.hibari import HibariTTS
 from agent.plugins.moonshine import MoonshineSTT
@@ -35,7 +36,8 @@ async def stream_events(pcm: np.ndarray, flush_at_end: bool = True) -> list[stt.
     return [ev async for ev in stream]
 
 
-async def test_streaming_gives_interim_then_final_transcripts():
+async def test_streaming_gives_interim_then_final_transcripts(monkeypatch):
+    monkeypatch.setattr(moonshine, "CPU_STEPS", ())  # interims every second, however busy
     speech = synthesize(SENTENCE)
     events = await stream_events(np.concatenate([speech, np.zeros(SAMPLE_RATE, np.int16)]))
     kinds = [ev.type for ev in events]

@@ -17,11 +17,24 @@ import numpy as np
 from livekit import api, rtc
 
 from agent.audio import resample, to_int16
+from agent.errors import ServiceError
 
 SAMPLE_RATE = 48000
 FRAME_MS = 20
 FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
 TRANSCRIPTION_TOPIC = "lk.transcription"
+# A worker with a free slot joins within a second or two; beyond its MAX_CALLS livekit-server
+# dispatches the call to no one, so no agent ever comes. Counted from the dispatch, so that the
+# caller hears "busy" within 5 s of calling (the page waits as long: web/src/main.js).
+AGENT_JOIN_TIMEOUT = 4.5
+BUSY = "all agents are busy, try again"
+
+
+class AgentsBusyError(ServiceError):
+    """No agent joined: every worker is at capacity (or none is running)."""
+
+    def __init__(self) -> None:
+        super().__init__(BUSY)
 
 
 @dataclass
@@ -106,6 +119,7 @@ class Caller:
         self.attributes = attributes or {}
         self.metadata = metadata  # the dispatch's metadata: JSON settings for this call
         self.room = rtc.Room()
+        self.dispatched_at = 0.0
         self.transcripts: list[Transcription] = []
         self.agent_frames: list[tuple[float, np.ndarray]] = []  # (arrival, 16 kHz float32)
         self._speech: asyncio.Queue[np.ndarray] = asyncio.Queue()
@@ -123,6 +137,7 @@ class Caller:
                     agent_name=self.agent_name, room=self.room_name, metadata=self.metadata
                 )
             )
+        self.dispatched_at = time.time()
         token = (
             api.AccessToken(self.api_key, self.api_secret)
             .with_identity(self.identity)
@@ -143,6 +158,20 @@ class Caller:
         self.mic_sid = publication.sid
         self._spawn(self._microphone())
         return self
+
+    def agent_joined(self) -> bool:
+        return any(
+            p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+            for p in self.room.remote_participants.values()
+        )
+
+    async def wait_for_agent(self, timeout: float = AGENT_JOIN_TIMEOUT) -> None:
+        """Return once an agent is in the room; AgentsBusyError if none joined within `timeout`."""
+        deadline = self.dispatched_at + timeout
+        while not self.agent_joined():
+            if time.time() >= deadline:
+                raise AgentsBusyError()
+            await asyncio.sleep(0.05)
 
     async def __aexit__(self, *exc) -> None:
         tasks = list(self._tasks)
@@ -290,6 +319,7 @@ async def _call(args: argparse.Namespace) -> None:
         settings.agent_name,
     ) as caller:
         print(f"joined room {caller.room_name}; waiting for {settings.agent_name!r} to greet…")
+        await caller.wait_for_agent()
         await caller.wait_for_greeting()
         print(f"agent: {caller.agent_finals()[-1].text}")
         for line in args.say:

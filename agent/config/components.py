@@ -166,15 +166,22 @@ def import_plugins(settings: Settings) -> None:
         importlib.import_module(module)
 
 
-def prewarm(settings: Settings) -> None:
+def prewarm(settings: Settings, forking: bool = False) -> None:
     """Load the local models the settings name (each STT of the chain too), once per process.
-    Cloud components have no model to load (and their own prewarm needs a running event loop)."""
+    Cloud components have no model to load (and their own prewarm needs a running event loop).
+
+    `forking`: this process will fork the calls' processes (agent/preload.py), so load only
+    the engines that still work in a forked child (their plugin's `fork_safe`); the others
+    load in each call's process.
+    """
     resolved = resolve(settings)
     descs = [*stt_chain(settings), resolved["llm"], resolved["tts"]]
     for desc in descs:
         if desc.model.route == "local":
             component = build(desc, settings)
-            if hasattr(component, "prewarm"):
+            if hasattr(component, "prewarm") and (
+                not forking or getattr(component, "fork_safe", False)
+            ):
                 component.prewarm()
 
 
@@ -258,11 +265,15 @@ NOISE_FILTERS = {"bvc": "BVC", "bvc-telephony": "BVCTelephony", "nc": "NC"}
 
 def room_options(settings: Settings):
     """AgentSession.start's `room_options`: the caller's audio in 20 ms frames (LiveKit reads
-    50 ms by default, which the end of every turn waits for), noise cancellation if chosen."""
+    50 ms by default, which the end of every turn waits for), noise cancellation if chosen.
+    Without it, the audio comes at 16 kHz, the rate every local model listens at (VAD, end of
+    turn, STT), rather than LiveKit's 24 kHz that each of them would resample on its own."""
     from livekit.agents import room_io
 
     audio = room_io.AudioInputOptions(frame_size_ms=20)
-    if settings.noise_cancellation:
+    if not settings.noise_cancellation:
+        audio.sample_rate = 16000
+    else:
         plugin = importlib.import_module("livekit.plugins.noise_cancellation")
         audio.noise_cancellation = getattr(plugin, NOISE_FILTERS[settings.noise_cancellation])()
     return room_io.RoomOptions(audio_input=audio)

@@ -99,9 +99,9 @@ class Settings(BaseModel):
     preemptive_generation: bool = True
     preemptive_tts: bool = True
     noise_cancellation: Literal["", "bvc", "bvc-telephony", "nc"] = ""
-    job_executor: Literal["thread", "process"] = "thread"
-    load_threshold: float = Field(1.0, gt=0)  # see worker.make_server
-    max_calls: int = Field(0, ge=0)  # > 0: the load is this worker's share of it (worker.py)
+    job_executor: Literal["thread", "process"] = "process"  # see agent/worker.py
+    # concurrent calls of this worker; beyond them new calls are refused (agent/worker.py)
+    max_calls: int = Field(12, ge=1)
     agent_http_port: int = Field(8081, ge=0, le=65535)  # the worker's health endpoint; 0 = any
     # the browser page and its token endpoint (agent/web.py)
     web_host: str = "127.0.0.1"

@@ -36,6 +36,8 @@ def load_voice(voice: str = "heart"):
 
 
 class HibariTTS(tts.TTS):
+    fork_safe = True  # loaded before a fork, its onnxruntime session works in the child
+
     def __init__(self, *, voice: str = "heart", speed: float = 1.0) -> None:
         super().__init__(
             capabilities=tts.TTSCapabilities(streaming=False),

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import re
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
+import psutil
 from livekit import rtc
 from livekit.agents import (
     DEFAULT_API_CONNECT_OPTIONS,
@@ -45,24 +48,37 @@ MIN_SPEECH_RMS = 0.005
 
 
 _load_lock = threading.Lock()  # job threads prewarm together; moonshine's loader is not thread-safe
-# the one thread that touches the model and its streams (see the module docstring)
-_engine = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moonshine")
 T = TypeVar("T")
+
+
+@functools.cache
+def _engine_of(pid: int) -> ThreadPoolExecutor:
+    # keyed by process: a process forked from one that had an engine thread needs its own
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="moonshine")
+
+
+def engine() -> ThreadPoolExecutor:
+    """This process's one thread that touches the model and its streams."""
+    return _engine_of(os.getpid())
 
 
 async def on_engine(fn: Callable[..., T], *args) -> T:
     """Run `fn(*args)` on the engine thread, after every call queued before it."""
-    return await asyncio.get_running_loop().run_in_executor(_engine, fn, *args)
+    return await asyncio.get_running_loop().run_in_executor(engine(), fn, *args)
 
 
 @functools.cache
 def _load(model: str):
     from moonshine_voice import ModelArch, Transcriber, get_model_path
 
-    # speaker identification costs compute and the agent never uses it
-    return Transcriber(
-        str(get_model_path(model)), ModelArch.TINY, options={"identify_speakers": "false"}
-    )
+    # One onnxruntime thread per session: a decode on a pool of spinning threads took 2.5x the
+    # CPU and was no faster with other calls busy on the other core (Moonshine reads this
+    # variable when it creates its sessions).
+    os.environ.setdefault("MOONSHINE_ORT_SINGLE_THREAD", "1")
+    # speaker identification and each line's audio returned as a Python list (~15 % of the
+    # decode time) cost compute, and the agent uses neither
+    options = {"identify_speakers": "false", "return_audio_data": "false"}
+    return Transcriber(str(get_model_path(model)), ModelArch.TINY, options=options)
 
 
 def load_transcriber(model: str = "tiny-en"):
@@ -71,14 +87,39 @@ def load_transcriber(model: str = "tiny-en"):
         return _load(model)
 
 
+# Tiny-en cannot stream: each interim transcript re-decodes the whole line so far, which is
+# most of a call's CPU. Interims only show the caller what is being heard (interruptions
+# follow the VAD, the final comes from the flush at the end of the turn), so they come every
+# second of speech, and less often as the machine's CPU fills up (CPU_STEPS: percent -> factor).
+UPDATE_INTERVAL = 1.0
+CPU_STEPS = ((95.0, 4.0), (80.0, 2.0))
+# After this much quiet audio the line is over: stop feeding the model (its own VAD would
+# still run on every chunk) until the next loud chunk, fed with the PREROLL chunks before it.
+GATE_AFTER_CHUNKS = 10
+PREROLL_CHUNKS = 3
+_cpu = {"at": 0.0, "factor": 1.0}
+
+
+def interim_interval(base: float) -> float:
+    """`base`, stretched while the machine is busy (its CPU sampled at most once a second)."""
+    now = time.monotonic()
+    if now - _cpu["at"] >= 1.0:
+        percent = psutil.cpu_percent(interval=None)
+        factor = next((f for limit, f in CPU_STEPS if percent >= limit), 1.0)
+        _cpu.update(at=now, factor=factor)
+    return base * _cpu["factor"]
+
+
 @dataclass
 class MoonshineOptions:
     language: str = "en"
-    update_interval: float = 0.5  # seconds of audio between interim re-decodes
+    update_interval: float = UPDATE_INTERVAL  # seconds of speech between interim re-decodes
 
 
 class MoonshineSTT(stt.STT):
-    def __init__(self, *, language: str = "en", update_interval: float = 0.5) -> None:
+    fork_safe = True  # loaded before a fork, its onnxruntime sessions work in the child
+
+    def __init__(self, *, language: str = "en", update_interval: float = UPDATE_INTERVAL) -> None:
         super().__init__(
             capabilities=stt.STTCapabilities(
                 streaming=True, interim_results=True, manual_flush=True
@@ -103,9 +144,11 @@ class MoonshineSTT(stt.STT):
     ) -> list[Segment]:
         """16 kHz mono float32 -> one Segment per line (tiny-en has no word times)."""
         transcriber = load_transcriber()
-        result = _engine.submit(
-            transcriber.transcribe_without_streaming, samples.tolist(), SAMPLE_RATE
-        ).result()
+        result = (
+            engine()
+            .submit(transcriber.transcribe_without_streaming, samples.tolist(), SAMPLE_RATE)
+            .result()
+        )
         return [
             Segment(line.start_time, line.start_time + line.duration, text)
             for line in result.lines
@@ -170,21 +213,39 @@ class MoonshineStream(stt.RecognizeStream):
         self._speaking = False
         self._request_id = utils.shortuuid()
         self._loudest = 0.0  # loudest chunk since the last final transcript
+        self._origin = 0.0  # call seconds at which Moonshine's clock last restarted from 0
 
     async def _run(self) -> None:
         transcriber = await asyncio.to_thread(load_transcriber)
-        mstream = await on_engine(transcriber.create_stream, self._opts.update_interval)
-        # Listener callbacks fire inside add_audio/stop, on the engine thread: collect them
-        # there and turn them into SpeechEvents back on the event loop.
+        # interims are decoded here (update_transcription), not by add_audio on its own clock
+        mstream = await on_engine(transcriber.create_stream, float("inf"))
+        # Listener callbacks fire inside update_transcription/stop, on the engine thread:
+        # collect them there and turn them into SpeechEvents back on the event loop.
         pending: list = []
         mstream.add_listener(pending.append)
+        unread = 0.0  # seconds fed since the last decode
 
-        def feed(samples: list[float] | None) -> list:
-            if samples is None:  # flush: finish the current line now
-                mstream.stop()
-                mstream.start()
-            else:
-                mstream.add_audio(samples, SAMPLE_RATE)
+        def feed(chunks: list[np.ndarray], interval: float) -> list:
+            nonlocal unread
+            for samples in chunks:
+                mstream.add_audio(samples.tolist(), SAMPLE_RATE)
+                unread += len(samples) / SAMPLE_RATE
+            if unread >= interval:
+                mstream.update_transcription()
+                unread = 0.0
+            return drain()
+
+        def restart() -> list:  # finish the current line now; Moonshine's clock restarts
+            nonlocal unread
+            # stop() completes the line with the text of the last decode: decode the audio
+            # since then first, or the final transcript misses the last words
+            mstream.update_transcription()
+            mstream.stop()
+            mstream.start()
+            unread = 0.0
+            return drain()
+
+        def drain() -> list:
             events = pending.copy()
             pending.clear()
             return events
@@ -192,23 +253,41 @@ class MoonshineStream(stt.RecognizeStream):
         chunker = utils.audio.AudioByteStream(
             sample_rate=SAMPLE_RATE, num_channels=1, samples_per_channel=CHUNK_SAMPLES
         )
+        heard = 0.0  # seconds of call audio received
+        quiet = 0  # consecutive quiet chunks
+        preroll: list[np.ndarray] = []  # the latest quiet chunks not fed (gated)
         await on_engine(mstream.start)
         try:
             async for item in self._input_ch:
                 if isinstance(item, self._FlushSentinel):
-                    for frame in chunker.flush():
-                        self._emit(await on_engine(feed, float_mono(frame).tolist()))
-                    self._emit(await on_engine(feed, None))
+                    tail = [float_mono(frame) for frame in chunker.flush()]
+                    if tail:
+                        self._emit(await on_engine(feed, tail, float("inf")))
+                    self._emit(await on_engine(restart))
+                    self._origin = heard + sum(len(t) for t in tail) / SAMPLE_RATE
                     continue
                 for frame in chunker.push(item.data):
                     samples = float_mono(frame)
-                    self._loudest = max(self._loudest, float(np.sqrt(np.mean(samples**2))))
-                    self._emit(await on_engine(feed, samples.tolist()))
-            self._emit(await on_engine(feed, None))
+                    heard += CHUNK_SAMPLES / SAMPLE_RATE
+                    rms = float(np.sqrt(np.mean(samples**2)))
+                    self._loudest = max(self._loudest, rms)
+                    quiet = quiet + 1 if rms < MIN_SPEECH_RMS else 0
+                    if quiet > GATE_AFTER_CHUNKS:  # silence: skip the model
+                        if quiet == GATE_AFTER_CHUNKS + 1:
+                            self._emit(await on_engine(restart))
+                        preroll = [*preroll, samples][-PREROLL_CHUNKS:]
+                        continue
+                    chunks = [*preroll, samples]
+                    if preroll:  # speech again: the model's clock starts at the preroll
+                        self._origin = heard - len(chunks) * CHUNK_SAMPLES / SAMPLE_RATE
+                        preroll = []
+                    interval = interim_interval(self._opts.update_interval)
+                    self._emit(await on_engine(feed, chunks, interval))
+            self._emit(await on_engine(restart))
         finally:
             # Queued, not awaited: even when this task is cancelled mid-decode, the close runs
             # on the engine thread after that decode has finished, never during it.
-            _engine.submit(mstream.close)
+            engine().submit(mstream.close)
 
     def _emit(self, events: list) -> None:
         for ev in events:
@@ -239,7 +318,7 @@ class MoonshineStream(stt.RecognizeStream):
     def _send(self, kind: stt.SpeechEventType, line=None, text: str = "") -> None:
         alternatives = []
         if line is not None:
-            start = self.start_time_offset + line.start_time
+            start = self.start_time_offset + self._origin + line.start_time
             alternatives.append(
                 stt.SpeechData(
                     language=self._opts.language,

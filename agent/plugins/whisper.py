@@ -203,6 +203,8 @@ class WhisperOptions:
 class WhisperSTT(stt.STT):
     """`local/whisper-tiny:en`; the subclass below is the multilingual base model."""
 
+    fork_safe = False  # CTranslate2's thread pool does not survive a fork: a child would hang
+
     ENGINE = "whisper-tiny"
 
     def __init__(

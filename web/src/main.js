@@ -5,7 +5,11 @@ import { Room, RoomEvent, Track } from 'livekit-client';
 
 const $ = (id) => document.getElementById(id);
 const TRANSCRIPTION_TOPIC = 'lk.transcription';
-const AGENT_WAIT_MS = 20_000; // the token dispatches the agent; say so if it never comes
+// The token dispatches the agent; a worker with a free slot joins within a second or two. A
+// worker at its MAX_CALLS is not offered the call (livekit-server's agents.target_load), so no
+// agent ever comes: say so, and leave, rather than wait (the `call` command waits as long).
+const AGENT_WAIT_MS = 4_500; // from the click: "busy" within 5 s of pressing Start
+const BUSY = 'all agents are busy, try again';
 const languageNames = new Intl.DisplayNames(['en'], { type: 'language' });
 
 let room = null;
@@ -249,6 +253,7 @@ function micError(e) {
 }
 
 async function start() {
+  const clickedAt = Date.now();
   showError('');
   $('start').disabled = true;
   try {
@@ -267,12 +272,10 @@ async function start() {
     setTimeout(() => {
       const joined = [...r.remoteParticipants.values()].some((p) => p.isAgent);
       if (room === r && !joined) {
-        showError(
-          'no agent joined: is the worker running (python -m agent start), with the same ' +
-            'AGENT_NAME as this page server? Disconnect and Start to try again.',
-        );
+        console.info('no agent joined: all workers are at capacity, or none is running');
+        r.disconnect().then(() => showError(BUSY));
       }
-    }, AGENT_WAIT_MS);
+    }, AGENT_WAIT_MS - (Date.now() - clickedAt));
     await r.startAudio(); // inside the click: lets the agent's audio play
     setButtons(true);
     try {

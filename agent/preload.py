@@ -1,0 +1,16 @@
+"""Imported once by the forkserver that forks every call's process (JOB_EXECUTOR=process).
+
+The models load here, before any fork, so each call's process starts with them already in
+memory, shared copy-on-write with every other call: a call costs its own process (its own
+interpreter, so both cores work and a crash ends only that call) but not another copy of the
+models. Engines that do not survive a fork (CTranslate2) load in the call's process instead.
+"""
+
+import logging
+
+from . import config
+
+try:
+    config.prewarm(config.Settings.from_env(), forking=True)
+except Exception:  # the call's own prewarm loads them again and reports the error properly
+    logging.getLogger("agent.preload").exception("could not preload the models")

@@ -1,0 +1,318 @@
+"""How many calls one worker carries: levels of 1, 2, 4, 8, 12, 16 concurrent callers join a
+real livekit-server and the worker on its defaults (`python -m agent start`), with staggered
+starts, and speak recorded speech (the bundled voice, synthesized before the level starts) at
+real-time pace, turn after turn. Each caller runs in a process of its own (one process for
+all of them stalls its event loop and skews the timings), the worker in its own.
+
+Per level: p50/p95 from the end of the user's speech to the final transcript and to the
+agent's first audio, WER, calls served / refused ("all agents are busy", within how long) /
+failed, crashed call processes, the worker's cores (all its processes) and memory (RSS, and
+PSS, which counts pages shared copy-on-write once).
+
+    uv run python -m benchmarks.capacity [--levels 1,2,4,8,12,16] [--max-calls N]
+
+Prints JSON and writes benchmarks/results/capacity.{json,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import multiprocessing
+import os
+import re
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from tools import stack
+from tools.caller import AgentsBusyError, Caller, synthesize
+from tools.wer import wer
+
+from .latency import UTTERANCES, percentiles
+
+STAGGER_S = 0.5  # between two callers' joins
+MIN_TURNS = 12  # per level, so that even one caller gives a p95 over 12 turns
+TURNS_PER_CALLER = 4
+
+
+@dataclass
+class Call:
+    joined_after: float | None = None  # dispatch to agent in the room
+    refused_after: float | None = None  # dispatch to "busy"
+    error: str = ""
+    turns: list[dict] = field(default_factory=list)
+
+
+class WorkerMeter:
+    """CPU seconds and memory of the worker and every process under it (job processes
+    included, those already gone too: their CPU is in their parent's children times)."""
+
+    def __init__(self, pid: int) -> None:
+        self.root = psutil.Process(pid)
+        self.peak_rss = self.peak_pss = 0.0
+
+    def processes(self) -> list[psutil.Process]:
+        return [self.root, *self.root.children(recursive=True)]
+
+    def cpu(self) -> float:
+        total = 0.0
+        for p in self.processes():
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system + t.children_user + t.children_system
+            except psutil.Error:
+                pass
+        return total
+
+    def sample_memory(self) -> tuple[float, float]:
+        rss = pss = 0.0
+        for p in self.processes():
+            try:
+                m = p.memory_full_info()
+                rss, pss = rss + m.rss, pss + m.pss
+            except psutil.Error:
+                pass
+        rss, pss = rss / 2**20, pss / 2**20
+        self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
+        return rss, pss
+
+
+async def one_call(url: str, agent_name: str, start_at: float, texts: list[str], speech) -> Call:
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    call = Call()
+    started = time.time()
+    try:
+        async with Caller(url, stack.API_KEY, stack.API_SECRET, agent_name) as caller:
+            try:
+                await caller.wait_for_agent()
+            except AgentsBusyError:
+                call.refused_after = round(time.time() - started, 2)
+                return call
+            call.joined_after = round(time.time() - started, 2)
+            await caller.wait_for_greeting(timeout=60)
+            for text in texts:
+                turn = await caller.say(text, speech[text], timeout=30)
+                heard = turn.user_final.text if turn.user_final else ""
+                call.turns.append(
+                    {
+                        "said": text,
+                        "heard": heard,
+                        "wer": round(wer(text, heard), 3) if heard else 1.0,
+                        "to_final_s": round(turn.user_final.at - turn.speech_end, 3)
+                        if turn.user_final
+                        else None,
+                        "to_audio_s": round(turn.first_agent_audio - turn.speech_end, 3)
+                        if turn.first_agent_audio
+                        else None,
+                    }
+                )
+    except Exception as e:  # a call that broke is counted, and the level goes on
+        call.error = f"{type(e).__name__}: {e}"[:200]
+    return call
+
+
+def caller_process(url: str, agent_name: str, start_at: float, texts: list[str], speech) -> dict:
+    """One caller, in a process of its own (ProcessPoolExecutor)."""
+    return asdict(asyncio.run(one_call(url, agent_name, start_at, texts, speech)))
+
+
+def far_end() -> None:
+    """The callers stand in for people on other machines: on this one they yield the CPU to
+    the worker under test (nice 10), rather than take it from it."""
+    os.nice(10)
+
+
+def crashes(log: Path) -> int:
+    return len(re.findall(r"process exited with non-zero exit code", log.read_text()))
+
+
+async def level(
+    server: stack.Server, worker: stack.Worker, n: int, speech: dict, meter: WorkerMeter
+) -> dict:
+    turns = max(TURNS_PER_CALLER, math.ceil(MIN_TURNS / n))
+    crashed_before = crashes(worker.log)
+    plans = [
+        [UTTERANCES[(i * turns + k) % len(UTTERANCES)] for k in range(turns)] for i in range(n)
+    ]
+    meter.peak_rss = meter.peak_pss = 0.0
+    idle_rss, idle_pss = meter.sample_memory()
+    spawn = multiprocessing.get_context("spawn")
+    load_before = os.getloadavg()[0]
+    with ProcessPoolExecutor(max_workers=n, mp_context=spawn, initializer=far_end) as pool:
+        start_at = time.time() + 3 + n * 0.5  # every caller process is up by then
+        futures = [
+            asyncio.wrap_future(
+                pool.submit(
+                    caller_process,
+                    server.url,
+                    worker.agent_name,
+                    start_at + i * STAGGER_S,
+                    plans[i],
+                    {t: speech[t] for t in plans[i]},
+                )
+            )
+            for i in range(n)
+        ]
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        cpu0, t0 = meter.cpu(), time.time()
+        calls_task = asyncio.gather(*futures)
+        while not calls_task.done():
+            meter.sample_memory()
+            await asyncio.sleep(1.0)
+        calls = [Call(**c) for c in await calls_task]
+    wall = time.time() - t0
+    cores = (meter.cpu() - cpu0) / wall
+
+    served = [c for c in calls if c.joined_after is not None and not c.error]
+    refused = [c for c in calls if c.refused_after is not None]
+    failed = [c for c in calls if c.error]
+    turns_done = [t for c in served for t in c.turns]
+    finals = [t["to_final_s"] for t in turns_done if t["to_final_s"] is not None]
+    audio = [t["to_audio_s"] for t in turns_done if t["to_audio_s"] is not None]
+    # the calls' processes are gone by now: wait for the next level's idle memory
+    return {
+        "calls": n,
+        "served": len(served),
+        "refused": len(refused),
+        "failed": len(failed),
+        "crashed_call_processes": crashes(worker.log) - crashed_before,
+        "refused_told_after_s": max((c.refused_after for c in refused), default=None),
+        "agent_joined_after_s": percentiles([c.joined_after for c in served]),
+        "to_final_transcript_s": percentiles(finals),
+        "to_first_agent_audio_s": percentiles(audio),
+        "turns": len(turns_done),
+        "turns_without_final": sum(t["to_final_s"] is None for t in turns_done),
+        "wer": round(float(np.mean([t["wer"] for t in turns_done])), 3) if turns_done else None,
+        "worker_cores": round(cores, 3),
+        "worker_cores_per_served_call": round(cores / len(served), 3) if served else None,
+        "worker_rss_mb": {"idle": round(idle_rss), "peak": round(meter.peak_rss)},
+        "worker_pss_mb": {"idle": round(idle_pss), "peak": round(meter.peak_pss)},
+        "pss_mb_per_extra_call": round((meter.peak_pss - idle_pss) / len(served), 1)
+        if served
+        else None,
+        "seconds": round(wall, 1),
+        "machine_load_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+        "errors": sorted({c.error for c in failed}),
+        "misheard": [(t["said"], t["heard"]) for t in turns_done if t["wer"] > 0.2],
+    }
+
+
+def verdict(rows: list[dict]) -> dict:
+    """The issue's targets, against the single call of the same run."""
+    by = {r["calls"]: r for r in rows}
+    single = by.get(1)
+    out = {}
+    if not single or single["to_final_transcript_s"]["p95"] is None:
+        return out
+    p95, w = single["to_final_transcript_s"]["p95"], single["wer"]
+    if 8 in by:
+        r = by[8]
+        out["8_calls"] = {
+            "no_crash": r["crashed_call_processes"] == 0 and r["failed"] == 0,
+            "p95_within_1.5x_single": r["served"] == 8
+            and r["to_final_transcript_s"]["p95"] <= 1.5 * p95,
+            "wer_within_single_plus_2pts": r["served"] == 8 and r["wer"] <= w + 0.02,
+        }
+    if 16 in by:
+        r = by[16]
+        out["16_calls"] = {
+            "no_crash": r["crashed_call_processes"] == 0 and r["failed"] == 0,
+            "served_within_2x_or_refused_within_5s": (
+                r["served"] + r["refused"] == 16
+                and (not r["served"] or r["to_final_transcript_s"]["p95"] <= 2 * p95)
+                and (not r["refused"] or r["refused_told_after_s"] <= 5)
+            ),
+        }
+    return out
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [r["calls"] for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for key, label in (
+        ("to_final_transcript_s", "final transcript"),
+        ("to_first_agent_audio_s", "first agent audio"),
+    ):
+        for q, style in (("p50", "-o"), ("p95", "--o")):
+            ax1.plot(x, [r[key][q] for r in rows], style, label=f"{label} {q}")
+    ax1.set_xlabel("concurrent callers")
+    ax1.set_ylabel("seconds after end of user speech")
+    ax1.set_title("Latency per level")
+    ax1.legend(fontsize=8)
+    ax2.bar([i - 0.2 for i in x], [r["served"] for r in rows], 0.4, label="served")
+    ax2.bar([i + 0.2 for i in x], [r["refused"] for r in rows], 0.4, label="refused (busy)")
+    ax2.bar([i + 0.2 for i in x], [r["failed"] for r in rows], 0.4, label="failed", color="red")
+    ax3 = ax2.twinx()
+    ax3.plot(x, [r["worker_cores"] for r in rows], "k-o", label="worker cores")
+    ax3.set_ylabel("worker cores used")
+    ax2.set_xlabel("concurrent callers")
+    ax2.set_ylabel("calls")
+    ax2.set_title("Outcome and CPU per level")
+    ax2.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+async def run(server: stack.Server, worker: stack.Worker, levels: list[int]) -> list[dict]:
+    speech = {text: synthesize(text) for text in UTTERANCES}
+    meter = WorkerMeter(worker.process.pid)
+    rows = []
+    for n in levels:
+        await asyncio.sleep(5)  # the previous level's call processes end
+        rows.append(await level(server, worker, n, speech, meter))
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--levels", default="1,2,4,8,12,16")
+    parser.add_argument("--max-calls", type=int, help="MAX_CALLS for the worker (its default)")
+    parser.add_argument("--out", default="benchmarks/results")
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = {"MAX_CALLS": str(args.max_calls)} if args.max_calls else {}
+    server = stack.start_server("capacity-livekit-server")
+    worker = stack.start_worker(server, env, name="capacity-worker")
+    try:
+        rows = asyncio.run(run(server, worker, levels))
+    finally:
+        stack.stop(worker.process)
+        stack.stop(server.process)
+    from agent import config
+
+    settings = config.Settings.from_env(worker.env)
+    summary = {
+        "conditions": {
+            "cpus": os.cpu_count(),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+            "max_calls": settings.max_calls,
+            "job_executor": settings.job_executor,
+            "stagger_s": STAGGER_S,
+            "stack": config.describe(settings, config.resolve(settings)),
+        },
+        "targets": verdict(rows),
+        "levels": rows,
+    }
+    (out / "capacity.json").write_text(json.dumps(summary, indent=2))
+    plot(rows, out / "capacity.png")
+    print(json.dumps({k: v for k, v in summary.items() if k != "levels"}, indent=2))
+    print(f"wrote {out / 'capacity.json'} and {out / 'capacity.png'}")
+
+
+if __name__ == "__main__":
+    main()

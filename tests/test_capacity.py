@@ -1,0 +1,166 @@
+"""Many calls on one worker, through a real livekit-server with the server config the project
+ships: a crash stays in its call, and beyond MAX_CALLS a caller is told "busy" instead of
+waiting, while the calls in progress go on."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from livekit import rtc
+
+from tests.test_browser import KEY, chromium, page_server
+from tools import stack
+from tools.caller import BUSY, AgentsBusyError, Caller, synthesize
+from tools.wer import wer
+
+pytestmark = pytest.mark.e2e
+
+SENTENCES = ["Please book a table for two at seven.", "How far is the station from here?"]
+_speech: dict[str, object] = {}
+
+
+def caller(server: stack.Server, worker: stack.Worker, **kw) -> Caller:
+    return Caller(server.url, stack.API_KEY, stack.API_SECRET, worker.agent_name, **kw)
+
+
+async def answered(c: Caller, said: str) -> bool:
+    """The agent transcribed `said` and answered it with speech."""
+    if said not in _speech:  # synthesized once: it blocks the event loop the callers share
+        _speech[said] = synthesize(said)
+    turn = await c.say(said, _speech[said])
+    return (
+        turn.user_final is not None
+        and wer(said, turn.user_final.text) <= 0.2
+        and turn.first_agent_audio is not None
+    )
+
+
+def call_process(worker: stack.Worker, room: str) -> int:
+    """The pid of the process running the call in `room`, from the worker's JSON log lines."""
+    for line in worker.output().splitlines():
+        if line.startswith("{") and f'"room": "{room}"' in line:
+            pid = json.loads(line)["pid"]
+            if pid != worker.process.pid:  # the worker's own lines are about dispatching
+                return pid
+    raise AssertionError(f"no process logged the room {room}")
+
+
+@pytest.fixture(scope="module")
+def json_worker(livekit_server):
+    """A worker on its defaults whose log lines say which process runs which room."""
+    w = stack.start_worker(livekit_server, {"LOG_FORMAT": "json"}, name="isolation-worker")
+    yield w
+    stack.stop(w.process)
+
+
+@pytest.fixture(scope="module")
+def two_call_worker(livekit_server):
+    w = stack.start_worker(livekit_server, {"MAX_CALLS": "2"}, name="capacity-worker")
+    yield w
+    stack.stop(w.process)
+
+
+async def test_beyond_capacity_callers_are_told_busy_and_calls_in_progress_go_on(
+    livekit_server, two_call_worker
+):
+    server, worker = livekit_server, two_call_worker
+    async with caller(server, worker) as a, caller(server, worker) as b:
+        await asyncio.gather(a.wait_for_greeting(), b.wait_for_greeting())
+
+        # a third caller through the API: refused at dispatch, told within 5 s
+        started = time.time()
+        with pytest.raises(AgentsBusyError):
+            async with caller(server, worker) as c:
+                await c.wait_for_agent()
+        assert time.time() - started < 5
+
+        # `python -m agent call` exits with the line
+        env = {**worker.env, "AGENT_HTTP_PORT": "0"}
+        started = time.time()
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "agent", "call"],
+            cwd=stack.ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode != 0 and BUSY in done.stderr, done.stderr[-2000:]
+        assert time.time() - started < 15  # interpreter start + 4 s of waiting
+
+        # the page, in Chromium: it reads "busy" within 5 s of Start, and leaves the room
+        async with page_server(server.url, worker.agent_name) as base, chromium() as page:
+            await page.goto(f"{base}/#key={KEY}")
+            started = time.time()
+            await page.click("#start")
+            await page.wait_for_function(
+                f"() => document.getElementById('error').textContent.includes({BUSY!r})",
+                timeout=15_000,
+            )
+            told = time.time() - started
+            assert told < 5, told
+            assert await page.text_content("#state") == "disconnected"
+
+        # the two calls in progress were not disturbed
+        results = await asyncio.gather(*(answered(x, SENTENCES[0]) for x in (a, b)))
+        assert results == [True, True]
+
+    # the two calls over, their slots free up within seconds: "try again" is then served
+    for _ in range(10):
+        try:
+            async with caller(server, worker) as d:
+                await d.wait_for_agent()
+                await d.wait_for_greeting()
+                assert await answered(d, SENTENCES[1])
+            return
+        except AgentsBusyError:
+            await asyncio.sleep(1)
+    raise AssertionError("no slot came free after the two calls ended")
+
+
+async def test_a_killed_call_process_ends_no_other_call_and_the_call_comes_back(
+    livekit_server, json_worker
+):
+    server, worker = livekit_server, json_worker
+    async with (
+        caller(server, worker) as a,
+        caller(server, worker) as hit,
+        caller(server, worker) as c,
+    ):
+        await asyncio.gather(*(x.wait_for_greeting() for x in (a, hit, c)))
+        for said in SENTENCES:
+            _speech.setdefault(said, synthesize(said))
+        agent_before = {p.identity for p in hit.room.remote_participants.values()}
+        pid = call_process(worker, hit.room_name)
+        assert pid not in (worker.process.pid, os.getpid())
+
+        os.kill(pid, signal.SIGKILL)
+        killed = time.time()
+
+        # the other calls go on, at the same time as the hit call comes back
+        async def back() -> float:
+            while not any(
+                p.identity not in agent_before
+                and p.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT
+                for p in hit.room.remote_participants.values()
+            ):
+                await asyncio.sleep(0.05)
+            return time.time() - killed
+
+        others = asyncio.gather(*(answered(x, SENTENCES[0]) for x in (a, c)))
+        recovered_after = await asyncio.wait_for(back(), 30)
+        assert await others == [True, True]
+        print(f"the hit call had an agent again {recovered_after:.2f} s after kill -9")
+        assert recovered_after <= 2.0, recovered_after
+
+        # and the recovered agent hears the caller
+        await hit.wait_for_greeting()
+        assert await answered(hit, SENTENCES[1])
