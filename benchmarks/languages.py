@@ -25,6 +25,8 @@ from tools import sentences, stack
 from tools.caller import Caller
 from tools.wer import wer
 
+from .latency import percentiles
+
 # (label, the caller's attributes); the engine is what the agent publishes as stt_active
 CALLS = (
     ("en", {"language": "en"}),
@@ -33,16 +35,6 @@ CALLS = (
     ("es", {"language": "es"}),
     ("fr", {"language": "fr"}),
 )
-
-
-def percentiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p95": None, "n": 0}
-    return {
-        "p50": round(float(np.percentile(values, 50)), 3),
-        "p95": round(float(np.percentile(values, 95)), 3),
-        "n": len(values),
-    }
 
 
 async def agent_stt(caller: Caller, timeout: float = 30) -> str:

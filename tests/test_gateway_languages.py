@@ -31,7 +31,8 @@ ENGLISH = "The weather in Paris is lovely in the spring."
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def gateway():
+async def gateway_http():
+    """An HTTP client of a gateway app run in this test process (the subprocess one is `gateway`)."""
     port = stack.free_port()
     runner = web.AppRunner(make_app(Gateway(KEY, SECRET, CARTESIA_KEY)))
     await runner.setup()
@@ -82,8 +83,8 @@ def test_the_language_picks_the_gateways_engine():
         engine.engine_for("tlh", 16000, "pcm_s16le")
 
 
-async def test_german_through_livekit_inference(gateway):
-    http, base = gateway
+async def test_german_through_livekit_inference(gateway_http):
+    http, base = gateway_http
     client = inference.STT(
         model="cartesia/ink-whisper",
         language="de",
@@ -101,8 +102,8 @@ async def test_german_through_livekit_inference(gateway):
     assert (record["model"], record["language"]) == ("cartesia/ink-whisper", "de")
 
 
-async def test_german_through_the_cartesia_plugin(gateway):
-    http, base = gateway
+async def test_german_through_the_cartesia_plugin(gateway_http):
+    http, base = gateway_http
     first = len(await sessions(http, base))
     client = cartesia.STT(
         model="ink-whisper", language="de", api_key=CARTESIA_KEY, base_url=base, http_session=http
@@ -119,9 +120,9 @@ async def test_german_through_the_cartesia_plugin(gateway):
     assert_german(await events)
 
 
-async def test_a_live_switch_from_english_to_german(gateway):
+async def test_a_live_switch_from_english_to_german(gateway_http):
     """What the agent's live switch does on the cloud path: update_options(language=...)."""
-    http, base = gateway
+    http, base = gateway_http
     client = inference.STT(
         model="cartesia/ink-whisper",
         language="en",
@@ -147,8 +148,8 @@ async def test_a_live_switch_from_english_to_german(gateway):
     assert_german([f for f in finals if f.language == "de"])
 
 
-async def test_german_file_with_word_timestamps(gateway):
-    http, base = gateway
+async def test_german_file_with_word_timestamps(gateway_http):
+    http, base = gateway_http
     pcm = (np.clip(german(), -1, 1) * 32767).astype(np.int16)
     form = aiohttp.FormData()
     form.add_field("file", pcm.tobytes(), filename="talk.raw")
@@ -167,8 +168,8 @@ async def test_german_file_with_word_timestamps(gateway):
     assert len(body["words"]) >= 8
 
 
-async def test_a_language_no_local_engine_speaks_is_refused(gateway):
-    http, base = gateway
+async def test_a_language_no_local_engine_speaks_is_refused(gateway_http):
+    http, base = gateway_http
     client = inference.STT(
         model="elevenlabs/scribe_v1",  # takes any code: the gateway cannot hear this one
         language="tlh",
