@@ -69,12 +69,12 @@ async def transcribe(request: web.Request) -> web.Response:
         encoding = request.query.get("encoding") or None
         rate = request.query.get("sample_rate")
         audio = await asyncio.to_thread(decode, upload, encoding, rate)
+        descriptor = local_engine(language, words=words)
     except BadRequestError as e:
         return invalid(str(e)).response(rid)
     except CartesiaError as e:
         return e.response(rid)
 
-    descriptor = local_engine(language, words=words)
     async with _lock:
         result = await asyncio.to_thread(run_engine, descriptor, audio, language, words)
     logger.info("batch %s: %.1f s of audio, %s, %s", rid, audio.duration, descriptor, request.path)
@@ -125,5 +125,5 @@ def run_engine(descriptor: str, audio, language: str, words: bool):
         settings = config.Settings()
         _engines[descriptor] = LocalEngine(config.parse("stt", descriptor), settings)
     result = _engines[descriptor].transcribe(audio, descriptor.split(":")[1], words, lambda _: None)
-    result.language = language  # what was asked for (see engine.local_engine)
+    result.language = language  # as asked ("en-US" stays "en-US"); transcribed in that language
     return result

@@ -26,7 +26,7 @@ from agent import catalog, config
 from agent.errors import ConfigError
 
 from .auth import API_VERSIONS, CartesiaError, Keys, api_version, token_request
-from .engine import Hypothesis, Recognizer
+from .engine import Hypothesis, Recognizer, engine_for
 from .sessions import GATEWAY, Gateway, SessionRecord
 from .validation import BadRequestError, check_audio_format, vad_settings, validate
 
@@ -150,6 +150,7 @@ async def stream(request: web.Request, route: str, session_type: type) -> web.St
         check_options(spec.options_from, options, source="query")
         validate(f"cartesia/{model}", language, {}, source="query")
         rate = check_audio_format(query.get("sample_rate"), query.get("encoding"))
+        recognizer = engine_for(language, rate, query["encoding"], **vad_settings(options))
     except BadRequestError as e:
         return refuse(gw, rid, model, language, invalid(str(e)))
     except CartesiaError as e:
@@ -170,7 +171,6 @@ async def stream(request: web.Request, route: str, session_type: type) -> web.St
         api_version=version,
     )
     record.settings = {"model": model, "language": language, "options": options}
-    recognizer = Recognizer(rate, query["encoding"], **vad_settings(options))
     session = session_type(gw, ws, record, recognizer)
     try:
         await session.run()

@@ -1,7 +1,14 @@
-"""The gateway's speech engine: one session's audio in, interim and final hypotheses out."""
+"""The gateway's speech engines: one session's audio in, interim and final hypotheses out.
+
+The session's language picks the engine, as `local/auto` does for the agent (agent/catalog.py):
+English on Moonshine tiny-en (Recognizer), every other Whisper language on the multilingual
+Whisper base (WhisperRecognizer), in that language. Cartesia's ink-whisper languages are
+Whisper's, so each is transcribed for real; a language no local engine speaks is refused.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,8 +16,12 @@ import numpy as np
 from livekit import rtc
 from moonshine_voice.transcriber import LineCompleted, LineStarted, LineTextChanged
 
+from agent import config
 from agent.audio import ENGINE_RATE, RAW_ENCODINGS
 from agent.plugins.moonshine import load_transcriber, on_engine
+from agent.plugins.whisper import MIN_SPEECH_RMS, load_model
+
+from .validation import BadRequestError
 
 WINDOW = ENGINE_RATE // 20  # 50 ms: the unit of the volume gate and of silence counting
 DEFAULT_MAX_SILENCE = 0.5  # seconds, when a session does not set max_silence_duration_secs
@@ -60,6 +71,7 @@ class Recognizer:
     min_volume: float = 0.0
     max_silence: float = DEFAULT_MAX_SILENCE
     position: float = 0.0  # seconds of audio received
+    language: str = "en"  # what it transcribes (Moonshine tiny-en: English only)
     _pending: list = field(default_factory=list)  # Moonshine events, filled on its thread
     # closed lines of the current utterance by id (Moonshine may report a completion twice)
     _lines: dict[int, str] = field(default_factory=dict)
@@ -191,14 +203,107 @@ def _int16_to_float(data: bytes) -> np.ndarray:
     return np.frombuffer(data, np.int16).astype(np.float32) / 32768.0
 
 
-# The local engine that transcribes a file (POST /stt, /audio/transcriptions). Whisper tiny.en
-# (faster-whisper) has word times and, on whole files, beats Moonshine tiny-en (the streaming
-# engine above): WER 0.000 against 0.076 on 44 s of Dickens, 0.000 against 0.167 on Beckett.
-# It speaks English: a request in another language is transcribed as English, labelled as asked.
-FILE_ENGINE = "local/whisper-tiny:en"
+@dataclass
+class WhisperRecognizer(Recognizer):
+    """Whisper base in the session's language, with Recognizer's semantics: a 50 ms window
+    louder than the gate (min_volume, and at least MIN_SPEECH_RMS) is speech; `max_silence` of
+    quiet after speech ends the utterance and its final is sent. While one is spoken it is
+    decoded again every `interim_every` seconds for an interim, when the model is idle (so an
+    interim never delays anybody's final). Whisper has no streaming state: nothing to close."""
+
+    interim_every: float = 1.0
+    _audio: list = field(default_factory=list)  # the utterance's windows (and a little before)
+    _since_interim: float = 0.0
+
+    async def push(self, data: bytes) -> list[Hypothesis]:
+        return await asyncio.to_thread(self._feed, self._to_engine(data), False)
+
+    async def finalize(self) -> list[Hypothesis]:
+        tail = np.zeros(0, np.float32)
+        if self._resampler is not None:
+            tail = _int16_to_float(b"".join(f.data.tobytes() for f in self._resampler.flush()))
+        return await asyncio.to_thread(self._feed, tail, True)
+
+    async def aclose(self) -> None:
+        pass
+
+    def _feed(self, samples: np.ndarray, final: bool) -> list[Hypothesis]:
+        self._buffer = np.concatenate([self._buffer, samples])
+        if final and len(self._buffer) % WINDOW:
+            self._buffer = np.pad(self._buffer, (0, WINDOW - len(self._buffer) % WINDOW))
+        out: list[Hypothesis] = []
+        gate = max(self.min_volume, MIN_SPEECH_RMS)
+        step = WINDOW / ENGINE_RATE
+        while len(self._buffer) >= WINDOW:
+            window, self._buffer = self._buffer[:WINDOW], self._buffer[WINDOW:]
+            self.position += step
+            loud = float(np.sqrt(np.mean(window**2))) >= gate
+            self._audio = [*self._audio[-6:], window] if self._start is None else self._audio
+            if loud:
+                if self._start is None:  # 0.3 s before it too: the first word's onset
+                    self._start = self.position - step * len(self._audio)
+                else:
+                    self._audio.append(window)
+                self._end, self._silence = self.position, 0.0
+            elif self._start is not None:
+                self._audio.append(window)
+                self._silence += step
+            if self._start is None:
+                continue
+            self._since_interim += step
+            if self._silence >= self.max_silence:
+                out += self._end_utterance()
+            elif self._since_interim >= self.interim_every:
+                self._since_interim = 0.0
+                out += self._transcribe(final=False)
+        if final:
+            out += self._end_utterance()
+        return out
+
+    def _transcribe(self, final: bool) -> list[Hypothesis]:
+        samples = np.concatenate(self._audio) if self._audio else np.zeros(0, np.float32)
+        segments = load_model("whisper-base").decode(samples, self.language, wait=final)
+        text = " ".join(s.text for s in segments or ())
+        if not text or (not final and text == self._last_interim):
+            return []
+        self._last_interim = text
+        return [self._transcript(text, is_final=final)]
+
+    def _end_utterance(self) -> list[Hypothesis]:
+        out = self._transcribe(final=True) if self._start is not None else []
+        self._audio, self._last_interim, self._since_interim = [], "", 0.0
+        self._start, self._end, self._silence = None, 0.0, 0.0
+        return out
+
+
+# the streaming engine for each model `local/auto` can pick
+STREAM_ENGINES = {"local/moonshine-tiny": Recognizer, "local/whisper-base": WhisperRecognizer}
+
+
+def local_stt(language: str) -> config.Descriptor:
+    """The local STT that speaks `language` (what `local/auto` picks), or BadRequestError naming
+    the models that do speak it: a language is never relabelled as another one."""
+    try:
+        return config.parse("stt", f"local/auto:{language.split('-')[0] or 'en'}")
+    except config.ConfigError as e:
+        raise BadRequestError(f"no local engine transcribes language {language!r}: {e}") from None
+
+
+def engine_for(language: str, sample_rate: int, encoding: str, **vad: float) -> Recognizer:
+    """A session's recognizer, on the engine that speaks its language."""
+    desc = local_stt(language)
+    return STREAM_ENGINES[desc.model.id](sample_rate, encoding, **vad, language=desc.variant)
+
+
+# The local engine that transcribes a file (POST /stt, /audio/transcriptions), with word times:
+# English on Whisper tiny.en, which on whole files beats Moonshine tiny-en (the streaming engine
+# above): WER 0.000 against 0.076 on 44 s of Dickens, 0.000 against 0.167 on Beckett; every other
+# language on the engine that speaks it (Whisper base), in that language.
+ENGLISH_FILE_ENGINE = "local/whisper-tiny:en"
 
 
 def local_engine(language: str, *, words: bool = False) -> str:
     """The STT descriptor (agent/catalog.py) that transcribes a file in `language`, with word
     timestamps when `words`: the one place the gateway chooses a file engine."""
-    return FILE_ENGINE
+    desc = local_stt(language)
+    return ENGLISH_FILE_ENGINE if desc.variant == "en" else str(desc)

@@ -16,7 +16,7 @@ from livekit.agents import utils
 
 from agent import catalog
 
-from .engine import Hypothesis, Recognizer
+from .engine import Hypothesis, Recognizer, engine_for
 from .sessions import GATEWAY, Gateway, SessionRecord
 from .validation import BadRequestError, check_audio_format, vad_settings, validate
 
@@ -119,7 +119,9 @@ class InferenceSession:
             settings.get("sample_rate", 16000), encoding
         )
         _validate_inference(current)
-        self.recognizer = Recognizer(rate, encoding, **vad_settings(current["options"]))
+        self.recognizer = engine_for(
+            current["language"] or "en", rate, encoding, **vad_settings(current["options"])
+        )
         await self.send({"type": "session.created"})
         return False
 
@@ -136,9 +138,20 @@ class InferenceSession:
         merged.update({k: update[k] for k in ("model", "language") if k in update})
         merged["options"] = {**merged["options"], **(update.get("extra") or {})}
         _validate_inference(merged)
+        language = merged["language"] or "en"
+        old = self.recognizer
+        new = engine_for(language, old.sample_rate, old.encoding, **vad_settings(merged["options"]))
         self.record.settings = merged
-        for name, value in vad_settings(merged["options"]).items():
-            setattr(self.recognizer, name, value)
+        if (type(new), new.language) == (type(old), old.language):
+            for name, value in vad_settings(merged["options"]).items():
+                setattr(old, name, value)
+            return False
+        # another language: what was heard so far is final in the old one, then the new
+        # language's engine takes over (e.g. a live switch from English to German)
+        await self.send_transcripts(await old.finalize())
+        await old.aclose()
+        new.position = old.position
+        self.recognizer = new
         return False
 
     async def finalize(self, data: dict[str, Any]) -> bool:

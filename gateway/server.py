@@ -14,10 +14,10 @@ written for Cartesia or OpenAI's SDK run offline, unchanged:
   GET /                     Cartesia's status object ({"ok": true, "version": ...})
   /sessions                 what every session asked for, as JSON (no secrets)
 
-Streams are answered by the embedded Moonshine tiny-en model (gateway/engine.py), files by the
-engine `engine.local_engine` picks. Both only speak English: a request in another language is
-accepted (the gateway stands in for the cloud, which would accept it) and transcribed as
-English, and its results carry the language that was asked for.
+The session's language picks the engine (gateway/engine.py), as `local/auto` does for the agent:
+English on Moonshine tiny-en, the other 99 languages of Whisper (which are Cartesia ink-whisper's)
+on the multilingual Whisper base, in that language; files with English word timestamps on
+Whisper tiny.en. A language no local engine speaks is refused, never transcribed as another.
 
 Cartesia's `min_volume` and `max_silence_duration_secs` are honoured (see `Recognizer`); the
 other providers' options are validated against agent/catalog.py and recorded, not applied.

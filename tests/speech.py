@@ -1,9 +1,12 @@
-"""Real speech for the tests, spoken by the bundled Hibari voice (no recordings to ship)."""
+"""Speech for the tests: sentences spoken by the bundled Hibari voice, and the two real
+recordings (with their texts) that ship inside the moonshine-voice wheel."""
 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
+import moonshine_voice
 import numpy as np
 from livekit import rtc
 
@@ -36,3 +39,19 @@ def frames(samples: np.ndarray, rate: int = ENGINE_RATE, ms: int = 20) -> list[r
     size = rate * ms // 1000
     pcm = np.concatenate([pcm, np.zeros(-len(pcm) % size, np.int16)])
     return [rtc.AudioFrame(c.tobytes(), rate, 1, size) for c in pcm.reshape(-1, size)]
+
+
+# Real read speech from the moonshine-voice wheel: Samuel Beckett (10 s), Dickens (44 s).
+RECORDINGS = Path(moonshine_voice.__file__).parent / "assets"
+BECKETT = RECORDINGS / "beckett.wav"
+BECKETT_SAID = "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better."
+DICKENS = RECORDINGS / "two_cities.wav"
+DICKENS_SAID = (
+    "It was the best of times, it was the worst of times, it was the age of wisdom, it was the "
+    "age of foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the "
+    "season of Light, it was the season of Darkness, it was the spring of hope, it was the "
+    "winter of despair, we had everything before us, we had nothing before us, we were all "
+    "going direct to Heaven, we were all going direct the other way, in short, the period was "
+    "so far like the present period, that some of its noisiest authorities insisted on its "
+    "being received, for good or for evil, in the superlative degree of comparison only."
+)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from pathlib import Path
 
 import aiohttp
 import numpy as np
@@ -19,7 +18,7 @@ from livekit.plugins import cartesia
 from agent import config
 from gateway.server import make_app
 from gateway.sessions import Gateway
-from tests.speech import silence, spoken_16k
+from tests.speech import DICKENS, DICKENS_SAID, silence, spoken_16k
 from tools.wer import wer
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
@@ -41,7 +40,8 @@ def speech() -> list[np.ndarray]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def gateway():
+async def gateway_http():
+    """An HTTP client of a gateway app run in this test process (the subprocess one is `gateway`)."""
     runner = web.AppRunner(make_app(Gateway(KEY, SECRET, CARTESIA_KEY)))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", PORT).start()
@@ -97,9 +97,9 @@ async def wait_for(http, first: int, predicate, what: str, seconds: float = 30) 
 # -- LiveKit Inference ---------------------------------------------------------------------------
 
 
-async def test_inference_transcribes_and_records_the_session(gateway, speech):
+async def test_inference_transcribes_and_records_the_session(gateway_http, speech):
     client = inference_stt(
-        gateway, extra_kwargs={"min_volume": 0.001, "max_silence_duration_secs": 0.6}
+        gateway_http, extra_kwargs={"min_volume": 0.001, "max_silence_duration_secs": 0.6}
     )
     stream = client.stream(conn_options=NO_RETRY)
     events = asyncio.create_task(collect(stream))
@@ -113,7 +113,7 @@ async def test_inference_transcribes_and_records_the_session(gateway, speech):
     assert all(d.language == "en" for d in finals(got))
     assert all(d.end_time > d.start_time for d in finals(got))
 
-    record = (await sessions(gateway))[-1]
+    record = (await sessions(gateway_http))[-1]
     assert record["route"] == "inference"
     assert record["model"] == "cartesia/ink-whisper"
     assert record["language"] == "en"
@@ -124,27 +124,27 @@ async def test_inference_transcribes_and_records_the_session(gateway, speech):
     assert "secret" not in str(record).lower()
 
 
-async def test_update_options_reaches_the_gateway(gateway, speech):
-    first = len(await sessions(gateway))
-    client = inference_stt(gateway)
+async def test_update_options_reaches_the_gateway(gateway_http, speech):
+    first = len(await sessions(gateway_http))
+    client = inference_stt(gateway_http)
     stream = client.stream(conn_options=NO_RETRY)
     events = asyncio.create_task(collect(stream))
     push(stream, speech[0])
-    await wait_for(gateway, first, lambda s: s["audio_seconds"] > 0, "audio")
+    await wait_for(gateway_http, first, lambda s: s["audio_seconds"] > 0, "audio")
     client.update_options(language="fr")  # what the agent calls; it reaches live streams
-    await wait_for(gateway, first, lambda s: s["updates"], "the session.update")
+    await wait_for(gateway_http, first, lambda s: s["updates"], "the session.update")
     push(stream, speech[1])
     stream.end_input()
     got = await events
 
-    record = (await sessions(gateway))[-1]
+    record = (await sessions(gateway_http))[-1]
     assert record["updates"] == [{"language": "fr"}]
     assert record["language"] == "en" and record["settings"]["language"] == "fr"
     # Moonshine hears English either way; the results carry the language now asked for
     assert finals(got) and finals(got)[-1].language == "fr"
 
 
-async def test_production_descriptor_runs_through_the_gateway(gateway, speech, monkeypatch):
+async def test_production_descriptor_runs_through_the_gateway(gateway_http, speech, monkeypatch):
     """STT=cartesia/ink-whisper:en, unchanged: the string LiveKit resolves from the environment,
     and what config.build makes of it when LIVEKIT_INFERENCE_URL is set."""
     monkeypatch.setenv("LIVEKIT_INFERENCE_URL", f"{BASE}/v1")
@@ -171,18 +171,18 @@ async def test_production_descriptor_runs_through_the_gateway(gateway, speech, m
             stream.end_input()
             text = " ".join(d.text for d in finals(await events))
             assert wer(SENTENCES[1], text) <= 0.25, text
-            record = (await sessions(gateway))[-1]
+            record = (await sessions(gateway_http))[-1]
             assert (record["model"], record["language"]) == ("cartesia/ink-whisper", "en")
 
 
-async def test_bad_token_is_refused_before_the_upgrade(gateway, speech):
-    before = len(await sessions(gateway))
+async def test_bad_token_is_refused_before_the_upgrade(gateway_http, speech):
+    before = len(await sessions(gateway_http))
     client = inference.STT(
         "cartesia/ink-whisper",
         base_url=f"{BASE}/v1",
         api_key=KEY,
         api_secret="not-the-secret",
-        http_session=gateway,
+        http_session=gateway_http,
     )
     stream = client.stream(conn_options=NO_RETRY)
     push(stream, speech[0][:RATE])
@@ -190,13 +190,13 @@ async def test_bad_token_is_refused_before_the_upgrade(gateway, speech):
     with pytest.raises(APIStatusError) as e:
         await collect(stream)
     assert e.value.status_code == 401
-    assert len(await sessions(gateway)) == before
+    assert len(await sessions(gateway_http)) == before
 
 
-async def test_token_without_the_inference_grant_is_forbidden(gateway):
+async def test_token_without_the_inference_grant_is_forbidden(gateway_http):
     token = api.AccessToken(KEY, SECRET).with_identity("agent").to_jwt()
     with pytest.raises(aiohttp.WSServerHandshakeError) as e:
-        await gateway.ws_connect(
+        await gateway_http.ws_connect(
             f"{BASE}/v1/stt?model=cartesia/ink-whisper",
             headers={"Authorization": f"Bearer {token}"},
         )
@@ -212,30 +212,35 @@ async def test_token_without_the_inference_grant_is_forbidden(gateway):
         ({"extra_kwargs": {"endpointing": 300}}, "'endpointing' does not apply"),
     ],
 )
-async def test_bad_parameters_get_an_error_message(gateway, speech, kwargs, reason):
-    stream = inference_stt(gateway, **kwargs).stream(conn_options=NO_RETRY)
+async def test_bad_parameters_get_an_error_message(gateway_http, speech, kwargs, reason):
+    stream = inference_stt(gateway_http, **kwargs).stream(conn_options=NO_RETRY)
     push(stream, speech[0][:RATE])
     with pytest.raises(APIError) as e:
         await collect(stream)
     assert e.value.body == {"code": 400}
-    record = (await sessions(gateway))[-1]
+    record = (await sessions(gateway_http))[-1]
     assert reason in record["error"] and not record["finals"]
 
 
 @pytest.mark.parametrize("scale, heard", [(1.0, True), (0.01, False)])
-async def test_min_volume_gates_quiet_audio(gateway, speech, scale, heard):
-    first = len(await sessions(gateway))
-    stream = inference_stt(gateway, extra_kwargs={"min_volume": 0.02}).stream(conn_options=NO_RETRY)
+async def test_min_volume_gates_quiet_audio(gateway_http, speech, scale, heard):
+    first = len(await sessions(gateway_http))
+    stream = inference_stt(gateway_http, extra_kwargs={"min_volume": 0.02}).stream(
+        conn_options=NO_RETRY
+    )
     events = asyncio.create_task(collect(stream))
     audio = np.concatenate([speech[0], silence(0.5)]) * scale
     push(stream, audio)
     # the client stops listening 3 s after a final once its input ended: let the gateway
     # hear everything first, so a busy machine does not cut the last final off
     await wait_for(
-        gateway, first, lambda s: s["audio_seconds"] >= len(audio) / RATE - 0.05, "all the audio"
+        gateway_http,
+        first,
+        lambda s: s["audio_seconds"] >= len(audio) / RATE - 0.05,
+        "all the audio",
     )
     stream.end_input()
-    record = await wait_for(gateway, first, lambda s: s["finalized"], "the finalized session")
+    record = await wait_for(gateway_http, first, lambda s: s["finalized"], "the finalized session")
     if heard:  # the stream ends on its own after the final
         text = " ".join(d.text for d in finals(await events))
         assert wer(SENTENCES[0], text) <= 0.25, text
@@ -247,10 +252,10 @@ async def test_min_volume_gates_quiet_audio(gateway, speech, scale, heard):
 
 @pytest.mark.parametrize("max_silence, final_before_input_ends", [(0.4, True), (5.0, False)])
 async def test_max_silence_ends_the_utterance(
-    gateway, speech, max_silence, final_before_input_ends
+    gateway_http, speech, max_silence, final_before_input_ends
 ):
-    first = len(await sessions(gateway))
-    client = inference_stt(gateway, extra_kwargs={"max_silence_duration_secs": max_silence})
+    first = len(await sessions(gateway_http))
+    client = inference_stt(gateway_http, extra_kwargs={"max_silence_duration_secs": max_silence})
     stream = client.stream(conn_options=NO_RETRY)
     events: list[stt.SpeechEvent] = []
 
@@ -262,7 +267,10 @@ async def test_max_silence_ends_the_utterance(
     audio = np.concatenate([speech[0], silence(3.0)])
     push(stream, audio)
     record = await wait_for(
-        gateway, first, lambda s: s["audio_seconds"] >= len(audio) / RATE - 0.05, "all the audio"
+        gateway_http,
+        first,
+        lambda s: s["audio_seconds"] >= len(audio) / RATE - 0.05,
+        "all the audio",
     )
     assert bool(record["finals"]) is final_before_input_ends
     if final_before_input_ends:
@@ -282,19 +290,19 @@ def cartesia_stt(http, **kwargs) -> cartesia.STT:
     return cartesia.STT(base_url=BASE, http_session=http, **kwargs)
 
 
-async def test_cartesia_plugin_transcribes(gateway, speech):
-    first = len(await sessions(gateway))
-    stream = cartesia_stt(gateway).stream(conn_options=NO_RETRY)
+async def test_cartesia_plugin_transcribes(gateway_http, speech):
+    first = len(await sessions(gateway_http))
+    stream = cartesia_stt(gateway_http).stream(conn_options=NO_RETRY)
     events = asyncio.create_task(collect(stream))
     push(stream, np.concatenate([speech[0], silence(1.5), speech[1], silence(0.5)]))
     # the plugin drops its input if it ended before the websocket was open
-    await wait_for(gateway, first, lambda s: s["audio_seconds"] > 0, "audio")
+    await wait_for(gateway_http, first, lambda s: s["audio_seconds"] > 0, "audio")
     stream.end_input()
     got = await events
 
     text = " ".join(d.text for d in finals(got))
     assert wer(" ".join(SENTENCES), text) <= 0.25, text
-    record = (await sessions(gateway))[-1]
+    record = (await sessions(gateway_http))[-1]
     assert record["route"] == "cartesia"
     assert (record["model"], record["language"]) == ("ink-whisper", "en")
     assert (record["sample_rate"], record["encoding"]) == (16000, "pcm_s16le")
@@ -304,23 +312,25 @@ async def test_cartesia_plugin_transcribes(gateway, speech):
     assert words and all(w.end_time >= w.start_time for w in words)
 
 
-async def test_cartesia_language_change_reconnects(gateway, speech):
-    first = len(await sessions(gateway))
-    client = cartesia_stt(gateway)
+async def test_cartesia_language_change_reconnects(gateway_http, speech):
+    first = len(await sessions(gateway_http))
+    client = cartesia_stt(gateway_http)
     stream = client.stream(conn_options=NO_RETRY)
     events = asyncio.create_task(collect(stream))
     push(stream, speech[0])
-    await wait_for(gateway, first, lambda s: s["audio_seconds"] > 0, "audio")
+    await wait_for(gateway_http, first, lambda s: s["audio_seconds"] > 0, "audio")
     client.update_options(language="de")
-    await wait_for(gateway, first, lambda s: s["language"] == "de", "the reconnect in German")
+    await wait_for(gateway_http, first, lambda s: s["language"] == "de", "the reconnect in German")
     push(stream, speech[1])
-    await wait_for(gateway, first, lambda s: s["audio_seconds"] > 0, "audio after the reconnect")
+    await wait_for(
+        gateway_http, first, lambda s: s["audio_seconds"] > 0, "audio after the reconnect"
+    )
     stream.end_input()
     assert finals(await events)[-1].language == "de"
 
 
-async def test_cartesia_wrong_key_is_refused(gateway, speech):
-    async with gateway.get(
+async def test_cartesia_wrong_key_is_refused(gateway_http, speech):
+    async with gateway_http.get(
         f"{BASE}/stt/websocket?model=ink-whisper&encoding=pcm_s16le&sample_rate=16000",
         headers={"X-API-Key": "wrong", "Cartesia-Version": "2025-04-16"},
     ) as r:
@@ -328,7 +338,7 @@ async def test_cartesia_wrong_key_is_refused(gateway, speech):
         body = await r.json()
     assert body["error_code"] == "invalid_api_key" and body["title"] and body["request_id"]
 
-    stream = cartesia_stt(gateway, api_key="wrong").stream(conn_options=NO_RETRY)
+    stream = cartesia_stt(gateway_http, api_key="wrong").stream(conn_options=NO_RETRY)
     push(stream, speech[0][:RATE])
     with pytest.raises(APIStatusError) as e:
         await collect(stream)
@@ -346,8 +356,8 @@ async def test_cartesia_wrong_key_is_refused(gateway, speech):
         ("stt/turns/websocket", "model=ink-2&turn_end_threshold=0.9", "out of range [0.05, 0.5]"),
     ],
 )
-async def test_cartesia_bad_parameters(gateway, route, query, reason):
-    async with gateway.get(
+async def test_cartesia_bad_parameters(gateway_http, route, query, reason):
+    async with gateway_http.get(
         f"{BASE}/{route}?{query}&encoding=pcm_s16le&sample_rate=16000",
         headers={"X-API-Key": CARTESIA_KEY, "Cartesia-Version": "2025-04-16"},
     ) as r:
@@ -355,15 +365,15 @@ async def test_cartesia_bad_parameters(gateway, route, query, reason):
         assert reason in (await r.json())["message"]
 
 
-async def test_cartesia_plugin_default_ink2_streams_turns(gateway, speech):
+async def test_cartesia_plugin_default_ink2_streams_turns(gateway_http, speech):
     """`cartesia.STT()` with no model picks ink-2 for English: the turns websocket, where the
     server ends each turn (turn.start, turn.update, turn.end)."""
-    first = len(await sessions(gateway))
+    first = len(await sessions(gateway_http))
     client = cartesia.STT(
         language="en",
         api_key=CARTESIA_KEY,
         base_url=BASE,
-        http_session=gateway,
+        http_session=gateway_http,
         turn_end_threshold=0.3,
     )
     assert client.model == "ink-2"
@@ -372,7 +382,10 @@ async def test_cartesia_plugin_default_ink2_streams_turns(gateway, speech):
     audio = np.concatenate([speech[0], silence(1.5), speech[1], silence(1.0)])
     push(stream, audio)
     await wait_for(
-        gateway, first, lambda s: s["audio_seconds"] >= len(audio) / RATE - 0.2, "all the audio"
+        gateway_http,
+        first,
+        lambda s: s["audio_seconds"] >= len(audio) / RATE - 0.2,
+        "all the audio",
     )
     stream.end_input()
     got = await events
@@ -384,29 +397,29 @@ async def test_cartesia_plugin_default_ink2_streams_turns(gateway, speech):
     assert kinds.count(stt.SpeechEventType.START_OF_SPEECH) == 2
     assert kinds.count(stt.SpeechEventType.END_OF_SPEECH) == 2
     assert stt.SpeechEventType.INTERIM_TRANSCRIPT in kinds
-    record = (await sessions(gateway))[-1]
+    record = (await sessions(gateway_http))[-1]
     assert (record["model"], record["options"]) == ("ink-2", {"turn_end_threshold": 0.3})
     assert record["api_version"] == "2025-04-16" and record["finalized"]
 
 
-async def test_inference_serves_ink2(gateway, speech):
+async def test_inference_serves_ink2(gateway_http, speech):
     stream = inference_stt(
-        gateway, model="cartesia/ink-2", extra_kwargs={"turn_end_timeout_ms": 1000}
+        gateway_http, model="cartesia/ink-2", extra_kwargs={"turn_end_timeout_ms": 1000}
     ).stream(conn_options=NO_RETRY)
     events = asyncio.create_task(collect(stream))
     push(stream, np.concatenate([speech[1], silence(0.5)]))
     stream.end_input()
     text = " ".join(d.text for d in finals(await events))
     assert wer(SENTENCES[1], text) <= 0.25, text
-    record = (await sessions(gateway))[-1]
+    record = (await sessions(gateway_http))[-1]
     assert (record["model"], record["language"]) == ("cartesia/ink-2", "en")
 
 
-async def test_other_providers_and_languages_are_accepted(gateway, speech):
+async def test_other_providers_and_languages_are_accepted(gateway_http, speech):
     """The gateway stands in for every Inference model: it checks the catalog, records the
     request, transcribes with the English model and answers in the language asked for."""
     client = inference_stt(
-        gateway, model="deepgram/nova-3", language="es", extra_kwargs={"smart_format": True}
+        gateway_http, model="deepgram/nova-3", language="es", extra_kwargs={"smart_format": True}
     )
     stream = client.stream(conn_options=NO_RETRY)
     events = asyncio.create_task(collect(stream))
@@ -414,30 +427,30 @@ async def test_other_providers_and_languages_are_accepted(gateway, speech):
     stream.end_input()
     got = finals(await events)
     assert got and all(d.language == "es" for d in got)
-    record = (await sessions(gateway))[-1]
+    record = (await sessions(gateway_http))[-1]
     assert (record["model"], record["language"]) == ("deepgram/nova-3", "es")
     assert record["options"]["smart_format"] is True
 
 
-async def test_audio_at_another_rate_is_resampled(gateway, speech):
-    first = len(await sessions(gateway))
-    stream = cartesia_stt(gateway, sample_rate=24000).stream(conn_options=NO_RETRY)
+async def test_audio_at_another_rate_is_resampled(gateway_http, speech):
+    first = len(await sessions(gateway_http))
+    stream = cartesia_stt(gateway_http, sample_rate=24000).stream(conn_options=NO_RETRY)
     events = asyncio.create_task(collect(stream))
     push(stream, np.concatenate([speech[1], silence(0.5)]))  # the stream resamples to 24 kHz
-    await wait_for(gateway, first, lambda s: s["audio_seconds"] > 0, "audio")
+    await wait_for(gateway_http, first, lambda s: s["audio_seconds"] > 0, "audio")
     stream.end_input()
     text = " ".join(d.text for d in finals(await events))
     assert wer(SENTENCES[1], text) <= 0.25, text
-    assert (await sessions(gateway))[-1]["sample_rate"] == 24000
+    assert (await sessions(gateway_http))[-1]["sample_rate"] == 24000
 
 
-async def test_messages_before_session_create_are_an_error(gateway):
+async def test_messages_before_session_create_are_an_error(gateway_http):
     token = (
         api.AccessToken(KEY, SECRET)
         .with_inference_grants(api.access_token.InferenceGrants(perform=True))
         .to_jwt()
     )
-    async with gateway.ws_connect(
+    async with gateway_http.ws_connect(
         f"{BASE}/v1/stt", headers={"Authorization": f"Bearer {token}"}
     ) as ws:
         await ws.send_json({"type": "input_audio", "audio": ""})
@@ -446,13 +459,13 @@ async def test_messages_before_session_create_are_an_error(gateway):
     assert "expected session.create first" in reply["message"]
 
 
-async def test_command_line_serves_and_refuses_a_busy_port(gateway):
+async def test_command_line_serves_and_refuses_a_busy_port(gateway_http):
     cmd = [sys.executable, "-m", "agent", "gateway", "--port", str(PORT + 1)]
     server = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE)
     try:
         banner = (await server.stdout.readline()).decode()  # printed once it listens
         assert f"http://127.0.0.1:{PORT + 1}" in banner
-        async with gateway.get(f"http://127.0.0.1:{PORT + 1}/") as r:
+        async with gateway_http.get(f"http://127.0.0.1:{PORT + 1}/") as r:
             assert r.status == 200
         busy = await asyncio.create_subprocess_exec(*cmd, stderr=asyncio.subprocess.PIPE)
         _, stderr = await busy.communicate()
@@ -464,40 +477,27 @@ async def test_command_line_serves_and_refuses_a_busy_port(gateway):
         await server.wait()
 
 
-DICKENS_SAID = (
-    "It was the best of times, it was the worst of times, it was the age of wisdom, it was the "
-    "age of foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the "
-    "season of Light, it was the season of Darkness, it was the spring of hope, it was the "
-    "winter of despair, we had everything before us, we had nothing before us, we were all "
-    "going direct to Heaven, we were all going direct the other way, in short, the period was "
-    "so far like the present period, that some of its noisiest authorities insisted on its "
-    "being received, for good or for evil, in the superlative degree of comparison only."
-)
-
-
-async def test_nothing_is_lost_at_utterance_boundaries(gateway):
+async def test_nothing_is_lost_at_utterance_boundaries(gateway_http):
     """44 s of real, multi-sentence speech (shipped in the moonshine-voice wheel), streamed with
     the default 0.5 s silence cut-off: the finals together score within 1 WER point of the
     engine transcribing the same audio in one piece. (Stopping the Moonshine stream at each
     cut used to drop the next utterance's first words: 'that some of its noisiest' was lost.)"""
-    import moonshine_voice
-
     from agent.plugins.moonshine import load_transcriber
     from tools.audio_files import load
 
-    samples = load(Path(moonshine_voice.__file__).parent / "assets" / "two_cities.wav").samples
+    samples = load(DICKENS).samples
     direct = await asyncio.to_thread(
         load_transcriber().transcribe_without_streaming, samples.tolist(), RATE
     )
     engine_wer = wer(DICKENS_SAID, " ".join(line.text.strip() for line in direct.lines))
 
-    first = len(await sessions(gateway))
-    stream = inference_stt(gateway).stream(conn_options=NO_RETRY)
+    first = len(await sessions(gateway_http))
+    stream = inference_stt(gateway_http).stream(conn_options=NO_RETRY)
     events = asyncio.create_task(collect(stream))
     audio = np.concatenate([samples, silence(1.0)])
     push(stream, audio)
     record = await wait_for(  # 45 s of audio: minutes on a busy 2-core machine
-        gateway,
+        gateway_http,
         first,
         lambda s: s["audio_seconds"] >= len(audio) / RATE - 0.05,
         "all the audio",

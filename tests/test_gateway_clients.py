@@ -15,7 +15,6 @@ import wave
 from pathlib import Path
 
 import aiohttp
-import moonshine_voice
 import pytest
 from cartesia import Cartesia
 from cartesia.core.api_error import ApiError
@@ -23,23 +22,11 @@ from openai import APIStatusError as OpenAIStatusError
 from openai import OpenAI
 
 from gateway.auth import API_VERSIONS
+from tests.speech import BECKETT, BECKETT_SAID, DICKENS, DICKENS_SAID
 from tools.wer import wer
 
 pytestmark = pytest.mark.slow
 
-ASSETS = Path(moonshine_voice.__file__).parent / "assets"
-BECKETT = ASSETS / "beckett.wav"
-BECKETT_SAID = "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better."
-DICKENS = ASSETS / "two_cities.wav"
-DICKENS_SAID = (
-    "It was the best of times, it was the worst of times, it was the age of wisdom, it was the "
-    "age of foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the "
-    "season of Light, it was the season of Darkness, it was the spring of hope, it was the "
-    "winter of despair, we had everything before us, we had nothing before us, we were all "
-    "going direct to Heaven, we were all going direct the other way, in short, the period was "
-    "so far like the present period, that some of its noisiest authorities insisted on its "
-    "being received, for good or for evil, in the superlative degree of comparison only."
-)
 KEY = "local-dev-key"  # what tools/stack.Gateway starts the gateway with
 
 
