@@ -73,16 +73,20 @@ async def test_attributes_switch_the_stt_mid_call(livekit_server, gateway):
             assert heard[-1]["language"] == "en"
 
             # 2. another language on the same model: update_options reaches the live stream
-            await caller.room.local_participant.set_attributes({"language": "fr"})
+            await caller.room.local_participant.set_attributes({"language": "en-GB"})
             await agent_attribute(
-                caller, switching.ACTIVE, lambda v: v == "cartesia/ink-whisper:fr"
+                caller, switching.ACTIVE, lambda v: v == "cartesia/ink-whisper:en-GB"
             )
-            await say(LINES[0])  # (the gateway's engine hears English whatever was asked)
+            await say(
+                LINES[0]
+            )  # British English: the same engine, a new language on the live stream
             heard = heard_by(gateway, LINES[0])
-            assert heard and heard[-1]["settings"]["language"] == "fr", json.dumps(
+            assert heard and heard[-1]["settings"]["language"] == "en-GB", json.dumps(
                 gateway.sessions()
             )
-            assert {"language": "fr"} in heard[-1]["updates"]  # session.update on the live stream
+            assert {"language": "en-GB"} in heard[-1][
+                "updates"
+            ]  # session.update on the live stream
 
             # 3. a refused change: the error comes back, the call and the old STT go on
             await caller.room.local_participant.set_attributes({"stt": "deepgram/nova-7:en"})
@@ -91,7 +95,7 @@ async def test_attributes_switch_the_stt_mid_call(livekit_server, gateway):
             await say(LINES[1])
             assert (
                 await agent_attribute(caller, switching.ACTIVE, bool)
-            ) == "cartesia/ink-whisper:fr"
+            ) == "cartesia/ink-whisper:en-GB"
 
             # 4. back to the local engine; the error is cleared
             await caller.room.local_participant.set_attributes(
@@ -107,4 +111,4 @@ async def test_attributes_switch_the_stt_mid_call(livekit_server, gateway):
     finally:
         stack.stop(worker.process)
     log = worker.output()
-    assert "STT change refused, keeping cartesia/ink-whisper:fr" in log
+    assert "STT change refused, keeping cartesia/ink-whisper:en-GB" in log

@@ -88,11 +88,12 @@ def start_server(name: str = "livekit-server", config: str = "") -> Server:
     udp = free_port()  # a UDP port number free on TCP is almost surely free on UDP here
     ARTIFACTS.mkdir(exist_ok=True)
     log = ARTIFACTS / f"{name}.log"
-    # agents.target_load as scripts/livekit-server.sh ships it (see agent/worker.py)
-    config = (
-        f"port: {port}\nrtc:\n  tcp_port: {tcp}\n  udp_port: {udp}\n"
-        f"agents:\n  target_load: {AGENT_TARGET_LOAD}\n{config}"
+    # agents.target_load as scripts/livekit-server.sh ships it (see agent/worker.py), unless
+    # the caller's YAML sets its own `agents:` (a YAML key may appear only once)
+    agents = (
+        "" if "\nagents:" in f"\n{config}" else f"agents:\n  target_load: {AGENT_TARGET_LOAD}\n"
     )
+    config = f"port: {port}\nrtc:\n  tcp_port: {tcp}\n  udp_port: {udp}\n{agents}{config}"
     process = subprocess.Popen(
         [
             livekit_binary(),

@@ -110,6 +110,17 @@ def interim_interval(base: float) -> float:
     return base * _cpu["factor"]
 
 
+def heard_lines(lines: list, samples: np.ndarray, rate: int) -> list:
+    """The lines with words over audio loud enough to be speech: like Whisper, Moonshine can
+    "hear" a lone "You" in silence (see MoonshineStream._emit for the streaming side)."""
+
+    def loud(line) -> bool:
+        span = samples[int(line.start_time * rate) : int((line.start_time + line.duration) * rate)]
+        return bool(len(span)) and float(np.sqrt(np.mean(span**2))) >= MIN_SPEECH_RMS
+
+    return [line for line in lines if _WORD.search(line.text) and loud(line)]
+
+
 @dataclass
 class MoonshineOptions:
     language: str = "en"
@@ -150,9 +161,8 @@ class MoonshineSTT(stt.STT):
             .result()
         )
         return [
-            Segment(line.start_time, line.start_time + line.duration, text)
-            for line in result.lines
-            if (text := line.text.strip())
+            Segment(line.start_time, line.start_time + line.duration, line.text.strip())
+            for line in heard_lines(result.lines, samples, SAMPLE_RATE)
         ]
 
     def update_options(self, *, language: NotGivenOr[str] = NOT_GIVEN) -> None:
@@ -171,16 +181,7 @@ class MoonshineSTT(stt.STT):
         transcript = await on_engine(
             load_transcriber().transcribe_without_streaming, samples.tolist(), frame.sample_rate
         )
-        rate = frame.sample_rate
-
-        def heard(line) -> bool:  # words, over audio loud enough to be speech (see _emit)
-            span = samples[
-                int(line.start_time * rate) : int((line.start_time + line.duration) * rate)
-            ]
-            loud = len(span) and float(np.sqrt(np.mean(span**2))) >= MIN_SPEECH_RMS
-            return bool(_WORD.search(line.text)) and bool(loud)
-
-        lines = [line for line in transcript.lines if heard(line)]
+        lines = heard_lines(transcript.lines, samples, frame.sample_rate)
         text = " ".join(line.text.strip() for line in lines)
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,
