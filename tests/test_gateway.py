@@ -77,6 +77,14 @@ def finals(events: list[stt.SpeechEvent]) -> list[stt.SpeechData]:
     return [e.alternatives[0] for e in events if e.type == stt.SpeechEventType.FINAL_TRANSCRIPT]
 
 
+async def say_once(stream, sentence: np.ndarray) -> list[stt.SpeechData]:
+    """One sentence and a short silence through a stream, then its input ends: the finals."""
+    events = asyncio.create_task(collect(stream))
+    push(stream, np.concatenate([sentence, silence(0.5)]))
+    stream.end_input()
+    return finals(await events)
+
+
 def inference_stt(http, **kwargs) -> inference.STT:
     kwargs = {"model": "cartesia/ink-whisper", "language": "en", **kwargs}
     return inference.STT(
@@ -165,11 +173,8 @@ async def test_production_descriptor_runs_through_the_gateway(gateway_http, spee
     # outside a job, plugins take their http session from this context
     async with utils.http_context.open():
         for client in (built, from_string):
-            stream = client.stream(conn_options=NO_RETRY)
-            events = asyncio.create_task(collect(stream))
-            push(stream, np.concatenate([speech[1], silence(0.5)]))
-            stream.end_input()
-            text = " ".join(d.text for d in finals(await events))
+            got = await say_once(client.stream(conn_options=NO_RETRY), speech[1])
+            text = " ".join(d.text for d in got)
             assert wer(SENTENCES[1], text) <= 0.25, text
             record = (await sessions(gateway_http))[-1]
             assert (record["model"], record["language"]) == ("cartesia/ink-whisper", "en")
@@ -406,10 +411,7 @@ async def test_inference_serves_ink2(gateway_http, speech):
     stream = inference_stt(
         gateway_http, model="cartesia/ink-2", extra_kwargs={"turn_end_timeout_ms": 1000}
     ).stream(conn_options=NO_RETRY)
-    events = asyncio.create_task(collect(stream))
-    push(stream, np.concatenate([speech[1], silence(0.5)]))
-    stream.end_input()
-    text = " ".join(d.text for d in finals(await events))
+    text = " ".join(d.text for d in await say_once(stream, speech[1]))
     assert wer(SENTENCES[1], text) <= 0.25, text
     record = (await sessions(gateway_http))[-1]
     assert (record["model"], record["language"]) == ("cartesia/ink-2", "en")
@@ -422,10 +424,7 @@ async def test_other_providers_and_languages_are_accepted(gateway_http, speech):
         gateway_http, model="deepgram/nova-3", language="es", extra_kwargs={"smart_format": True}
     )
     stream = client.stream(conn_options=NO_RETRY)
-    events = asyncio.create_task(collect(stream))
-    push(stream, np.concatenate([speech[1], silence(0.5)]))
-    stream.end_input()
-    got = finals(await events)
+    got = await say_once(stream, speech[1])
     assert got and all(d.language == "es" for d in got)
     record = (await sessions(gateway_http))[-1]
     assert (record["model"], record["language"]) == ("deepgram/nova-3", "es")

@@ -83,16 +83,21 @@ def test_the_language_picks_the_gateways_engine():
         engine.engine_for("tlh", 16000, "pcm_s16le")
 
 
-async def test_german_through_livekit_inference(gateway_http):
-    http, base = gateway_http
-    client = inference.STT(
+def ink_whisper(http, base: str, language: str) -> inference.STT:
+    """LiveKit Inference's ink-whisper client, pointed at the gateway."""
+    return inference.STT(
         model="cartesia/ink-whisper",
-        language="de",
+        language=language,
         base_url=f"{base}/v1",
         api_key=KEY,
         api_secret=SECRET,
         http_session=http,
     )
+
+
+async def test_german_through_livekit_inference(gateway_http):
+    http, base = gateway_http
+    client = ink_whisper(http, base, "de")
     stream = client.stream(conn_options=NO_RETRY)
     events = asyncio.create_task(transcripts(stream))
     push(stream, np.concatenate([silence(0.3), german(), silence(1.0)]))
@@ -123,14 +128,7 @@ async def test_german_through_the_cartesia_plugin(gateway_http):
 async def test_a_live_switch_from_english_to_german(gateway_http):
     """What the agent's live switch does on the cloud path: update_options(language=...)."""
     http, base = gateway_http
-    client = inference.STT(
-        model="cartesia/ink-whisper",
-        language="en",
-        base_url=f"{base}/v1",
-        api_key=KEY,
-        api_secret=SECRET,
-        http_session=http,
-    )
+    client = ink_whisper(http, base, "en")
     stream = client.stream(conn_options=NO_RETRY)
     events = asyncio.create_task(transcripts(stream))
     push(stream, np.concatenate([spoken_16k(ENGLISH), silence(1.0)]))
