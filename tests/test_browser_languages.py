@@ -21,7 +21,7 @@ from tests.test_browser import (
 )
 from tools import sentences, stack
 from tools.caller import SAMPLE_RATE
-from tools.wer import normalize, wer
+from tools.wer import cer, normalize
 
 pytestmark = pytest.mark.e2e
 
@@ -68,7 +68,8 @@ async def test_german_from_the_page(livekit_server, worker, tmp_path):
         user = " ".join(
             line["text"] for line in lines if line["speaker"] == "you" and line["final"]
         )
-        assert wer(GERMAN, user) <= 0.55, (user, lines)  # espeak-ng's robotic German
+        # CER of espeak-ng's German: Whisper base 0.09-0.39, English relabelled 0.67-0.87
+        assert cer(GERMAN, user) <= 0.45, (user, lines)
         assert {"guten", "morgen"} <= set(normalize(user).split()), user
         assert await page.text_content("#stt-active") == "local/whisper-base:de"
         assert await page.evaluate(AGENT_AUDIO_PLAYING_JS)

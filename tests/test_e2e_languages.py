@@ -17,7 +17,7 @@ from agent import switching
 from agent.plugins.whisper import load_model
 from tools import sentences, stack
 from tools.caller import Caller
-from tools.wer import normalize, wer
+from tools.wer import cer, normalize, wer
 
 pytestmark = pytest.mark.e2e
 
@@ -53,7 +53,8 @@ async def say_german(caller: Caller) -> None:
     turn = await caller.say(reference, pcm, timeout=60)
     heard = " ".join(t.text for t in caller.user_finals()[users_before:])
     assert heard, "no transcript of the German utterance"
-    assert wer(reference, heard) <= 0.55, heard  # espeak-ng's robotic German: measured 0.17-0.5
+    # CER of espeak-ng's German: Whisper base 0.09-0.39, English relabelled 0.67-0.87
+    assert cer(reference, heard) <= 0.45, heard
     replies = " ".join(turn.agent_texts)
     assert replies.startswith("Du hast gesagt:"), replies
     detected, transcript = language_of(turn.agent_audio)

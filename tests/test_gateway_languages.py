@@ -20,7 +20,7 @@ from gateway.server import make_app
 from gateway.sessions import Gateway
 from tests.speech import silence, spoken_16k
 from tools import sentences, stack
-from tools.wer import normalize, wer
+from tools.wer import cer, normalize, wer
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
@@ -68,11 +68,12 @@ async def sessions(http, base) -> list[dict]:
 def assert_german(finals: list[stt.SpeechData]) -> None:
     heard = " ".join(f.text for f in finals)
     assert finals and all(f.language == "de" for f in finals), finals
-    assert wer(GERMAN, heard) <= 0.55, heard  # espeak-ng's robotic German: measured 0.17-0.5
+    # CER of espeak-ng's German: Whisper base 0.09-0.39, English relabelled 0.67-0.87
+    assert cer(GERMAN, heard) <= 0.45, heard
     assert {"guten", "morgen", "abend"} <= set(normalize(heard).split()), heard
 
 
-def test_the_language_picks_the_gateways_engine():
+async def test_the_language_picks_the_gateways_engine():
     assert type(engine.engine_for("en", 16000, "pcm_s16le")) is engine.Recognizer
     german_engine = engine.engine_for("de-DE", 16000, "pcm_s16le")
     assert type(german_engine) is engine.WhisperRecognizer and german_engine.language == "de"

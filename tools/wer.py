@@ -1,5 +1,6 @@
-"""Word error rate between a reference and a transcript, ignoring case, punctuation and how
-small numbers are written ("7" and "seven" are the same word, as in Whisper's normalizer)."""
+"""Word and character error rates between a reference and a transcript, ignoring case,
+punctuation and how small numbers are written ("7" and "seven" are the same word, as in
+Whisper's normalizer)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,12 @@ def wer(reference: str, hypothesis: str) -> float:
     if not ref:
         return 0.0 if not hyp else 1.0
     return jiwer.wer(ref, hyp) if hyp else 1.0
+
+
+def cer(reference: str, hypothesis: str) -> float:
+    """Character error rate: a misspelt or wrongly split word costs a letter or two, not a
+    word, so it tells a language's own engine from English relabelled even on robotic speech."""
+    ref, hyp = normalize(reference), normalize(hypothesis)
+    if not ref:
+        return 0.0 if not hyp else 1.0
+    return jiwer.cer(ref, hyp) if hyp else 1.0
