@@ -186,6 +186,7 @@ async def level(
         "refused_told_after_s": max((c.refused_after for c in refused), default=None),
         "agent_joined_after_s": percentiles([c.joined_after for c in served]),
         "to_final_transcript_s": percentiles(finals),
+        "slowest_finals_s": sorted(finals)[-5:],
         "to_first_agent_audio_s": percentiles(audio),
         "turns": len(turns_done),
         "turns_without_final": sum(t["to_final_s"] is None for t in turns_done),

@@ -122,6 +122,7 @@ class Caller:
         self.dispatched_at = 0.0
         self.transcripts: list[Transcription] = []
         self.agent_frames: list[tuple[float, np.ndarray]] = []  # (arrival, 16 kHz float32)
+        self._last_loud = 0.0  # arrival of the agent's latest loud frame
         self._speech: asyncio.Queue[np.ndarray] = asyncio.Queue()
         self._spoken = asyncio.Event()
         self._last_speech_end = 0.0
@@ -208,7 +209,10 @@ class Caller:
     async def _record(self, track: rtc.Track) -> None:
         async for ev in rtc.AudioStream(track, sample_rate=16000, num_channels=1):
             pcm = np.frombuffer(ev.frame.data, np.int16).astype(np.float32) / 32768
-            self.agent_frames.append((time.time(), pcm))
+            at = time.time()
+            self.agent_frames.append((at, pcm))
+            if _loud(pcm):  # judged once per frame: a long call has thousands of frames
+                self._last_loud = at
 
     def _on_text(self, reader: rtc.TextStreamReader, identity: str) -> None:
         async def read() -> None:
@@ -246,8 +250,7 @@ class Caller:
     async def wait_until_quiet(self, quiet: float = 1.0, timeout: float = 30) -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:
-            loud = [t for t, pcm in self.agent_frames if _loud(pcm)]
-            if not loud or time.time() - loud[-1] > quiet:
+            if time.time() - self._last_loud > quiet:
                 return
             await asyncio.sleep(0.1)
 
