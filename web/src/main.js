@@ -254,6 +254,10 @@ function micError(e) {
 
 async function start() {
   const clickedAt = Date.now();
+  // Once "busy" is shown, the microphone still starting (slow on a loaded machine) fails
+  // because the room is gone: that error must not replace the one that says why.
+  let toldBusy = false;
+  const explain = (message) => toldBusy || showError(message);
   showError('');
   $('start').disabled = true;
   try {
@@ -273,6 +277,7 @@ async function start() {
       const joined = [...r.remoteParticipants.values()].some((p) => p.isAgent);
       if (room === r && !joined) {
         console.info('no agent joined: all workers are at capacity, or none is running');
+        toldBusy = true;
         r.disconnect().then(() => showError(BUSY));
       }
     }, AGENT_WAIT_MS - (Date.now() - clickedAt));
@@ -281,10 +286,10 @@ async function start() {
     try {
       await r.localParticipant.setMicrophoneEnabled(true);
     } catch (e) {
-      showError(micError(e)); // stay in the room: the agent can still be heard
+      explain(micError(e)); // stay in the room: the agent can still be heard
     }
   } catch (e) {
-    showError(e.message);
+    explain(e.message);
     setState('disconnected');
     $('start').disabled = false;
   }
