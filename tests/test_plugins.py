@@ -1,6 +1,8 @@
 """The local engines behave as LiveKit plugins: real models, real audio."""
 
 import asyncio
+import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,3 +116,30 @@ async def test_one_model_is_shared_by_concurrent_streams():
         finals = [ev.alternatives[0].text for ev in events if ev.type == "final_transcript"]
         assert wer(SENTENCE, " ".join(finals)) <= 0.15
     assert load_transcriber() is load_transcriber()
+
+
+# "We are going to visit my grandmother [400 ms pause] on Sunday." in the bundled voice, as the
+# agent received it in a call (through livekit-server and WebRTC, 16 kHz). The session flushed
+# the STT 2.26 s in, during the pause, as it does when its end-of-turn model says "done".
+PAUSED_CALL = Path(__file__).parent / "data" / "paused-sentence-as-the-agent-heard-it.wav"
+FLUSHED_AT = 36160
+
+
+async def test_a_line_resumed_after_a_pause_is_not_heard_as_you(monkeypatch):
+    """Moonshine heard "You" in the second line's quiet lead-in and completed it as a line of
+    its own; the words that followed were dropped, and the agent answered "…grandmother. You"."""
+    monkeypatch.setattr(moonshine, "CPU_STEPS", ())  # the call's interim cadence
+    with wave.open(str(PAUSED_CALL)) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16)
+    stream = MoonshineSTT().stream()
+    for part in (pcm[:FLUSHED_AT], pcm[FLUSHED_AT:]):
+        for frame in frames(part, rate=16000):
+            stream.push_frame(frame)
+        stream.flush()
+    stream.end_input()
+    finals = [
+        ev.alternatives[0].text
+        async for ev in stream
+        if ev.type == stt.SpeechEventType.FINAL_TRANSCRIPT
+    ]
+    assert wer("We are going to visit my grandmother on Sunday.", " ".join(finals)) == 0, finals

@@ -110,15 +110,17 @@ def interim_interval(base: float) -> float:
     return base * _cpu["factor"]
 
 
+def heard(line, samples: np.ndarray, rate: int) -> bool:
+    """Whether a line has words over audio loud enough to be speech (`samples` start where
+    the line's clock does). Like Whisper, Moonshine can "hear" a lone "You" in silence: in a
+    stream, in the quiet lead-in of a line that resumes after a pause."""
+    span = samples[int(line.start_time * rate) : int((line.start_time + line.duration) * rate)]
+    loud = bool(len(span)) and float(np.sqrt(np.mean(span**2))) >= MIN_SPEECH_RMS
+    return loud and bool(_WORD.search(line.text))
+
+
 def heard_lines(lines: list, samples: np.ndarray, rate: int) -> list:
-    """The lines with words over audio loud enough to be speech: like Whisper, Moonshine can
-    "hear" a lone "You" in silence (see MoonshineStream._emit for the streaming side)."""
-
-    def loud(line) -> bool:
-        span = samples[int(line.start_time * rate) : int((line.start_time + line.duration) * rate)]
-        return bool(len(span)) and float(np.sqrt(np.mean(span**2))) >= MIN_SPEECH_RMS
-
-    return [line for line in lines if _WORD.search(line.text) and loud(line)]
+    return [line for line in lines if heard(line, samples, rate)]
 
 
 @dataclass
@@ -213,7 +215,7 @@ class MoonshineStream(stt.RecognizeStream):
         self._opts = opts
         self._speaking = False
         self._request_id = utils.shortuuid()
-        self._loudest = 0.0  # loudest chunk since the last final transcript
+        self._fed: list[np.ndarray] = []  # audio fed since Moonshine's clock last restarted
         self._origin = 0.0  # call seconds at which Moonshine's clock last restarted from 0
 
     async def _run(self) -> None:
@@ -254,58 +256,64 @@ class MoonshineStream(stt.RecognizeStream):
         chunker = utils.audio.AudioByteStream(
             sample_rate=SAMPLE_RATE, num_channels=1, samples_per_channel=CHUNK_SAMPLES
         )
-        heard = 0.0  # seconds of call audio received
+        received = 0.0  # seconds of call audio received
         quiet = 0  # consecutive quiet chunks
         preroll: list[np.ndarray] = []  # the latest quiet chunks not fed (gated)
+
+        async def push(chunks: list[np.ndarray], interval: float) -> None:
+            self._fed.extend(chunks)
+            self._emit(await on_engine(feed, chunks, interval))
+
+        async def end_line() -> None:
+            self._emit(await on_engine(restart))
+            self._fed = []
+
         await on_engine(mstream.start)
         try:
             async for item in self._input_ch:
                 if isinstance(item, self._FlushSentinel):
                     tail = [float_mono(frame) for frame in chunker.flush()]
                     if tail:
-                        self._emit(await on_engine(feed, tail, float("inf")))
-                    self._emit(await on_engine(restart))
-                    self._origin = heard + sum(len(t) for t in tail) / SAMPLE_RATE
+                        await push(tail, float("inf"))
+                    await end_line()
+                    self._origin = received + sum(len(t) for t in tail) / SAMPLE_RATE
                     continue
                 for frame in chunker.push(item.data):
                     samples = float_mono(frame)
-                    heard += CHUNK_SAMPLES / SAMPLE_RATE
+                    received += CHUNK_SAMPLES / SAMPLE_RATE
                     rms = float(np.sqrt(np.mean(samples**2)))
-                    self._loudest = max(self._loudest, rms)
                     quiet = quiet + 1 if rms < MIN_SPEECH_RMS else 0
                     if quiet > GATE_AFTER_CHUNKS:  # silence: skip the model
                         if quiet == GATE_AFTER_CHUNKS + 1:
-                            self._emit(await on_engine(restart))
+                            await end_line()
                         preroll = [*preroll, samples][-PREROLL_CHUNKS:]
                         continue
                     chunks = [*preroll, samples]
                     if preroll:  # speech again: the model's clock starts at the preroll
-                        self._origin = heard - len(chunks) * CHUNK_SAMPLES / SAMPLE_RATE
+                        self._origin = received - len(chunks) * CHUNK_SAMPLES / SAMPLE_RATE
                         preroll = []
-                    interval = interim_interval(self._opts.update_interval)
-                    self._emit(await on_engine(feed, chunks, interval))
-            self._emit(await on_engine(restart))
+                    await push(chunks, interim_interval(self._opts.update_interval))
+            await end_line()
         finally:
             # Queued, not awaited: even when this task is cancelled mid-decode, the close runs
             # on the engine thread after that decode has finished, never during it.
             engine().submit(mstream.close)
 
     def _emit(self, events: list) -> None:
+        # A line counts only if its own audio is speech: passed on, a "You" heard in the quiet
+        # lead-in of a line would interrupt the agent or end up in the user's turn.
+        samples = np.concatenate(self._fed) if events and self._fed else np.zeros(0, np.float32)
         for ev in events:
             line = ev.line
             text = line.text.strip()
-            # Like Whisper, Moonshine can "hear" a lone "You" or "?" in silence; passed on,
-            # it would interrupt the agent. A line counts if it has words and some audio since
-            # the last final was loud enough to be speech.
-            wordful = bool(_WORD.search(text)) and self._loudest >= MIN_SPEECH_RMS
-            if isinstance(ev, LineTextChanged) and wordful and not line.is_complete:
+            speech = heard(line, samples, SAMPLE_RATE)
+            if isinstance(ev, LineTextChanged) and speech and not line.is_complete:
                 self._start_speech()
                 self._send(stt.SpeechEventType.INTERIM_TRANSCRIPT, line, text)
             elif isinstance(ev, LineCompleted):
-                if wordful:
+                if speech:
                     self._start_speech()
                     self._send(stt.SpeechEventType.FINAL_TRANSCRIPT, line, text)
-                    self._loudest = 0.0
                 if self._speaking:
                     self._speaking = False
                     self._send(stt.SpeechEventType.END_OF_SPEECH)
