@@ -105,6 +105,14 @@ async def page_server(livekit_url: str, agent_name: str, **extra_env: str):
         stack.stop(process)
 
 
+def microphone(wav, once: bool = True) -> tuple[str, str]:
+    """Chromium flags: a fake microphone that plays `wav` (once, or over and over)."""
+    return (
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}{'%noloop' if once else ''}",
+    )
+
+
 @asynccontextmanager
 async def chromium(*extra_flags: str):
     async with async_playwright() as p:
@@ -161,9 +169,7 @@ async def test_a_call_from_the_browser(livekit_server, worker, tmp_path):
     }
     async with (
         page_server(livekit_server.url, worker.agent_name, **cloud_choices) as url,
-        chromium(
-            "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}%noloop"
-        ) as page,
+        chromium(*microphone(wav)) as page,
     ):
         await page.goto(f"{url}/#key={KEY}")
         await page.wait_for_function("() => document.querySelectorAll('#stt option').length > 1")

@@ -17,6 +17,7 @@ from tests.test_browser import (
     TRANSCRIPT_JS,
     chromium,
     join_with_agent,
+    microphone,
     page_server,
 )
 from tools import sentences, stack
@@ -44,9 +45,7 @@ async def test_german_from_the_page(livekit_server, worker, tmp_path):
     wav = german_wav(tmp_path / "german.wav")
     async with (
         page_server(livekit_server.url, worker.agent_name) as url,
-        chromium(
-            "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}%noloop"
-        ) as page,
+        chromium(*microphone(wav)) as page,
     ):
         await page.goto(f"{url}/#key={KEY}")
         await page.wait_for_function("() => document.querySelectorAll('#stt option').length > 1")

@@ -15,7 +15,14 @@ import numpy as np
 import pytest
 
 from agent.push_to_talk import MODE_ATTRIBUTE
-from tests.test_browser import KEY, TRANSCRIPT_JS, chromium, join_with_agent, page_server
+from tests.test_browser import (
+    KEY,
+    TRANSCRIPT_JS,
+    chromium,
+    join_with_agent,
+    microphone,
+    page_server,
+)
 from tests.test_console import PYTHON, ROOT, speak_into, tmux, virtual_audio, wait_for_screen
 
 __all__ = ["virtual_audio"]  # a fixture, used by name
@@ -124,9 +131,7 @@ async def test_hold_to_talk_on_the_page(manual_worker, livekit_server, tmp_path)
     agent_lines = f"() => ({TRANSCRIPT_JS})().filter(l => l.speaker === 'agent' && l.final)"
     async with (
         page_server(livekit_server.url, manual_worker.agent_name) as url,
-        chromium(
-            "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}"
-        ) as page,
+        chromium(*microphone(wav, once=False)) as page,
     ):
         await page.goto(f"{url}/#key={KEY}")
         await join_with_agent(page)
