@@ -6,6 +6,9 @@ import numpy as np
 from livekit import rtc
 
 ENGINE_RATE = 16000  # what every local STT engine takes
+# Below this RMS (about -46 dBFS) audio is silence or room noise, not speech: a local STT would
+# "hear" words in it.
+SPEECH_RMS = 0.005
 
 
 def float_mono(frame: rtc.AudioFrame) -> np.ndarray:

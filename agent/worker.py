@@ -13,6 +13,7 @@ from livekit.agents import (
 )
 
 from . import config, push_to_talk, recovery, switching
+from .plugins.onset_vad import OnsetVAD
 
 INSTRUCTIONS = (
     "You are a friendly voice assistant. Answer briefly and plainly: your words are spoken, "
@@ -30,7 +31,9 @@ def prewarm(proc: JobProcess) -> None:
     agent/preload.py)."""
     settings = config.Settings.from_env()  # includes the CLI flags (config.CLI_ENV)
     config.prewarm(settings)
-    proc.userdata.update(settings=settings, vad=inference.VAD())
+    # silero decides what is speech; OnsetVAD dates its edges by the signal's energy, which a
+    # turn's end (and a pause told apart from it) is timed from
+    proc.userdata.update(settings=settings, vad=OnsetVAD(inference.VAD()))
 
 
 async def entrypoint(ctx: JobContext) -> None:

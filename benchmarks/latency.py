@@ -65,8 +65,10 @@ CONFIGS: dict[str, dict[str, str]] = {
         "MAX_ENDPOINTING_DELAY": "2.5",
         "PREEMPTIVE_TTS": "false",
     },
+    "eot-0.45": {"TURN_DETECTION": "eot", "MIN_ENDPOINTING_DELAY": "0.45"},
     "eot-0.5": {"TURN_DETECTION": "eot", "MIN_ENDPOINTING_DELAY": "0.5"},
     "eot-0.6": {"TURN_DETECTION": "eot", "MIN_ENDPOINTING_DELAY": "0.6"},
+    "vad-0.45": {"TURN_DETECTION": "vad", "MIN_ENDPOINTING_DELAY": "0.45"},
     "vad-0.5": {"TURN_DETECTION": "vad", "MIN_ENDPOINTING_DELAY": "0.5"},
     "vad-0.6": {"TURN_DETECTION": "vad", "MIN_ENDPOINTING_DELAY": "0.6"},
     "stt": {"TURN_DETECTION": "stt"},  # Moonshine's own end of line

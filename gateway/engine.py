@@ -17,9 +17,9 @@ from livekit import rtc
 from moonshine_voice.transcriber import LineCompleted, LineStarted, LineTextChanged
 
 from agent import config
-from agent.audio import ENGINE_RATE, RAW_ENCODINGS
+from agent.audio import ENGINE_RATE, RAW_ENCODINGS, SPEECH_RMS
 from agent.plugins.moonshine import load_transcriber, on_engine
-from agent.plugins.whisper import MIN_SPEECH_RMS, load_model
+from agent.plugins.whisper import load_model
 
 from .validation import BadRequestError
 
@@ -206,7 +206,7 @@ def _int16_to_float(data: bytes) -> np.ndarray:
 @dataclass
 class WhisperRecognizer(Recognizer):
     """Whisper base in the session's language, with Recognizer's semantics: a 50 ms window
-    louder than the gate (min_volume, and at least MIN_SPEECH_RMS) is speech; `max_silence` of
+    louder than the gate (min_volume, and at least SPEECH_RMS) is speech; `max_silence` of
     quiet after speech ends the utterance and its final is sent. While one is spoken it is
     decoded again every `interim_every` seconds for an interim, when the model is idle (so an
     interim never delays anybody's final). Whisper has no streaming state: nothing to close."""
@@ -232,7 +232,7 @@ class WhisperRecognizer(Recognizer):
         if final and len(self._buffer) % WINDOW:
             self._buffer = np.pad(self._buffer, (0, WINDOW - len(self._buffer) % WINDOW))
         out: list[Hypothesis] = []
-        gate = max(self.min_volume, MIN_SPEECH_RMS)
+        gate = max(self.min_volume, SPEECH_RMS)
         step = WINDOW / ENGINE_RATE
         while len(self._buffer) >= WINDOW:
             window, self._buffer = self._buffer[:WINDOW], self._buffer[WINDOW:]

@@ -7,13 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from livekit import rtc
-from livekit.agents import llm, stt
+from livekit.agents import inference, llm, stt
+from livekit.agents.vad import VADEventType
 
 from agent.plugins import moonshine
 from agent.plugins.echo import GREETING, EchoLLM
 from agent.plugins.hibari import HibariTTS
 from agent.plugins.moonshine import MoonshineSTT
-from tools.caller import SAMPLE_RATE, synthesize
+from agent.plugins.onset_vad import OnsetVAD
+from tools.caller import SAMPLE_RATE, insert_pause, resample, synthesize
 from tools.wer import wer
 
 pytestmark = pytest.mark.unit
@@ -143,3 +145,63 @@ async def test_a_line_resumed_after_a_pause_is_not_heard_as_you(monkeypatch):
         if ev.type == stt.SpeechEventType.FINAL_TRANSCRIPT
     ]
     assert wer("We are going to visit my grandmother on Sunday.", " ".join(finals)) == 0, finals
+
+
+async def vad_events(vad_, pcm16k: np.ndarray) -> list:
+    """(type, audio seconds at the event, audio seconds the speech ended) for each edge, the
+    audio pushed in 20 ms frames at 4x real time (the model keeps pace, as in a call)."""
+    stream = vad_.stream()
+    step = 320
+
+    async def push() -> None:
+        for i in range(0, len(pcm16k) - step + 1, step):
+            stream.push_frame(rtc.AudioFrame(pcm16k[i : i + step].tobytes(), 16000, 1, step))
+            await asyncio.sleep(0.005)
+        stream.end_input()
+
+    pushing = asyncio.create_task(push())
+    edges = []
+    async for ev in stream:
+        if ev.type in (VADEventType.START_OF_SPEECH, VADEventType.END_OF_SPEECH):
+            edges.append((ev.type, ev.timestamp, ev.timestamp - ev.silence_duration))
+    await pushing
+    return edges
+
+
+def paused_speech(pause: float = 0.4, silence: float = 0.5) -> tuple[np.ndarray, float, float]:
+    """A sentence with a pause, at 16 kHz with silence around it; where the pause is (s)."""
+    text = "We are going to visit my grandmother on Sunday."
+    pcm, pause_at = insert_pause(synthesize(text), pause)
+    pcm16k = resample(pcm, SAMPLE_RATE, 16000)
+    lead = np.zeros(int(silence * 16000), np.int16)
+    return np.concatenate([lead, pcm16k, lead]), silence + pause_at, silence + pause_at + pause
+
+
+async def test_onset_vad_dates_a_pause_by_the_audio_not_the_models_smoothing():
+    pcm, pause_start, pause_end = paused_speech()
+    start, end, resumed, _ = await vad_events(OnsetVAD(inference.VAD()), pcm)
+    assert [start[0], end[0], resumed[0]] == [
+        VADEventType.START_OF_SPEECH,
+        VADEventType.END_OF_SPEECH,
+        VADEventType.START_OF_SPEECH,
+    ]
+    assert abs(end[2] - pause_start) <= 0.03  # silero alone: up to ~90 ms either side
+    assert 0 <= resumed[1] - pause_end <= 0.03  # silero alone: ~110 ms after the onset
+    plain = await vad_events(inference.VAD(), pcm)
+    assert plain[2][1] - pause_end > 0.06  # what the onset saves
+
+
+async def test_onset_vad_takes_back_a_click_the_model_does_not_call_speech():
+    # the click comes after the model has reported the end of speech (~0.35 s in)
+    pcm, pause_start, _ = paused_speech(pause=1.0)
+    click_at = int((pause_start + 0.6) * 16000)
+    pcm = pcm.copy()
+    pcm[click_at : click_at + 80] = 8000  # 5 ms
+    edges = await vad_events(OnsetVAD(inference.VAD()), pcm)
+    kinds = [e[0] for e in edges[:5]]
+    assert kinds == [VADEventType.START_OF_SPEECH, VADEventType.END_OF_SPEECH] * 2 + [
+        VADEventType.START_OF_SPEECH
+    ]
+    click, taken_back = edges[2], edges[3]
+    assert abs(click[1] - (pause_start + 0.6)) <= 0.03
+    assert abs(taken_back[2] - edges[1][2]) <= 0.001  # the pause still counts from the word

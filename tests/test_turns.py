@@ -20,8 +20,8 @@ def settings(env: dict[str, str]) -> config.Settings:
 @pytest.mark.parametrize(
     "mode,expected,delays",
     [
-        ("eot", "turn-detector-v1-mini", (0.6, 0.8)),
-        ("vad", "vad", (0.6, 0.6)),
+        ("eot", "turn-detector-v1-mini", (0.45, 0.8)),
+        ("vad", "vad", (0.45, 0.45)),
         ("stt", "stt", (0.0, 0.0)),
         ("manual", "manual", (0.0, 0.0)),
     ],
@@ -63,7 +63,7 @@ def test_the_other_turn_settings_reach_turn_handling():
 
 def test_shipped_defaults():
     handling = config.turn_handling(settings({}))
-    assert handling["endpointing"] == {"min_delay": 0.6, "max_delay": 0.8}
+    assert handling["endpointing"] == {"min_delay": 0.45, "max_delay": 0.8}
     assert handling["interruption"]["enabled"] is True
     assert handling["preemptive_generation"] == {"enabled": True, "preemptive_tts": True}
 

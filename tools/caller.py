@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from livekit import api, rtc
 
-from agent.audio import resample, to_int16
+from agent.audio import SPEECH_RMS, resample, to_int16
 from agent.errors import ServiceError
 
 SAMPLE_RATE = 48000
@@ -72,15 +72,24 @@ def synthesize(text: str, language: str = "en", voice: str = "") -> np.ndarray:
 
 
 def insert_pause(pcm: np.ndarray, seconds: float) -> tuple[np.ndarray, float]:
-    """48 kHz int16 speech with `seconds` of silence at its quietest 20 ms between 30 % and
-    75 % of its length (a gap between words), and where the pause starts, in seconds."""
+    """48 kHz int16 speech with a pause of `seconds` at its quietest 20 ms between 30 % and
+    75 % of its length (a gap between words), and where the pause starts, in seconds.
+
+    The pause replaces the quiet gap already there (frames under SPEECH_RMS), so the caller is
+    silent for `seconds`, not for `seconds` plus the gap between the two words."""
     hop = SAMPLE_RATE // 50
-    frames = pcm[: len(pcm) // hop * hop].reshape(-1, hop).astype(np.float32)
+    frames = pcm[: len(pcm) // hop * hop].reshape(-1, hop).astype(np.float32) / 32768
     rms = np.sqrt((frames**2).mean(axis=1))
     low, high = int(len(rms) * 0.3), int(len(rms) * 0.75)
-    cut = (low + int(np.argmin(rms[low:high]))) * hop
+    start = end = low + int(np.argmin(rms[low:high]))
+    while start > 0 and rms[start - 1] < SPEECH_RMS:
+        start -= 1
+    while end < len(rms) and rms[end] < SPEECH_RMS:
+        end += 1
     silence = np.zeros(int(seconds * SAMPLE_RATE), np.int16)
-    return np.concatenate([pcm[:cut], silence, pcm[cut:]]), cut / SAMPLE_RATE
+    return np.concatenate(
+        [pcm[: start * hop], silence, pcm[end * hop :]]
+    ), start * hop / SAMPLE_RATE
 
 
 def _espeak(text: str, voice: str) -> np.ndarray:

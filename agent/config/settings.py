@@ -55,14 +55,15 @@ CLI_ENV = "AGENT_CLI_SETTINGS"
 
 
 # TURN_DETECTION -> (min, max) endpointing delay in seconds when not set, chosen with
-# benchmarks/latency.py: a 400 ms pause mid-sentence must not end the turn, and the caller's
-# resumed speech needs ~0.1-0.2 s to be detected, so the turn waits 0.6 s of silence; the
-# end-of-turn models wait `max` when they think the caller is not done (0.8: longer pauses are
-# kept, p95 stays under 1.2 s). Push-to-talk and the STT's own end of speech need no wait.
+# benchmarks/latency.py: a 400 ms pause mid-sentence must not end the turn, and the VAD dates
+# the end of speech and hears it resume within ~20 ms (agent/plugins/onset_vad.py), so the turn
+# waits 0.45 s of silence; the end-of-turn models wait `max` when they think the caller is not
+# done (0.8: longer pauses are kept, p95 stays under 1.2 s). Push-to-talk and the STT's own end
+# of speech need no wait.
 ENDPOINTING_DEFAULTS: dict[str, tuple[float, float]] = {
-    "eot": (0.6, 0.8),
-    "multilingual": (0.6, 0.8),
-    "vad": (0.6, 0.6),
+    "eot": (0.45, 0.8),
+    "multilingual": (0.45, 0.8),
+    "vad": (0.45, 0.45),
     "stt": (0.0, 0.0),
     "manual": (0.0, 0.0),
 }

