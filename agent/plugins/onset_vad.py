@@ -125,7 +125,6 @@ class OnsetVADStream(vad.VADStream):
 
     def _end_speech(self, ended: float, ev: vad.VADEvent | None = None) -> None:
         self._speaking = False
-        self._ended_at = self._now
         silence = max(0.0, self._now - ended)
         if ev is not None:
             ev = replace(ev, timestamp=self._now, silence_duration=silence, inference_duration=0.0)
@@ -154,6 +153,7 @@ class OnsetVADStream(vad.VADStream):
             said = self._now - ev.silence_duration  # the model's own end of speech
             energy = min(self._last_loud, self._now)
             self._speech_end = energy if abs(energy - said) <= AGREE_S else said
+            self._ended_at = self._now  # not moved by a take-back: noise cannot keep it open
             self._end_speech(self._speech_end, ev)
             return
         self._send(ev)
