@@ -107,10 +107,6 @@ CPU_STEPS = ((95.0, 4.0), (80.0, 2.0))
 # sentence gives two finals in one turn, not two turns. (200 ms: after 100 ms, Moonshine has
 # not always heard the last word out; its text may still end in a comma.)
 SETTLE_CHUNKS = 2
-# A line cut off so soon after its last word, Moonshine may decode with words repeated past
-# its end ("…by the door by the door by"): it is given this much digital silence to end in
-# (measured on the latency benchmark's call audio: WER 8.8 % without, 0 with).
-SETTLE_PAD_S = 0.3
 # After this much quiet audio the line is over: stop feeding the model (its own VAD would
 # still run on every chunk) until the next loud chunk, fed with the PREROLL chunks before it.
 GATE_AFTER_CHUNKS = 10
@@ -271,10 +267,9 @@ class MoonshineStream(stt.RecognizeStream):
                 unread = 0.0
             return drain()
 
-        def restart(pad: float = 0.0) -> Step:  # finish the line now; Moonshine's clock restarts
+        def restart() -> Step:  # finish the current line now; Moonshine's clock restarts
             nonlocal unread, silent
             if not silent:
-                mstream.add_audio([0.0] * int(pad * SAMPLE_RATE), SAMPLE_RATE)
                 # stop() completes the line with the text of the last decode: decode the
                 # audio since then first, or the final transcript misses the last words
                 mstream.update_transcription()
@@ -344,7 +339,7 @@ class MoonshineStream(stt.RecognizeStream):
                         interval = interim_interval(self._opts.update_interval)
                     queue(feed, chunks, loud, interval)
                     if quiet == SETTLE_CHUNKS:
-                        queue(restart, SETTLE_PAD_S, speech_end="not_yet")
+                        queue(restart, speech_end="not_yet")
                         self._origin = received
             queue(restart, speech_end="now")
             steps.put_nowait(None)
