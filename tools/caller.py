@@ -22,6 +22,12 @@ from agent.errors import ServiceError
 SAMPLE_RATE = 48000
 FRAME_MS = 20
 FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
+# Speech is queued up to MIC_QUEUE_MS ahead of the microphone's real-time playout: a caller
+# stands for a person on another machine, so when this machine is busy and the caller's
+# process waits for a core, its speech must not get gaps a real microphone would not have.
+# Silence is kept only SILENCE_QUEUE_S ahead, so that speech starts when it is asked for.
+MIC_QUEUE_MS = 1000
+SILENCE_QUEUE_S = 0.1
 TRANSCRIPTION_TOPIC = "lk.transcription"
 # A worker with a free slot joins within a second or two; beyond its MAX_CALLS livekit-server
 # dispatches the call to no one, so no agent ever comes. Counted from the dispatch, so that the
@@ -161,7 +167,7 @@ class Caller:
         self.room.on("track_subscribed", self._on_track)
         self.room.register_text_stream_handler(TRANSCRIPTION_TOPIC, self._on_text)
         await self.room.connect(self.url, token)
-        self._source = rtc.AudioSource(SAMPLE_RATE, 1, queue_size_ms=100)
+        self._source = rtc.AudioSource(SAMPLE_RATE, 1, queue_size_ms=MIC_QUEUE_MS)
         track = rtc.LocalAudioTrack.create_audio_track("microphone", self._source)
         options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
         publication = await self.room.local_participant.publish_track(track, options)
@@ -202,6 +208,9 @@ class Caller:
         while True:
             if not len(pending) and not self._speech.empty():
                 pending = self._speech.get_nowait()
+            if not len(pending) and self._source.queued_duration > SILENCE_QUEUE_S:
+                await asyncio.sleep(FRAME_MS / 1000)  # silence just ahead: speech starts soon
+                continue
             chunk, pending = pending[:FRAME_SAMPLES], pending[FRAME_SAMPLES:]
             if len(chunk) < FRAME_SAMPLES:
                 chunk = np.concatenate([chunk, silence[: FRAME_SAMPLES - len(chunk)]])

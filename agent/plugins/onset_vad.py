@@ -28,6 +28,7 @@ from livekit.agents import utils, vad
 from ..audio import SPEECH_RMS
 
 NOISE_FRAMES = 250  # the noise floor: the quietest tenth of the last ~5 s of 20 ms frames
+FLOOR_EVERY = 25  # re-estimated every 0.5 s, not per frame (a percentile is costly)
 ABOVE_NOISE = 4.0  # loud = 12 dB above that floor (and above SPEECH_RMS)
 # the energy's end of speech is trusted only this close to the model's (speech quieter than
 # SPEECH_RMS, or noise near the threshold, would date it anywhere)
@@ -63,6 +64,8 @@ class OnsetVADStream(vad.VADStream):
         self._now = 0.0  # seconds of audio received
         self._last_loud = 0.0  # audio time at the end of the last loud frame
         self._rms: deque[float] = deque(maxlen=NOISE_FRAMES)
+        self._frames = 0
+        self._floor = 0.0
         self._speaking = False  # as reported downstream
         self._speech_end = 0.0  # audio time the last reported speech ended (energy)
         self._ended_at: float | None = None  # audio time of the last reported end of speech
@@ -91,8 +94,10 @@ class OnsetVADStream(vad.VADStream):
         pcm = np.frombuffer(frame.data, np.int16).astype(np.float32) / 32768.0
         rms = float(np.sqrt(np.mean(pcm**2))) if len(pcm) else 0.0
         self._rms.append(rms)
-        floor = float(np.percentile(self._rms, 10))
-        return rms >= max(SPEECH_RMS, ABOVE_NOISE * floor)
+        self._frames += 1
+        if self._frames % FLOOR_EVERY == 1:
+            self._floor = float(np.percentile(self._rms, 10))
+        return rms >= max(SPEECH_RMS, ABOVE_NOISE * self._floor)
 
     def _on_frame(self, frame: rtc.AudioFrame) -> None:
         loud = self._loud(frame)
