@@ -32,9 +32,13 @@ done
 
 PIDS=()
 declare -A NAME  # pid -> what it is
+# Each part runs in its own process group (setsid), as in scripts/up.sh: Ctrl+C reaches only
+# this script, and each part gets one SIGTERM from it. (A worker that got the terminal's SIGINT
+# and then the SIGTERM took the second signal as "force exit" and left a closing call's process
+# behind, orphaned.)
 launch() {  # launch WHAT LOG COMMAND...: start in the background, remember it
   local what=$1 log=$2; shift 2
-  "$@" >"$log" 2>&1 &
+  setsid "$@" >"$log" 2>&1 &
   PIDS+=($!) NAME[$!]=$what LAST=$!
 }
 cleanup() {
@@ -45,7 +49,7 @@ cleanup() {
     alive=0; for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
     [ $alive = 0 ] && break; sleep 0.1
   done
-  kill -9 "${PIDS[@]}" 2>/dev/null || true
+  for pid in "${PIDS[@]}"; do kill -9 -- "-$pid" 2>/dev/null || true; done  # and their children
   wait 2>/dev/null || true
 }
 trap cleanup EXIT

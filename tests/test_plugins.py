@@ -30,10 +30,16 @@ def frames(pcm: np.ndarray, rate: int = SAMPLE_RATE, ms: int = 20):
         yield rtc.AudioFrame(chunk.tobytes(), rate, 1, len(chunk))
 
 
-async def stream_events(pcm: np.ndarray, flush_at_end: bool = True) -> list[stt.SpeechEvent]:
+async def stream_events(
+    pcm: np.ndarray, flush_at_end: bool = True, pace: float = 0.0
+) -> list[stt.SpeechEvent]:
+    """`pace`: seconds between two 20 ms frames (0: all at once; the stream is then behind
+    from the start, and decodes no interims)."""
     stream = MoonshineSTT().stream()
     for frame in frames(pcm):
         stream.push_frame(frame)
+        if pace:
+            await asyncio.sleep(pace)
     if flush_at_end:
         stream.flush()
     stream.end_input()
@@ -43,14 +49,47 @@ async def stream_events(pcm: np.ndarray, flush_at_end: bool = True) -> list[stt.
 async def test_streaming_gives_interim_then_final_transcripts(monkeypatch):
     monkeypatch.setattr(moonshine, "CPU_STEPS", ())  # interims every second, however busy
     speech = synthesize(SENTENCE)
-    events = await stream_events(np.concatenate([speech, np.zeros(SAMPLE_RATE, np.int16)]))
+    pcm = np.concatenate([speech, np.zeros(SAMPLE_RATE, np.int16)])
+    events = await stream_events(pcm, pace=0.005)  # 4x real time, as fast as a call could go
     kinds = [ev.type for ev in events]
     assert kinds[0] == stt.SpeechEventType.START_OF_SPEECH
     assert stt.SpeechEventType.INTERIM_TRANSCRIPT in kinds
-    finals = [ev for ev in events if ev.type == stt.SpeechEventType.FINAL_TRANSCRIPT]
+    finals = [
+        ev
+        for ev in events
+        if ev.type == stt.SpeechEventType.FINAL_TRANSCRIPT and ev.alternatives[0].text
+    ]
     assert len(finals) == 1
     assert wer(SENTENCE, finals[0].alternatives[0].text) <= 0.15
-    assert kinds[-1] == stt.SpeechEventType.END_OF_SPEECH
+    assert stt.SpeechEventType.END_OF_SPEECH in kinds[events.index(finals[0]) :]
+
+
+async def test_a_line_is_final_after_200_ms_of_quiet_and_the_flush_is_still_answered():
+    """The final transcript comes from the audio (SETTLE_CHUNKS of quiet), not one decode
+    after the session's flush, which on a busy machine came ~0.2-0.5 s later. The caller's
+    speech has not ended yet (a pause mid-sentence is not a turn): the flush ends it, and is
+    answered with an empty final (LiveKit waits for one after a push-to-talk release)."""
+    stream = MoonshineSTT().stream()
+    quiet = np.zeros(SAMPLE_RATE * 3 // 10, np.int16)  # 300 ms: the VAD has not ended it yet
+    for frame in frames(np.concatenate([synthesize(SENTENCE), quiet])):
+        stream.push_frame(frame)
+    seen: list[stt.SpeechEvent] = []
+
+    async def until_final() -> stt.SpeechEvent:
+        async for ev in stream:
+            seen.append(ev)
+            if ev.type == stt.SpeechEventType.FINAL_TRANSCRIPT:
+                return ev
+        raise AssertionError(f"no final in {[e.type for e in seen]}")
+
+    final = await asyncio.wait_for(until_final(), 10)
+    assert wer(SENTENCE, final.alternatives[0].text) <= 0.15
+    assert stt.SpeechEventType.END_OF_SPEECH not in [ev.type for ev in seen]
+    stream.flush()
+    answer = await asyncio.wait_for(until_final(), 10)
+    assert answer.alternatives[0].text == ""
+    assert (await anext(stream)).type == stt.SpeechEventType.END_OF_SPEECH
+    stream.end_input()
 
 
 async def test_flush_finalizes_the_line_without_trailing_silence():
@@ -67,7 +106,7 @@ async def test_silence_and_quiet_noise_produce_no_transcript():
     rng = np.random.default_rng(0)
     noise = (rng.standard_normal(SAMPLE_RATE * 3) * 30).astype(np.int16)  # about -60 dBFS
     events = await stream_events(np.concatenate([np.zeros(SAMPLE_RATE, np.int16), noise]))
-    assert [ev for ev in events if ev.alternatives] == []
+    assert [ev for ev in events if ev.alternatives and ev.alternatives[0].text] == []
 
 
 async def test_batch_recognize():
