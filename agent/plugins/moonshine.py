@@ -338,8 +338,10 @@ class MoonshineStream(stt.RecognizeStream):
                     if preroll:  # speech again: the model's clock starts at the preroll
                         self._origin = received - len(chunks) * CHUNK_SAMPLES / SAMPLE_RATE
                         preroll = []
-                    if quiet >= SETTLE_CHUNKS or steps.qsize() > 1:
-                        interval = float("inf")  # settled, or the engine is behind: no interim
+                    if not loud or steps.qsize() > 1:
+                        # quiet (the line may be ending: its final would wait behind the
+                        # interim's decode), or the engine is behind: no interim
+                        interval = float("inf")
                     else:
                         interval = interim_interval(self._opts.update_interval)
                     queue(feed, chunks, loud, interval)
