@@ -1,4 +1,4 @@
-"""How many calls one worker carries: levels of 1, 2, 4, 8, 12, 16 concurrent callers join a
+"""How many calls one worker carries: levels of 1, 2, 4, 6, 8, 12, 16 concurrent callers join a
 real livekit-server and the worker on its defaults (`python -m agent start`), with staggered
 starts, and speak recorded speech (the bundled voice, synthesized before the level starts) at
 real-time pace, turn after turn. Each caller runs in a process of its own (one process for
@@ -9,9 +9,13 @@ agent's first audio, WER, calls served / refused ("all agents are busy", within 
 failed, crashed call processes, the worker's cores (all its processes) and memory (RSS, and
 PSS, which counts pages shared copy-on-write once).
 
-    uv run python -m benchmarks.capacity [--levels 1,2,4,8,12,16] [--max-calls N]
+    uv run python -m benchmarks.capacity [--levels 1,2,4,6,8,12,16] [--max-calls N]
 
-Prints JSON and writes benchmarks/results/capacity.{json,png}.
+Prints JSON and writes benchmarks/results/capacity.{json,png}, with `calibrated_max_calls`:
+the most callers served at a single caller's latency. Levels above the worker's MAX_CALLS
+measure refusals; to calibrate MAX_CALLS on a machine, give the worker room:
+
+    uv run python -m benchmarks.capacity --max-calls 16 --levels 1,4,5,6,7,8 --out /tmp/cal
 """
 
 from __future__ import annotations
@@ -205,6 +209,33 @@ async def level(
     }
 
 
+def keeps_latency(row: dict, single: dict) -> bool:
+    """Every caller of the level was served as well as a caller alone: p95 end of speech ->
+    final transcript within 1.5x the single call's, WER within its + 2 points (issue 9's bar
+    for 8 calls, and what "calls in progress keep their latency" means for MAX_CALLS)."""
+    return (
+        row["served"] == row["calls"]
+        and row["to_final_transcript_s"]["p95"] is not None
+        and row["to_final_transcript_s"]["p95"] <= 1.5 * single["to_final_transcript_s"]["p95"]
+        and row["wer"] <= single["wer"] + 0.02
+    )
+
+
+def calibrated_max_calls(rows: list[dict]) -> int | None:
+    """The most callers this worker served while keeping the single call's latency, counting
+    up the levels until one does not: what MAX_CALLS should be on this machine. Levels above
+    the worker's MAX_CALLS refuse callers, so calibrate with a high --max-calls."""
+    by = {r["calls"]: r for r in rows}
+    if 1 not in by or by[1]["to_final_transcript_s"]["p95"] is None:
+        return None
+    best = None
+    for n in sorted(by):
+        if not keeps_latency(by[n], by[1]):
+            break
+        best = n
+    return best
+
+
 def verdict(rows: list[dict]) -> dict:
     """The issue's targets, against the single call of the same run."""
     by = {r["calls"]: r for r in rows}
@@ -212,14 +243,12 @@ def verdict(rows: list[dict]) -> dict:
     out = {}
     if not single or single["to_final_transcript_s"]["p95"] is None:
         return out
-    p95, w = single["to_final_transcript_s"]["p95"], single["wer"]
+    p95 = single["to_final_transcript_s"]["p95"]
     if 8 in by:
         r = by[8]
         out["8_calls"] = {
             "no_crash": r["crashed_call_processes"] == 0 and r["failed"] == 0,
-            "p95_within_1.5x_single": r["served"] == 8
-            and r["to_final_transcript_s"]["p95"] <= 1.5 * p95,
-            "wer_within_single_plus_2pts": r["served"] == 8 and r["wer"] <= w + 0.02,
+            "served_within_1.5x_single_and_wer_plus_2pts": keeps_latency(r, single),
         }
     if 16 in by:
         r = by[16]
@@ -279,7 +308,7 @@ async def run(server: stack.Server, worker: stack.Worker, levels: list[int]) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--levels", default="1,2,4,8,12,16")
+    parser.add_argument("--levels", default="1,2,4,6,8,12,16")
     parser.add_argument("--max-calls", type=int, help="MAX_CALLS for the worker (its default)")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
@@ -307,6 +336,7 @@ def main() -> None:
             "stack": config.describe(settings, config.resolve(settings)),
         },
         "targets": verdict(rows),
+        "calibrated_max_calls": calibrated_max_calls(rows),
         "levels": rows,
     }
     (out / "capacity.json").write_text(json.dumps(summary, indent=2))
