@@ -42,7 +42,9 @@ launch() {  # launch WHAT LOG COMMAND...: start in the background, remember it
   PIDS+=($!) NAME[$!]=$what LAST=$!
 }
 cleanup() {
-  trap - EXIT INT TERM HUP
+  # once: a second signal while stopping (Ctrl+C again, or `timeout` passing on a TERM) must
+  # not end this script before the services it started
+  trap - EXIT; trap '' INT TERM HUP
   step "stopping the cluster"
   kill "${PIDS[@]}" 2>/dev/null || true
   for _ in $(seq 100); do  # 10 s for a clean goodbye, then no mercy

@@ -16,7 +16,9 @@ GRACE=2
 SERVICES=()
 service() { setsid "$@" & SERVICES+=($!); }
 stop_all() {
-  trap - EXIT INT TERM HUP
+  # once: a second signal while stopping (Ctrl+C again, or `timeout` passing on a TERM) must
+  # not end this script before the services it started
+  trap - EXIT; trap '' INT TERM HUP
   bash scripts/livekit-server.sh stop &  # in parallel: it has its own 2 s grace
   for pid in "${SERVICES[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
   for _ in $(seq $((GRACE * 10))); do

@@ -1,6 +1,6 @@
 """`./scripts/up.sh` as a person runs it, in a real terminal (tmux): readable log lines, a call
 answered, a call on Cartesia Ink Whisper answered offline through the gateway up.sh starts, and
-Ctrl+C right after the calls stops every process of the stack."""
+Ctrl+C right after the calls stops every process of the stack, as do two TERMs."""
 
 from __future__ import annotations
 
@@ -111,5 +111,45 @@ def test_up_logs_readably_answers_and_stops_on_ctrl_c():
         assert not left, f"still running after Ctrl+C: {left}\n{screen(session)}"
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        for pid in stack_processes(agent_name):
+            os.kill(pid, 9)
+
+
+def test_up_stops_everything_when_terminated_twice():
+    # `timeout 300 ./scripts/up.sh`, then `pkill -f scripts/up.sh`: the script gets a TERM from
+    # pkill and another from `timeout` passing it on, the second while it stops the stack. (A
+    # race: when up.sh reset its traps to the default, this caught it in 1 of 2 runs.)
+    port = stack.free_port_block()
+    agent_name = f"up-{uuid.uuid4().hex[:6]}"
+    env = {
+        **os.environ,
+        "LIVEKIT_PORT": str(port),
+        "LIVEKIT_URL": f"ws://127.0.0.1:{port}",
+        "WEB_PORT": str(stack.free_port()),
+        "GATEWAY_PORT": str(stack.free_port()),
+        "AGENT_HTTP_PORT": str(stack.free_port()),
+        "AGENT_NAME": agent_name,
+    }
+    stack.ARTIFACTS.mkdir(exist_ok=True)
+    log = stack.ARTIFACTS / f"up-terminated-{agent_name}.log"
+    script = subprocess.Popen(
+        ["timeout", "300", "bash", "scripts/up.sh"],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        stack.wait_for(lambda: "registered worker" in log.read_text(), 300, "up.sh", log)
+        bash = [int(p) for p in subprocess.check_output(["pgrep", "-P", str(script.pid)]).split()]
+        for pid in (*bash, script.pid):
+            os.kill(pid, 15)
+        started = time.time()
+        while (left := stack_processes(agent_name)) and time.time() - started < 10:
+            time.sleep(0.1)
+        assert not left, f"still running after two TERMs: {left}\n{log.read_text()[-1500:]}"
+        assert log.read_text().rstrip().endswith("stopped")
+    finally:
+        script.kill()
         for pid in stack_processes(agent_name):
             os.kill(pid, 9)
