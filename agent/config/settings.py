@@ -102,8 +102,9 @@ class Settings(BaseModel):
     noise_cancellation: Literal["", "bvc", "bvc-telephony", "nc"] = ""
     job_executor: Literal["thread", "process"] = "process"  # see agent/worker.py
     # concurrent calls of this worker; beyond them new calls are refused (agent/worker.py).
-    # 6: the most a 2-core machine served at a single call's latency (benchmarks/capacity.py)
-    max_calls: int = Field(6, ge=1)
+    # 5: the most a 2-core machine served at a single call's latency in every calibration run
+    # (benchmarks/capacity.py)
+    max_calls: int = Field(5, ge=1)
     agent_http_port: int = Field(8081, ge=0, le=65535)  # the worker's health endpoint; 0 = any
     # the browser page and its token endpoint (agent/web.py)
     web_host: str = "127.0.0.1"
