@@ -324,6 +324,7 @@ def main() -> None:
         stack.stop(worker.process)
         stack.stop(server.process)
     from agent import config
+    from agent.plugins import moonshine
 
     settings = config.Settings.from_env(worker.env)
     summary = {
@@ -332,6 +333,9 @@ def main() -> None:
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
             "max_calls": settings.max_calls,
             "job_executor": settings.job_executor,
+            # how far above its process Moonshine's engine thread runs (0: not allowed here)
+            "stt_engine_priority_boost": os.getpriority(os.PRIO_PROCESS, 0)
+            - moonshine.engine_nice(),
             "stagger_s": STAGGER_S,
             "stack": config.describe(settings, config.resolve(settings)),
         },

@@ -14,6 +14,7 @@ the GIL, so the event loop keeps running while the engine thread decodes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import re
@@ -57,15 +58,37 @@ Step = tuple[list, np.ndarray]  # a step's Moonshine events, and the audio their
 SpeechEnd = Literal["with_line", "not_yet", "now", "flushed"]
 
 
+# The engine thread asks the OS for a priority this much above its process's (nice values),
+# as audio servers do for their audio threads: on a busy machine a final transcript's decode
+# then waits for a core behind no call's event loop (measured at 8 calls on 2 cores: its wall
+# time p90 0.34 -> 0.15 s, for 0.06 s of CPU). Raising a priority needs root, CAP_SYS_NICE or
+# `ulimit -e`; without them the thread keeps its process's priority.
+ENGINE_PRIORITY_BOOST = 10
+
+
+def _raise_priority() -> None:
+    # on Linux a nice value is per thread: these read and set the calling thread's only
+    nice = os.getpriority(os.PRIO_PROCESS, 0) - ENGINE_PRIORITY_BOOST
+    with contextlib.suppress(PermissionError):
+        os.setpriority(os.PRIO_PROCESS, 0, max(nice, -20))
+
+
 @functools.cache
 def _engine_of(pid: int) -> ThreadPoolExecutor:
     # keyed by process: a process forked from one that had an engine thread needs its own
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="moonshine")
+    return ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="moonshine", initializer=_raise_priority
+    )
 
 
 def engine() -> ThreadPoolExecutor:
     """This process's one thread that touches the model and its streams."""
     return _engine_of(os.getpid())
+
+
+def engine_nice() -> int:
+    """The nice value this process's engine thread runs at."""
+    return engine().submit(os.getpriority, os.PRIO_PROCESS, 0).result()
 
 
 async def on_engine(fn: Callable[..., T], *args) -> T:
