@@ -47,21 +47,27 @@ def stack_processes(marker: str) -> list[int]:
     return found
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is installed by scripts/setup.sh")
-def test_up_logs_readably_answers_and_stops_on_ctrl_c():
-    port, web, health = stack.free_port_block(), stack.free_port(), stack.free_port()
-    agent_name = f"up-{uuid.uuid4().hex[:6]}"
-    env = {
+def up_env(**more: str) -> dict[str, str]:
+    """The settings of an up.sh stack on free ports, its agent named uniquely (the marker
+    `stack_processes` finds its processes by)."""
+    port = stack.free_port_block()
+    return {
         "LIVEKIT_PORT": str(port),
         "LIVEKIT_URL": f"ws://127.0.0.1:{port}",
         "LIVEKIT_API_KEY": stack.API_KEY,
         "LIVEKIT_API_SECRET": stack.API_SECRET,
-        "WEB_PORT": str(web),
+        "WEB_PORT": str(stack.free_port()),
         "GATEWAY_PORT": str(stack.free_port()),
-        "AGENT_HTTP_PORT": str(health),
-        "AGENT_NAME": agent_name,
-        "MAX_CALLS": "4",
+        "AGENT_HTTP_PORT": str(stack.free_port()),
+        "AGENT_NAME": f"up-{uuid.uuid4().hex[:6]}",
+        **more,
     }
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is installed by scripts/setup.sh")
+def test_up_logs_readably_answers_and_stops_on_ctrl_c():
+    env = up_env(MAX_CALLS="4")
+    agent_name = env["AGENT_NAME"]
     command = " ".join(f"{k}={v}" for k, v in env.items()) + " bash scripts/up.sh"
     session = f"up-{agent_name}"
     tmux("new-session", "-d", "-s", session, "-x", "220", "-y", "60", "-c", str(ROOT), command)
@@ -119,23 +125,14 @@ def test_up_stops_everything_when_terminated_twice():
     # `timeout 300 ./scripts/up.sh`, then `pkill -f scripts/up.sh`: the script gets a TERM from
     # pkill and another from `timeout` passing it on, the second while it stops the stack. (A
     # race: when up.sh reset its traps to the default, this caught it in 1 of 2 runs.)
-    port = stack.free_port_block()
-    agent_name = f"up-{uuid.uuid4().hex[:6]}"
-    env = {
-        **os.environ,
-        "LIVEKIT_PORT": str(port),
-        "LIVEKIT_URL": f"ws://127.0.0.1:{port}",
-        "WEB_PORT": str(stack.free_port()),
-        "GATEWAY_PORT": str(stack.free_port()),
-        "AGENT_HTTP_PORT": str(stack.free_port()),
-        "AGENT_NAME": agent_name,
-    }
+    env = up_env()
+    agent_name = env["AGENT_NAME"]
     stack.ARTIFACTS.mkdir(exist_ok=True)
     log = stack.ARTIFACTS / f"up-terminated-{agent_name}.log"
     script = subprocess.Popen(
         ["timeout", "300", "bash", "scripts/up.sh"],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, **env},
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
