@@ -85,7 +85,11 @@ class HibariStream(tts.ChunkedStream):
                 return engine.phonemize(self.input_text)
 
         for i, phonemes in enumerate(await asyncio.to_thread(phonemize)):
-            wav = await asyncio.to_thread(engine.from_ids, engine.ids(phonemes), self._tts._speed)
+            # a fixed seed for the vocoder's noise: the same text always gives the same audio
+            # (random noise moved where the lead-in trim starts, by a sample or two)
+            wav = await asyncio.to_thread(
+                engine.from_ids, engine.ids(phonemes), self._tts._speed, np.random.default_rng(0)
+            )
             if i == 0:
                 wav = trim_lead_in(wav)
             pcm = (np.clip(wav, -1.0, 1.0) * 32767).astype(np.int16)
