@@ -12,7 +12,7 @@ from livekit.agents import (
     inference,
 )
 
-from . import config, push_to_talk, recovery, switching
+from . import capacity, config, push_to_talk, recovery, switching
 from .plugins.onset_vad import OnsetVAD
 
 INSTRUCTIONS = (
@@ -61,33 +61,26 @@ async def entrypoint(ctx: JobContext) -> None:
     await session.generate_reply(instructions="Greet the user in one short sentence.")
 
 
-def share_of_calls(max_calls: int):
-    """A worker's load as LiveKit weighs it: n calls running of `max_calls` is n / max_calls."""
-
-    def load(server: AgentServer) -> float:
-        return len(server.active_jobs) / max_calls
-
-    return load
-
-
 def make_server(settings: config.Settings) -> AgentServer:
     config.import_plugins(settings)  # on the main thread, as LiveKit requires
+    admission = capacity.Admission(settings.max_calls, settings.cpu_pressure_limit)
     server = AgentServer(
         # A process per call: a crash ends only its own call, and the calls' Python runs on
         # every core instead of sharing one interpreter lock. The models load once, in the
         # forkserver every call's process is forked from (agent/preload.py).
         job_executor_type=JobExecutorType(settings.job_executor),
         preload_modules=["agent.preload"],
-        # Capacity is a number of calls, not the machine's CPU: other programs move the CPU,
-        # and workers sharing a machine all see the same CPU, so LiveKit could not tell them
-        # apart (it would send a burst of calls to one). The reported load is this worker's
-        # calls / MAX_CALLS, full at 1.0; livekit-server dispatches only to a worker under its
-        # agents.target_load, which the shipped configs set to 1.0 to match.
-        load_fnc=share_of_calls(settings.max_calls),
+        # The reported load is this worker's calls / MAX_CALLS, full at 1.0; livekit-server
+        # dispatches only to a worker under its agents.target_load, which the shipped configs
+        # set to 1.0 to match. Below it, a new call is turned down while the machine's CPU is
+        # saturated (agent/capacity.py).
+        load_fnc=admission.load,
         load_threshold=1.0,
         setup_fnc=prewarm,
         port=settings.agent_http_port,
     )
-    server.rtc_session(agent_name=settings.agent_name)(entrypoint)
+    server.rtc_session(agent_name=settings.agent_name, on_request=admission.on_request(server))(
+        entrypoint
+    )
     server.on("worker_started", lambda: recovery.watch(server, settings))
     return server

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from agent import capacity
 from tools import stack
 from tools.caller import AgentsBusyError, Caller, synthesize
 from tools.wer import wer
@@ -167,8 +168,10 @@ async def level(
         await asyncio.sleep(max(0.0, start_at - time.time()))
         cpu0, t0 = meter.cpu(), time.time()
         calls_task = asyncio.gather(*futures)
+        pressures = []
         while not calls_task.done():
             meter.sample_memory()
+            pressures.append(capacity.cpu_pressure())
             await asyncio.sleep(1.0)
         calls = [Call(**c) for c in await calls_task]
     wall = time.time() - t0
@@ -202,6 +205,8 @@ async def level(
         "pss_mb_per_extra_call": round((meter.peak_pss - idle_pss) / len(served), 1)
         if served
         else None,
+        # what the worker's CPU_PRESSURE_LIMIT is compared with (agent/capacity.py), in %
+        "cpu_pressure_pct": percentiles([100 * p for p in pressures if p is not None]),
         "seconds": round(wall, 1),
         "machine_load_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "errors": sorted({c.error for c in failed}),
@@ -317,7 +322,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     env = {"MAX_CALLS": str(args.max_calls)} if args.max_calls else {}
     server = stack.start_server("capacity-livekit-server")
-    worker = stack.start_worker(server, env, name="capacity-worker")
+    worker = stack.start_worker(server, env, name="capacity-worker", cpu_admission=True)
     try:
         rows = asyncio.run(run(server, worker, levels))
     finally:
@@ -332,6 +337,7 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
             "max_calls": settings.max_calls,
+            "cpu_pressure_limit_pct": settings.cpu_pressure_limit,
             "job_executor": settings.job_executor,
             # how far above its process Moonshine's engine thread runs (0: not allowed here)
             "stt_engine_priority_boost": os.getpriority(os.PRIO_PROCESS, 0)

@@ -1,6 +1,6 @@
 """Many calls on one worker, through a real livekit-server with the server config the project
-ships: a crash stays in its call, and beyond MAX_CALLS a caller is told "busy" instead of
-waiting, while the calls in progress go on."""
+ships: a crash stays in its call, and beyond MAX_CALLS (or on a saturated machine) a caller is
+told "busy" instead of waiting, while the calls in progress go on."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 from livekit import rtc
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
+from agent import capacity, config
 from tests.test_browser import KEY, chromium, page_server
 from tools import stack
 from tools.caller import BUSY, AgentsBusyError, Caller, synthesize
@@ -59,6 +60,14 @@ def call_process(worker: stack.Worker, room: str) -> int:
 def json_worker(livekit_server):
     """A worker on its defaults whose log lines say which process runs which room."""
     w = stack.start_worker(livekit_server, {"LOG_FORMAT": "json"}, name="isolation-worker")
+    yield w
+    stack.stop(w.process)
+
+
+@pytest.fixture(scope="module")
+def admitting_worker(livekit_server):
+    """A worker on its defaults, its CPU_PRESSURE_LIMIT included."""
+    w = stack.start_worker(livekit_server, name="admitting-worker", cpu_admission=True)
     yield w
     stack.stop(w.process)
 
@@ -173,3 +182,51 @@ async def test_a_killed_call_process_ends_no_other_call_and_the_call_comes_back(
         # and the recovered agent hears the caller
         await hit.wait_for_greeting()
         assert await answered(hit, SENTENCES[1]) == ""
+
+
+@pytest.mark.skipif(capacity.cpu_pressure() is None, reason="this kernel has no PSI")
+async def test_on_a_saturated_machine_a_new_caller_is_told_busy_and_the_call_goes_on(
+    livekit_server, admitting_worker
+):
+    """Below MAX_CALLS, but every core is wanted (here by busy loops at nice 19, as a build
+    next door): a second call would take the first one's latency, so it is refused at
+    dispatch (its request turned down), and served again once the machine has cores to spare."""
+    server, worker = livekit_server, admitting_worker
+    limit = config.Settings.from_env(worker.env).cpu_pressure_limit / 100
+    # the calls of the tests before have ended, and the machine has a core to spare
+    await until(lambda: capacity.cpu_pressure() < limit, 60, "quiet machine")
+    async with caller(server, worker) as a:
+        await a.wait_for_agent()
+        await a.wait_for_greeting()
+        hogs = [
+            subprocess.Popen(
+                [sys.executable, "-c", "while True: pass"], preexec_fn=lambda: os.nice(19)
+            )
+            for _ in range(2 * os.cpu_count())
+        ]
+        try:
+            await until(lambda: capacity.cpu_pressure() >= max(limit, 0.5), 30, "CPU pressure")
+            started = time.time()
+            with pytest.raises(AgentsBusyError):
+                async with caller(server, worker) as b:
+                    await b.wait_for_agent()
+            assert time.time() - started < 5
+            assert f"call in room {b.room_name} turned down: CPU pressure" in worker.output()
+            assert await answered(a, SENTENCES[0]) == ""  # the call in progress goes on
+        finally:
+            for hog in hogs:
+                hog.kill()
+                hog.wait()
+    await until(lambda: capacity.cpu_pressure() < limit, 60, "the machine to cool down")
+    async with caller(server, worker) as c:
+        await c.wait_for_agent()
+        await c.wait_for_greeting()
+        assert await answered(c, SENTENCES[1]) == ""
+
+
+async def until(check, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while not check():
+        if time.time() > deadline:
+            raise AssertionError(f"no {what} after {timeout} s")
+        await asyncio.sleep(0.5)

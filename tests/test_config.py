@@ -213,6 +213,10 @@ BAD = [
         "TURN_DETECTION (environment): Input should be 'eot', 'vad', 'stt', 'manual' or 'multilingual'",
     ),
     ({"MAX_CALLS": "0"}, "MAX_CALLS (environment): Input should be greater than or equal to 1"),
+    (
+        {"CPU_PRESSURE_LIMIT": "150"},
+        "CPU_PRESSURE_LIMIT (environment): Input should be less than or equal to 100",
+    ),
     ({"AGENT_HTTP_PORT": "70000"}, "AGENT_HTTP_PORT (environment)"),
     ({"JOB_EXECUTOR": "fork"}, "JOB_EXECUTOR (environment)"),
 ]

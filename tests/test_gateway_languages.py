@@ -133,13 +133,18 @@ async def test_a_live_switch_from_english_to_german(gateway_http):
     stream = client.stream(conn_options=NO_RETRY)
     events = asyncio.create_task(transcripts(stream))
     push(stream, np.concatenate([spoken_16k(ENGLISH), silence(1.0)]))
-    for _ in range(200):  # the English final, before switching
-        if any(wer(ENGLISH, f) <= 0.25 for f in (await sessions(http, base))[-1]["finals"]):
+    for _ in range(200):  # the English final, before switching (the session may not be up yet)
+        latest = (await sessions(http, base) or [{}])[-1]
+        if any(wer(ENGLISH, f) <= 0.25 for f in latest.get("finals", [])):
             break
         await asyncio.sleep(0.1)
     client.update_options(language="de")
     await asyncio.sleep(0.5)
     push(stream, np.concatenate([german(), silence(1.0)]))
+    for _ in range(300):  # its German final, as a live call has it before hanging up
+        if len((await sessions(http, base))[-1]["finals"]) > 1:
+            break
+        await asyncio.sleep(0.1)
     stream.end_input()
     finals = await events
     english = [f for f in finals if f.language == "en"]

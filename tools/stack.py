@@ -184,9 +184,14 @@ def start_worker(
     extra_env: dict[str, str] | None = None,
     name: str = "worker",
     agent_name: str = "",
+    cpu_admission: bool = False,
 ) -> Worker:
     """`python -m agent start` against `server`, configured only through its environment.
-    Workers given the same `agent_name` share the calls dispatched to it."""
+    Workers given the same `agent_name` share the calls dispatched to it.
+
+    `cpu_admission`: keep the worker's CPU_PRESSURE_LIMIT (agent/capacity.py). Off otherwise:
+    a test's callers, browsers and servers share the worker's cores, which that limit would
+    rightly count as a saturated machine, and turn the test's next call down."""
     agent_name = agent_name or f"e2e-{uuid.uuid4().hex[:6]}"
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "STT", "LLM", "TTS"))
@@ -197,6 +202,7 @@ def start_worker(
         LIVEKIT_API_SECRET=API_SECRET,
         AGENT_NAME=agent_name,
         AGENT_HTTP_PORT=str(free_port()),
+        **({} if cpu_admission else {"CPU_PRESSURE_LIMIT": "0"}),
         **(extra_env or {}),
     )
     log = ARTIFACTS / f"{name}-{agent_name}.log"

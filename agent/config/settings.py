@@ -105,6 +105,11 @@ class Settings(BaseModel):
     # 5: the most a 2-core machine served at a single call's latency in every calibration run
     # (benchmarks/capacity.py)
     max_calls: int = Field(5, ge=1)
+    # percent of the last 10 s some thread waited for a core, beyond which the worker takes no
+    # new call (agent/capacity.py); 0: MAX_CALLS alone. 25: on a 2-core machine where a call
+    # cost 0.4 cores, 2 calls (pressure 31-34 %) kept a single call's latency, 3 (57-64 %) not
+    # (benchmarks.capacity, cpu_pressure_pct)
+    cpu_pressure_limit: float = Field(25, ge=0, le=100)
     agent_http_port: int = Field(8081, ge=0, le=65535)  # the worker's health endpoint; 0 = any
     # the browser page and its token endpoint (agent/web.py)
     web_host: str = "127.0.0.1"

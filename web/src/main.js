@@ -278,7 +278,8 @@ async function start() {
       if (room === r && !joined) {
         console.info('no agent joined: all workers are at capacity, or none is running');
         toldBusy = true;
-        r.disconnect().then(() => showError(BUSY));
+        showError(BUSY); // first: leaving the room takes a while on a loaded machine
+        r.disconnect();
       }
     }, AGENT_WAIT_MS - (Date.now() - clickedAt));
     await r.startAudio(); // inside the click: lets the agent's audio play
