@@ -4,9 +4,9 @@
   worker reports its load to livekit-server as calls / MAX_CALLS, full at 1.0, where the
   shipped server config stops dispatching to it (`agents.target_load: 1.0`).
 - The machine's CPU: while some thread has waited for a core more than CPU_PRESSURE_LIMIT
-  percent of the last 10 s (Linux's pressure stall information), the worker turns new calls
-  down at their request, and livekit-server offers them to another worker, or to none (the
-  caller hears "busy"). The same code costs 3-4x more CPU on a slow or crowded machine than on
+  percent of the last 10 s, or of the last 2 s (Linux's pressure stall information), the
+  worker turns new calls down at their request, and livekit-server offers them to another
+  worker, or to none (the caller hears "busy"). The same code costs 3-4x more CPU on a slow or crowded machine than on
   the one MAX_CALLS was calibrated on (measured: a call 0.12 cores on one day, 0.41-0.48 on
   another), and there the calls in progress would lose their latency long before MAX_CALLS.
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from pathlib import Path
 
 from livekit.agents import AgentServer, JobRequest
@@ -32,15 +33,42 @@ PRESSURE_FILE = Path("/proc/pressure/cpu")
 NEW_CALL_S = 5.0
 
 
-def cpu_pressure() -> float | None:
-    """The share of the last 10 s in which some runnable thread waited for a core, 0-1; None
-    where the kernel has no PSI (not Linux, or CONFIG_PSI off)."""
+def _some() -> dict[str, str] | None:
     try:
         some = PRESSURE_FILE.read_text().splitlines()[0]  # "some avg10=11.30 avg60=… total=…"
     except (OSError, IndexError):
         return None
-    fields = dict(part.split("=", 1) for part in some.split()[1:])
-    return float(fields["avg10"]) / 100
+    return dict(part.split("=", 1) for part in some.split()[1:])
+
+
+def cpu_pressure() -> float | None:
+    """The share of the last 10 s in which some runnable thread waited for a core, 0-1; None
+    where the kernel has no PSI (not Linux, or CONFIG_PSI off)."""
+    some = _some()
+    return None if some is None else float(some["avg10"]) / 100
+
+
+class RecentPressure:
+    """The same share over the last WINDOW_S, from the kernel's stall counter: the 10 s
+    average lags, and callers arriving 0.5 s apart were all let in before it rose (4 calls at
+    5.4x a single call's latency). Sampled by every load report (each 0.5 s)."""
+
+    WINDOW_S = 2.0
+
+    def __init__(self) -> None:
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def __call__(self) -> float | None:
+        some = _some()
+        if some is None:
+            return None
+        now, total = time.monotonic(), int(some["total"])  # microseconds of stall
+        while len(self._samples) > 1 and now - self._samples[1][0] >= self.WINDOW_S:
+            self._samples.popleft()  # keep one sample at least WINDOW_S old
+        self._samples.append((now, total))
+        then, before = self._samples[0]
+        recent = (total - before) / 1e6 / (now - then) if now - then >= 0.5 else 0.0
+        return max(float(some["avg10"]) / 100, min(recent, 1.0))
 
 
 def saturated(calls: int, pressure: float | None, limit: float) -> bool:
@@ -55,13 +83,15 @@ class Admission:
     def __init__(self, max_calls: int, pressure_limit_percent: float) -> None:
         self.max_calls = max_calls
         self.limit = pressure_limit_percent / 100
+        self.pressure = RecentPressure()
 
     def load(self, server: AgentServer) -> float:
+        self.pressure()  # a sample for the next request's window
         return min(len(server.active_jobs) / self.max_calls, 1.0)
 
     def takes(self, calls: int, room_age: float) -> bool:
         """Whether to take a call into a room `room_age` seconds old, with `calls` running."""
-        return room_age >= NEW_CALL_S or not saturated(calls, cpu_pressure(), self.limit)
+        return room_age >= NEW_CALL_S or not saturated(calls, self.pressure(), self.limit)
 
     def on_request(self, server: AgentServer):
         async def request(req: JobRequest) -> None:
@@ -73,7 +103,7 @@ class Admission:
                 "call in room %s turned down: CPU pressure %.0f %% >= CPU_PRESSURE_LIMIT "
                 "%g %% with %d calls running (MAX_CALLS %d)",
                 req.room.name,
-                100 * (cpu_pressure() or 0),
+                100 * (self.pressure() or 0),
                 100 * self.limit,
                 calls,
                 self.max_calls,

@@ -1,7 +1,8 @@
 """How many calls one worker carries: levels of 1, 2, 4, 6, 8, 12, 16 concurrent callers join a
 real livekit-server and the worker on its defaults (`python -m agent start`), with staggered
 starts, and speak recorded speech (the bundled voice, synthesized before the level starts) at
-real-time pace, turn after turn. Each caller runs in a process of its own (one process for
+real-time pace, turn after turn. A level starts once its callers' processes are up and the
+machine's CPU pressure has settled (under 10 %). Each caller runs in a process of its own (one process for
 all of them stalls its event loop and skews the timings), the worker in its own.
 
 Per level: p50/p95 from the end of the user's speech to the final transcript and to the
@@ -45,6 +46,7 @@ from .latency import UTTERANCES, percentiles
 STAGGER_S = 0.5  # between two callers' joins
 MIN_TURNS = 12  # per level, so that even one caller gives a p95 over 12 turns
 TURNS_PER_CALLER = 4
+QUIET_PRESSURE = 0.1  # a level starts once the CPU pressure is under this (the worker idle)
 
 
 @dataclass
@@ -134,6 +136,16 @@ def far_end() -> None:
     os.nice(10)
 
 
+async def quiet_machine(timeout: float = 60) -> float | None:
+    """Wait until the CPU pressure is under QUIET_PRESSURE (at most `timeout`); it, in %."""
+    deadline = time.time() + timeout
+    while (p := capacity.cpu_pressure()) is not None and p >= QUIET_PRESSURE:
+        if time.time() > deadline:
+            break
+        await asyncio.sleep(1.0)
+    return None if p is None else round(100 * p, 1)
+
+
 def crashes(log: Path) -> int:
     return len(re.findall(r"process exited with non-zero exit code", log.read_text()))
 
@@ -151,7 +163,13 @@ async def level(
     spawn = multiprocessing.get_context("spawn")
     load_before = os.getloadavg()[0]
     with ProcessPoolExecutor(max_workers=n, mp_context=spawn, initializer=far_end) as pool:
-        start_at = time.time() + 3 + n * 0.5  # every caller process is up by then
+        # every caller process up (busy tasks: one process each) with its modules imported,
+        # and the CPU pressure of that and of the level before gone: the worker would take
+        # the callers' start-up for its calls' load and turn them down
+        up = [asyncio.wrap_future(pool.submit(time.sleep, 1.0)) for _ in range(n)]
+        await asyncio.gather(*up)
+        pressure_at_start = await quiet_machine()
+        start_at = time.time() + 1
         futures = [
             asyncio.wrap_future(
                 pool.submit(
@@ -207,6 +225,7 @@ async def level(
         else None,
         # what the worker's CPU_PRESSURE_LIMIT is compared with (agent/capacity.py), in %
         "cpu_pressure_pct": percentiles([100 * p for p in pressures if p is not None]),
+        "cpu_pressure_at_start_pct": pressure_at_start,
         "seconds": round(wall, 1),
         "machine_load_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "errors": sorted({c.error for c in failed}),
