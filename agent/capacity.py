@@ -19,6 +19,7 @@ and an admitted call is not dropped to keep the others fast.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -57,16 +58,18 @@ class RecentPressure:
 
     def __init__(self) -> None:
         self._samples: deque[tuple[float, int]] = deque()
+        self._lock = threading.Lock()  # LiveKit runs load_fnc on a thread, requests on the loop
 
     def __call__(self) -> float | None:
         some = _some()
         if some is None:
             return None
         now, total = time.monotonic(), int(some["total"])  # microseconds of stall
-        while len(self._samples) > 1 and now - self._samples[1][0] >= self.WINDOW_S:
-            self._samples.popleft()  # keep one sample at least WINDOW_S old
-        self._samples.append((now, total))
-        then, before = self._samples[0]
+        with self._lock:
+            while len(self._samples) > 1 and now - self._samples[1][0] >= self.WINDOW_S:
+                self._samples.popleft()  # keep one sample at least WINDOW_S old
+            self._samples.append((now, total))
+            then, before = self._samples[0]
         recent = (total - before) / 1e6 / (now - then) if now - then >= 0.5 else 0.0
         return max(float(some["avg10"]) / 100, min(recent, 1.0))
 
