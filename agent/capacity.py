@@ -92,21 +92,21 @@ class Admission:
         self.pressure()  # a sample for the next request's window
         return min(len(server.active_jobs) / self.max_calls, 1.0)
 
-    def takes(self, calls: int, room_age: float) -> bool:
+    def takes(self, calls: int, room_age: float, pressure: float | None) -> bool:
         """Whether to take a call into a room `room_age` seconds old, with `calls` running."""
-        return room_age >= NEW_CALL_S or not saturated(calls, self.pressure(), self.limit)
+        return room_age >= NEW_CALL_S or not saturated(calls, pressure, self.limit)
 
     def on_request(self, server: AgentServer):
         async def request(req: JobRequest) -> None:
-            calls = len(server.active_jobs)
-            if self.takes(calls, time.time() - req.room.creation_time):
+            calls, pressure = len(server.active_jobs), self.pressure()
+            if self.takes(calls, time.time() - req.room.creation_time, pressure):
                 await req.accept()
                 return
             logger.warning(
                 "call in room %s turned down: CPU pressure %.0f %% >= CPU_PRESSURE_LIMIT "
                 "%g %% with %d calls running (MAX_CALLS %d)",
                 req.room.name,
-                100 * (self.pressure() or 0),
+                100 * (pressure or 0),
                 100 * self.limit,
                 calls,
                 self.max_calls,
