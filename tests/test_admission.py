@@ -1,5 +1,6 @@
 """Which calls a worker takes: up to MAX_CALLS, and a new one only while the machine has a
-core to spare (the kernel's CPU pressure figure, read here under real load)."""
+core to spare (the kernel's CPU pressure figure, read here under real load); and how the calls
+it has spend less as that pressure rises (Moonshine's interims)."""
 
 import os
 import subprocess
@@ -76,3 +77,20 @@ def test_under_real_cpu_pressure_a_new_call_is_turned_down_and_a_call_in_progres
     assert admission.takes(calls=1, room_age=1.0, pressure=admission.pressure()), (
         capacity.cpu_pressure()
     )
+
+
+@pytest.mark.parametrize(
+    "avg10,interval",
+    [("3.00", 1.0), ("18.50", 2.0), ("45.00", float("inf"))],
+)
+def test_moonshine_interims_thin_out_and_stop_as_the_cpu_pressure_rises(
+    tmp_path, monkeypatch, avg10, interval
+):
+    from agent.plugins import moonshine
+
+    psi = tmp_path / "cpu"
+    psi.write_text(f"some avg10={avg10} avg60=1.00 avg300=1.00 total=123\n")
+    monkeypatch.setattr(capacity, "PRESSURE_FILE", psi)
+    monkeypatch.setitem(moonshine._cpu, "at", 0.0)  # read the pressure now
+    monkeypatch.setitem(moonshine._cpu, "factor", 1.0)  # and leave no factor to other tests
+    assert moonshine.interim_interval(1.0) == interval

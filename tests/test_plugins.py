@@ -10,6 +10,7 @@ from livekit import rtc
 from livekit.agents import inference, llm, stt
 from livekit.agents.vad import VADEventType
 
+from agent.config.components import INPUT_FRAME_MS
 from agent.plugins import moonshine
 from agent.plugins.echo import GREETING, EchoLLM
 from agent.plugins.hibari import HibariTTS
@@ -188,14 +189,14 @@ async def test_a_line_resumed_after_a_pause_is_not_heard_as_you(monkeypatch):
 
 async def vad_events(vad_, pcm16k: np.ndarray) -> list:
     """(type, audio seconds at the event, audio seconds the speech ended) for each edge, the
-    audio pushed in 20 ms frames at 4x real time (the model keeps pace, as in a call)."""
+    audio pushed in the session's frames at 4x real time (the model keeps pace, as in a call)."""
     stream = vad_.stream()
-    step = 320
+    step = 16 * INPUT_FRAME_MS
 
     async def push() -> None:
         for i in range(0, len(pcm16k) - step + 1, step):
             stream.push_frame(rtc.AudioFrame(pcm16k[i : i + step].tobytes(), 16000, 1, step))
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(INPUT_FRAME_MS / 4000)
         stream.end_input()
 
     pushing = asyncio.create_task(push())

@@ -152,9 +152,9 @@ def test_the_caller_cannot_change_turn_taking():
     assert "'turn_detection' cannot be set here" in str(error.value)
 
 
-def test_room_options_read_the_callers_audio_in_20ms_frames():
+def test_room_options_read_the_callers_audio_in_40ms_frames():
     options = config.room_options(settings({}))
-    assert options.audio_input.frame_size_ms == 20
+    assert options.audio_input.frame_size_ms == 40
     assert options.audio_input.noise_cancellation is None
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import os
 import re
 import threading
@@ -26,7 +27,6 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 import numpy as np
-import psutil
 from livekit import rtc
 from livekit.agents import (
     DEFAULT_API_CONNECT_OPTIONS,
@@ -39,6 +39,7 @@ from livekit.agents.utils import AudioBuffer, is_given
 from moonshine_voice.transcriber import LineCompleted, LineTextChanged
 
 from ..audio import SPEECH_RMS, float_mono
+from ..capacity import cpu_pressure
 from . import Segment, require_english
 
 SAMPLE_RATE = 16000
@@ -119,9 +120,11 @@ def load_transcriber(model: str = "tiny-en"):
 # Tiny-en cannot stream: each interim transcript re-decodes the whole line so far, which is
 # most of a call's CPU. Interims only show the caller what is being heard (interruptions
 # follow the VAD, the final comes from the flush at the end of the turn), so they come every
-# second of speech, and less often as the machine's CPU fills up (CPU_STEPS: percent -> factor).
+# second of speech, less often as threads start to wait for a core, and not at all once the
+# machine is saturated (CPU_STEPS: CPU pressure in percent -> factor; see agent/capacity.py).
+# Measured on a slow 2-core machine: a call's interims cost 0.043 of its 0.35 cores.
 UPDATE_INTERVAL = 1.0
-CPU_STEPS = ((95.0, 4.0), (80.0, 2.0))
+CPU_STEPS = ((30.0, math.inf), (15.0, 2.0))
 # After this much quiet audio the line has most likely ended: finish it and send its final
 # transcript now, rather than at the session's flush. LiveKit flushes only after the VAD has
 # called the end of speech (~0.3 s of silence) and the end-of-turn model has predicted, so
@@ -142,10 +145,11 @@ _cpu = {"at": 0.0, "factor": 1.0}
 
 
 def interim_interval(base: float) -> float:
-    """`base`, stretched while the machine is busy (its CPU sampled at most once a second)."""
+    """`base`, stretched while the machine is busy (its CPU pressure read at most once a
+    second)."""
     now = time.monotonic()
     if now - _cpu["at"] >= 1.0:
-        percent = psutil.cpu_percent(interval=None)
+        percent = 100 * (cpu_pressure() or 0.0)
         factor = next((f for limit, f in CPU_STEPS if percent >= limit), 1.0)
         _cpu.update(at=now, factor=factor)
     return base * _cpu["factor"]

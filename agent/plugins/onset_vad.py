@@ -27,8 +27,9 @@ from livekit.agents import utils, vad
 
 from ..audio import SPEECH_RMS
 
-NOISE_FRAMES = 250  # the noise floor: the quietest tenth of the last ~5 s of 20 ms frames
-FLOOR_EVERY = 25  # re-estimated every 0.5 s, not per frame (a percentile is costly)
+SLICE_S = 0.02  # the energy is read per 20 ms, the precision of both edges
+NOISE_FRAMES = 250  # the noise floor: the quietest tenth of the last ~5 s of slices
+FLOOR_EVERY = 25  # re-estimated every 0.5 s, not per slice (a percentile is costly)
 ABOVE_NOISE = 4.0  # loud = 12 dB above that floor (and above SPEECH_RMS)
 # the energy's end of speech is trusted only this close to the model's (speech quieter than
 # SPEECH_RMS, or noise near the threshold, would date it anywhere)
@@ -90,9 +91,7 @@ class OnsetVADStream(vad.VADStream):
             self._model.push_frame(item)
         self._model.end_input()
 
-    def _loud(self, frame: rtc.AudioFrame) -> bool:
-        pcm = np.frombuffer(frame.data, np.int16).astype(np.float32) / 32768.0
-        rms = float(np.sqrt(np.mean(pcm**2))) if len(pcm) else 0.0
+    def _loud(self, rms: float) -> bool:
         self._rms.append(rms)
         self._frames += 1
         if self._frames % FLOOR_EVERY == 1:
@@ -100,8 +99,17 @@ class OnsetVADStream(vad.VADStream):
         return rms >= max(SPEECH_RMS, ABOVE_NOISE * self._floor)
 
     def _on_frame(self, frame: rtc.AudioFrame) -> None:
-        loud = self._loud(frame)
-        self._now += frame.samples_per_channel / frame.sample_rate
+        """Each SLICE_S of the frame in turn: the call's audio comes in longer frames (40 ms)
+        than the edges are dated to."""
+        pcm = np.frombuffer(frame.data, np.int16).astype(np.float32) / 32768.0
+        step = max(1, int(SLICE_S * frame.sample_rate)) * frame.num_channels
+        for start in range(0, len(pcm), step):
+            piece = pcm[start : start + step]
+            self._on_slice(float(np.sqrt(np.mean(piece**2))), frame, len(piece))
+
+    def _on_slice(self, rms: float, frame: rtc.AudioFrame, samples: int) -> None:
+        loud = self._loud(rms)
+        self._now += samples / frame.num_channels / frame.sample_rate
         if loud:
             self._last_loud = self._now
         if self._onset_at is not None and self._now - self._onset_at >= self._confirm_s:
@@ -115,7 +123,7 @@ class OnsetVADStream(vad.VADStream):
         ):
             self._onset_at = self._now
             self._speaking = True
-            duration = frame.samples_per_channel / frame.sample_rate
+            duration = samples / frame.num_channels / frame.sample_rate
             self._send(
                 vad.VADEvent(
                     type=vad.VADEventType.START_OF_SPEECH,
