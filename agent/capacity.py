@@ -3,12 +3,12 @@
 - MAX_CALLS calls, calibrated by `benchmarks.capacity` on the machine the worker runs on. The
   worker reports its load to livekit-server as calls / MAX_CALLS, full at 1.0, where the
   shipped server config stops dispatching to it (`agents.target_load: 1.0`).
-- The machine's CPU: while some thread has waited for a core more than CPU_PRESSURE_LIMIT
-  percent of the last 10 s, or of the last 2 s (Linux's pressure stall information), the
-  worker turns new calls down at their request, and livekit-server offers them to another
-  worker, or to none (the caller hears "busy"). The same code costs 3-4x more CPU on a slow or crowded machine than on
-  the one MAX_CALLS was calibrated on (measured: a call 0.12 cores on one day, 0.41-0.48 on
-  another), and there the calls in progress would lose their latency long before MAX_CALLS.
+- The worker's CPU: while its threads have waited for a core more than CPU_PRESSURE_LIMIT
+  percent of the last 2 s (CpuWait), the worker turns new calls down at their request, and
+  livekit-server offers them to another worker, or to none (the caller hears "busy"). The same
+  code costs 3-4x more CPU on a slow or crowded machine than on the one MAX_CALLS was
+  calibrated on (measured: a call 0.12 cores on one day, 0.41-0.48 on another), and there the
+  calls in progress would lose their latency long before MAX_CALLS.
 
 Whatever the pressure, a worker with no call takes one (a busy build next door must not turn
 away every caller), and a call in progress is always taken back: a dispatch into a room older
@@ -18,12 +18,15 @@ and an admitted call is not dropped to keep the others fast.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import threading
 import time
 from collections import deque
 from pathlib import Path
 
+import psutil
 from livekit.agents import AgentServer, JobRequest
 
 logger = logging.getLogger("agent.capacity")
@@ -32,46 +35,97 @@ PRESSURE_FILE = Path("/proc/pressure/cpu")
 # a new call's room is created at most seconds before its dispatch (the page, the caller, the
 # React starter's room config); a recovered call's caller has been talking in it for longer
 NEW_CALL_S = 5.0
-
-
-def _some() -> dict[str, str] | None:
-    try:
-        some = PRESSURE_FILE.read_text().splitlines()[0]  # "some avg10=11.30 avg60=… total=…"
-    except (OSError, IndexError):
-        return None
-    return dict(part.split("=", 1) for part in some.split()[1:])
+# a call's load shows in the worker's wait this long after it is taken (its start-up, then half
+# of CpuWait's window)
+SETTLE_S = 3.0
 
 
 def cpu_pressure() -> float | None:
-    """The share of the last 10 s in which some runnable thread waited for a core, 0-1; None
-    where the kernel has no PSI (not Linux, or CONFIG_PSI off)."""
-    some = _some()
-    return None if some is None else float(some["avg10"]) / 100
+    """The machine's CPU pressure: the share of the last 10 s in which some runnable thread
+    waited for a core, 0-1; None where the kernel has no PSI (not Linux, or CONFIG_PSI off)."""
+    try:
+        some = PRESSURE_FILE.read_text().split()  # "some avg10=11.30 avg60=… total=…"
+    except OSError:
+        return None
+    return float(some[1].removeprefix("avg10=")) / 100
 
 
-class RecentPressure:
-    """The same share over the last WINDOW_S, from the kernel's stall counter: the 10 s
-    average lags, and callers arriving 0.5 s apart were all let in before it rose (4 calls at
-    5.4x a single call's latency). Sampled by every load report (each 0.5 s)."""
+def _run_queue_waits(pids: list[int]) -> dict[int, int]:
+    """Nanoseconds each thread of these processes has waited on a run queue for a core, by
+    thread id (/proc/<pid>/task/<tid>/schedstat: on-CPU time, run-queue wait, timeslices)."""
+    waits = {}
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:  # the process has ended
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    waits[int(tid)] = int(f.read().split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    return waits
+
+
+def _weighted_median(values: list[tuple[float, float]]) -> float:
+    """The median of (value, weight) pairs: the value at half their total weight."""
+    values.sort()
+    half, seen = sum(w for _, w in values) / 2, 0.0
+    for value, weight in values:
+        seen += weight
+        if seen >= half:
+            return value
+    return 0.0
+
+
+class CpuWait:
+    """The worker's own CPU pressure: how long its threads (its calls' processes included)
+    waited for a core, in thread-seconds per second (0.25: a quarter of a thread always
+    waiting). The median over the last WINDOW_S of the rates between samples (every load report,
+    each 0.5 s, and every call request): a call's start-up is a spike of a few tenths of a
+    second (measured: the waits of 1-2 idle calls, 10-20 %, rose to 30-54 % for 0.3 s as the
+    next one joined) that a mean over the window kept for 2 s, turning away the callers behind
+    it; a load that stays shows in half the window.
+
+    Its own waits, not the machine's (/proc/pressure/cpu): there a build at nice 19, or the
+    test callers next door, wait too, but they slow no call down, and a worker reading them
+    turned callers away with its calls at a single call's latency (measured: 1 call at 25-36 %
+    machine pressure refused a second). Linux only (None elsewhere)."""
 
     WINDOW_S = 2.0
 
-    def __init__(self) -> None:
+    def __init__(self, pid: int | None = None) -> None:
+        self._root = psutil.Process(pid)
+        self._last: dict[int, int] | None = None  # run-queue wait by thread, at the last sample
+        self._total = 0  # ns waited by the worker's threads since the first sample
         self._samples: deque[tuple[float, int]] = deque()
         self._lock = threading.Lock()  # LiveKit runs load_fnc on a thread, requests on the loop
 
     def __call__(self) -> float | None:
-        some = _some()
-        if some is None:
+        try:
+            pids = [self._root.pid] + [p.pid for p in self._root.children(recursive=True)]
+        except psutil.Error:
             return None
-        now, total = time.monotonic(), int(some["total"])  # microseconds of stall
+        waits = _run_queue_waits(pids)
+        if not waits:
+            return None
+        now = time.monotonic()
         with self._lock:
+            if self._last is not None:
+                # a thread new since the last sample waited all its wait since then
+                self._total += sum(max(w - self._last.get(t, 0), 0) for t, w in waits.items())
+            self._last = waits
+            self._samples.append((now, self._total))
             while len(self._samples) > 1 and now - self._samples[1][0] >= self.WINDOW_S:
                 self._samples.popleft()  # keep one sample at least WINDOW_S old
-            self._samples.append((now, total))
-            then, before = self._samples[0]
-        recent = (total - before) / 1e6 / (now - then) if now - then >= 0.5 else 0.0
-        return max(float(some["avg10"]) / 100, min(recent, 1.0))
+            samples = list(self._samples)
+        rates = [
+            ((b - a) / 1e9 / (u - t), u - t)
+            for (t, a), (u, b) in itertools.pairwise(samples)
+            if u > t
+        ]
+        return _weighted_median(rates) if now - samples[0][0] >= 0.5 else 0.0
 
 
 def saturated(calls: int, pressure: float | None, limit: float) -> bool:
@@ -86,11 +140,29 @@ class Admission:
     def __init__(self, max_calls: int, pressure_limit_percent: float) -> None:
         self.max_calls = max_calls
         self.limit = pressure_limit_percent / 100
-        self.pressure = RecentPressure()
+        self.pressure = CpuWait()
+        # What a call adds to the wait, learnt while no call is starting; until then, MAX_CALLS
+        # calls are taken to fill the limit.
+        self.per_call = self.limit / max_calls
+        self._taken: deque[float] = deque()  # when the calls still starting were taken
+
+    def starting(self) -> int:
+        """Calls taken in the last SETTLE_S: the wait does not show their load yet (callers
+        0.5 s apart were all let in before it rose: 5 calls at 1.95x a single call's p95)."""
+        now = time.monotonic()
+        while self._taken and now - self._taken[0] > SETTLE_S:
+            self._taken.popleft()
+        return len(self._taken)
+
+    def projected(self, wait: float | None) -> float | None:
+        """The wait once the calls starting show their load."""
+        return None if wait is None else wait + self.starting() * self.per_call
 
     def load(self, server: AgentServer) -> float:
-        self.pressure()  # a sample for the next request's window
-        return min(len(server.active_jobs) / self.max_calls, 1.0)
+        calls, wait = len(server.active_jobs), self.pressure()  # a sample for the next request
+        if calls and wait is not None and not self.starting():
+            self.per_call += 0.2 * (wait / calls - self.per_call)
+        return min(calls / self.max_calls, 1.0)
 
     def takes(self, calls: int, room_age: float, pressure: float | None) -> bool:
         """Whether to take a call into a room `room_age` seconds old, with `calls` running."""
@@ -98,17 +170,19 @@ class Admission:
 
     def on_request(self, server: AgentServer):
         async def request(req: JobRequest) -> None:
-            calls, pressure = len(server.active_jobs), self.pressure()
+            calls, pressure = len(server.active_jobs), self.projected(self.pressure())
             if self.takes(calls, time.time() - req.room.creation_time, pressure):
+                self._taken.append(time.monotonic())
                 await req.accept()
                 return
             logger.warning(
                 "call in room %s turned down: CPU pressure %.0f %% >= CPU_PRESSURE_LIMIT "
-                "%g %% with %d calls running (MAX_CALLS %d)",
+                "%g %% with %d calls running, %d of them starting (MAX_CALLS %d)",
                 req.room.name,
                 100 * (pressure or 0),
                 100 * self.limit,
                 calls,
+                self.starting(),
                 self.max_calls,
             )
             await req.reject(terminate=False)  # another worker may have cores to spare

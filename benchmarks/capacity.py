@@ -64,6 +64,7 @@ class WorkerMeter:
     def __init__(self, pid: int) -> None:
         self.root = psutil.Process(pid)
         self.peak_rss = self.peak_pss = 0.0
+        self.cpu_wait = capacity.CpuWait(pid)
 
     def processes(self) -> list[psutil.Process]:
         return [self.root, *self.root.children(recursive=True)]
@@ -186,11 +187,13 @@ async def level(
         await asyncio.sleep(max(0.0, start_at - time.time()))
         cpu0, t0 = meter.cpu(), time.time()
         calls_task = asyncio.gather(*futures)
-        pressures = []
+        pressures, waits = [], []
         while not calls_task.done():
             meter.sample_memory()
             pressures.append(capacity.cpu_pressure())
-            await asyncio.sleep(1.0)
+            for _ in range(2):  # as often as the worker's load reports sample it
+                waits.append(meter.cpu_wait())
+                await asyncio.sleep(0.5)
         calls = [Call(**c) for c in await calls_task]
     wall = time.time() - t0
     cores = (meter.cpu() - cpu0) / wall
@@ -224,6 +227,8 @@ async def level(
         if served
         else None,
         # what the worker's CPU_PRESSURE_LIMIT is compared with (agent/capacity.py), in %
+        "worker_cpu_wait_pct": percentiles([100 * w for w in waits[4:] if w is not None]),
+        # the machine's (its callers' waits included)
         "cpu_pressure_pct": percentiles([100 * p for p in pressures if p is not None]),
         "cpu_pressure_at_start_pct": pressure_at_start,
         "seconds": round(wall, 1),

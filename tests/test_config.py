@@ -214,8 +214,8 @@ BAD = [
     ),
     ({"MAX_CALLS": "0"}, "MAX_CALLS (environment): Input should be greater than or equal to 1"),
     (
-        {"CPU_PRESSURE_LIMIT": "150"},
-        "CPU_PRESSURE_LIMIT (environment): Input should be less than or equal to 100",
+        {"CPU_PRESSURE_LIMIT": "-5"},
+        "CPU_PRESSURE_LIMIT (environment): Input should be greater than or equal to 0",
     ),
     ({"AGENT_HTTP_PORT": "70000"}, "AGENT_HTTP_PORT (environment)"),
     ({"JOB_EXECUTOR": "fork"}, "JOB_EXECUTOR (environment)"),

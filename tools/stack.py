@@ -190,8 +190,8 @@ def start_worker(
     Workers given the same `agent_name` share the calls dispatched to it.
 
     `cpu_admission`: keep the worker's CPU_PRESSURE_LIMIT (agent/capacity.py). Off otherwise:
-    a test's callers, browsers and servers share the worker's cores, which that limit would
-    rightly count as a saturated machine, and turn the test's next call down."""
+    a test's callers, browsers and servers share the worker's cores and make its threads wait,
+    which that limit would rightly count as saturation, and turn the test's next call down."""
     agent_name = agent_name or f"e2e-{uuid.uuid4().hex[:6]}"
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "STT", "LLM", "TTS"))

@@ -1,6 +1,6 @@
 """Word and character error rates between a reference and a transcript, ignoring case,
-punctuation and how small numbers are written ("7" and "seven" are the same word, as in
-Whisper's normalizer)."""
+punctuation, how small numbers are written ("7" and "seven" are the same word, as in
+Whisper's normalizer) and old spellings of the same word (Moonshine writes "to-night")."""
 
 from __future__ import annotations
 
@@ -33,8 +33,14 @@ _NUMBERS = [
 ]
 
 
+# a word's old hyphenated spelling -> today's
+_SPELLINGS = {"to-day": "today", "to-night": "tonight", "to-morrow": "tomorrow"}
+_OLD_SPELLING = re.compile(r"\b(" + "|".join(map(re.escape, _SPELLINGS)) + r")\b")
+
+
 def normalize(text: str) -> str:
-    words = re.sub(r"[^\w\s']", " ", text.lower()).split()
+    text = _OLD_SPELLING.sub(lambda m: _SPELLINGS[m.group(1)], text.lower())
+    words = re.sub(r"[^\w\s']", " ", text).split()
     return " ".join(_NUMBERS[int(w)] if w.isdigit() and int(w) <= 20 else w for w in words)
 
 
