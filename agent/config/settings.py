@@ -107,9 +107,9 @@ class Settings(BaseModel):
     max_calls: int = Field(5, ge=1)
     # percent of the last 2 s this worker's threads waited for a core (summed over threads),
     # beyond which it takes no new call (agent/capacity.py); 0: MAX_CALLS alone. 50: on a
-    # 2-core machine where a call cost 0.24 cores, 4 calls kept a single call's latency in 2
-    # of 3 runs, 5 in none; their threads waited 33 % (2 calls), 46 % (3), 76 % (4), 127 % (5)
-    # (benchmarks.capacity, worker_cpu_wait_pct p50)
+    # 2-core machine where a call cost 0.24 cores, 3 calls kept a single call's latency in 4
+    # runs of 4, 4 calls in 2, 5 in none; their threads waited 29-33 % (2 calls), 46-53 % (3),
+    # 76-134 % (4) (benchmarks.capacity, worker_cpu_wait_pct p50)
     cpu_pressure_limit: float = Field(50, ge=0)
     agent_http_port: int = Field(8081, ge=0, le=65535)  # the worker's health endpoint; 0 = any
     # the browser page and its token endpoint (agent/web.py)
