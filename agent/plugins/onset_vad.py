@@ -28,7 +28,7 @@ from livekit.agents import utils, vad
 from ..audio import SPEECH_RMS
 
 SLICE_S = 0.02  # the energy is read per 20 ms, the precision of both edges
-NOISE_FRAMES = 250  # the noise floor: the quietest tenth of the last ~5 s of slices
+NOISE_SLICES = 250  # the noise floor: the quietest tenth of the last ~5 s of slices
 FLOOR_EVERY = 25  # re-estimated every 0.5 s, not per slice (a percentile is costly)
 ABOVE_NOISE = 4.0  # loud = 12 dB above that floor (and above SPEECH_RMS)
 # the energy's end of speech is trusted only this close to the model's (speech quieter than
@@ -64,8 +64,8 @@ class OnsetVADStream(vad.VADStream):
         self._listen_s = listen_s
         self._now = 0.0  # seconds of audio received
         self._last_loud = 0.0  # audio time at the end of the last loud frame
-        self._rms: deque[float] = deque(maxlen=NOISE_FRAMES)
-        self._frames = 0
+        self._rms: deque[float] = deque(maxlen=NOISE_SLICES)
+        self._slices = 0
         self._floor = 0.0
         self._speaking = False  # as reported downstream
         self._speech_end = 0.0  # audio time the last reported speech ended (energy)
@@ -93,8 +93,8 @@ class OnsetVADStream(vad.VADStream):
 
     def _loud(self, rms: float) -> bool:
         self._rms.append(rms)
-        self._frames += 1
-        if self._frames % FLOOR_EVERY == 1:
+        self._slices += 1
+        if self._slices % FLOOR_EVERY == 1:
             self._floor = float(np.percentile(self._rms, 10))
         return rms >= max(SPEECH_RMS, ABOVE_NOISE * self._floor)
 
