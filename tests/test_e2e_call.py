@@ -27,6 +27,9 @@ async def test_call_transcribes_the_user_and_speaks_the_reply(worker, livekit_se
             # (a) the user's final transcript reaches the participant on lk.transcription
             assert turn.user_final is not None, f"no final transcript for {said!r}"
             assert wer(said, turn.user_final.text) <= 0.15, turn.user_final.text
+            # stamped by the agent when it sent it (the capacity benchmark's latency): after
+            # the speech ended, before the caller read it (one clock: the same machine)
+            assert turn.speech_end < turn.user_final.sent <= turn.user_final.at
 
             # (b) the agent answers with audio; transcribed back, it is the echo of what it heard
             assert turn.first_agent_audio is not None, "the agent published no speech"

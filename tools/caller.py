@@ -54,6 +54,7 @@ class Transcription:
     final: bool
     track_id: str
     at: float  # wall-clock arrival
+    sent: float = 0.0  # wall clock when the agent opened its stream (the stream's header)
 
 
 @dataclass
@@ -252,6 +253,7 @@ class Caller:
                         final=attrs.get("lk.transcription_final") == "true",
                         track_id=attrs.get("lk.transcribed_track_id", ""),
                         at=time.time(),
+                        sent=reader.info.timestamp / 1000,
                     )
                 )
                 self._new_transcript.notify_all()
