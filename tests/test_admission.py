@@ -30,20 +30,22 @@ def test_a_worker_is_saturated_only_with_a_call_running_and_the_pressure_at_its_
     assert capacity.saturated(calls, pressure, limit) is expected
 
 
-def test_calls_still_starting_count_at_what_a_call_has_cost():
+def test_calls_still_starting_count_at_what_calls_have_cost():
     """A call's load shows in the wait seconds after it is taken: until then the worker counts
-    it at what a call has added to the wait, so callers a moment apart are not all let in."""
+    the calls at what calls have cost (the wait grows with their square), so callers a moment
+    apart are not all let in."""
     admission = capacity.Admission(max_calls=5, pressure_limit_percent=50)
-    assert admission.per_call == pytest.approx(0.1)  # nothing learnt: 5 calls fill the limit
-    assert admission.projected(0.2) == pytest.approx(0.2)
-    for _ in range(3):
-        admission._taken.append(time.monotonic())  # three calls just taken
-    assert admission.projected(0.2) == pytest.approx(0.5)
-    assert not admission.takes(calls=3, room_age=1.0, pressure=admission.projected(0.2))
+    assert admission.per_call_squared == pytest.approx(0.02)  # nothing learnt: 5 fill the limit
+    assert admission.projected(0.3, calls=3) == pytest.approx(0.3)  # none starting: the wait
+    admission.per_call_squared = 0.036  # learnt: 3 settled calls waited ~33 %
+    admission._taken.append(time.monotonic())  # and a fourth was just taken
+    assert admission.projected(0.3, calls=4) == pytest.approx(0.036 * 16)
+    assert not admission.takes(calls=4, room_age=1.0, pressure=admission.projected(0.3, 4))
+    assert admission.projected(0.7, calls=4) == pytest.approx(0.7)  # never below the wait
     admission._taken.clear()
     admission._taken.extend([time.monotonic() - capacity.SETTLE_S - 1] * 2 + [time.monotonic()])
     assert admission.starting() == 1  # calls taken longer ago show in the wait already
-    assert admission.projected(None) is None  # no schedstat: MAX_CALLS alone
+    assert admission.projected(None, calls=3) is None  # no schedstat: MAX_CALLS alone
 
 
 def busy_loops(n: int, nice: int) -> list[subprocess.Popen]:
