@@ -143,10 +143,10 @@ class Admission:
         self.pressure = CpuWait()
         # The wait grows with the square of the calls, as a queue's does as it fills (measured
         # on two machines, 2-8 calls: wait / calls² within 3.4-5.1 % on one, 5.9-8.4 % on the
-        # other). The factor is learnt while two calls or more run and none is starting (a
-        # lone call's wait is mostly the worker's own threads: 6 and 13 %); until then,
-        # MAX_CALLS calls are taken to fill the limit.
+        # other; a lone call's, 6 and 13 %, errs on the safe side). The factor is learnt while
+        # no call is starting; until then, MAX_CALLS calls are taken to fill the limit.
         self.per_call_squared = self.limit / max_calls**2
+        self._settled_wait = 0.0  # the last wait read while no call was starting
         self._taken: deque[float] = deque()  # when the calls still starting were taken
 
     def starting(self) -> int:
@@ -158,17 +158,22 @@ class Admission:
         return len(self._taken)
 
     def projected(self, wait: float | None, calls: int) -> float | None:
-        """The wait once the `calls` running, the starting ones among them, show their load.
-        (Counted linearly, at the wait per call so far, 3 calls and a fourth starting let a
-        fifth in: 1.84x a single call's p95, where four calls kept 1.5x.)"""
+        """The wait to judge a new call by, with `calls` running. While some are starting,
+        their start-ups swamp the wait (2-3 calls starting read 65-199 %, where 3 settled ones
+        wait 25-30 %: 4 callers 0.5 s apart got 2 calls), and their load is not in it yet
+        (counted linearly, 3 calls and a starting fourth let a fifth in, at 1.84x): it is
+        then the square law's for all of them, or the last settled wait if higher (a load
+        next door)."""
         if wait is None or not self.starting():
             return wait
-        return max(wait, self.per_call_squared * calls**2)
+        return max(self._settled_wait, self.per_call_squared * calls**2)
 
     def load(self, server: AgentServer) -> float:
         calls, wait = len(server.active_jobs), self.pressure()  # a sample for the next request
-        if calls >= 2 and wait is not None and not self.starting():
-            self.per_call_squared += 0.2 * (wait / calls**2 - self.per_call_squared)
+        if wait is not None and not self.starting():
+            self._settled_wait = wait
+            if calls:
+                self.per_call_squared += 0.2 * (wait / calls**2 - self.per_call_squared)
         return min(calls / self.max_calls, 1.0)
 
     def takes(self, calls: int, room_age: float, pressure: float | None) -> bool:

@@ -31,17 +31,21 @@ def test_a_worker_is_saturated_only_with_a_call_running_and_the_pressure_at_its_
 
 
 def test_calls_still_starting_count_at_what_calls_have_cost():
-    """A call's load shows in the wait seconds after it is taken: until then the worker counts
-    the calls at what calls have cost (the wait grows with their square), so callers a moment
-    apart are not all let in."""
+    """A call's load shows in the wait seconds after it is taken, and its start-up swamps the
+    wait meanwhile: until then the worker counts all the calls at what calls have cost (the
+    wait grows with their square), so callers a moment apart are neither all let in nor all
+    turned away."""
     admission = capacity.Admission(max_calls=5, pressure_limit_percent=50)
     assert admission.per_call_squared == pytest.approx(0.02)  # nothing learnt: 5 fill the limit
     assert admission.projected(0.3, calls=3) == pytest.approx(0.3)  # none starting: the wait
     admission.per_call_squared = 0.036  # learnt: 3 settled calls waited ~33 %
-    admission._taken.append(time.monotonic())  # and a fourth was just taken
+    admission._taken.append(time.monotonic())  # and one was just taken
+    assert admission.projected(1.5, calls=3) == pytest.approx(0.036 * 9)  # a start-up's spike
+    assert admission.takes(calls=3, room_age=1.0, pressure=admission.projected(1.5, 3))
     assert admission.projected(0.3, calls=4) == pytest.approx(0.036 * 16)
     assert not admission.takes(calls=4, room_age=1.0, pressure=admission.projected(0.3, 4))
-    assert admission.projected(0.7, calls=4) == pytest.approx(0.7)  # never below the wait
+    admission._settled_wait = 0.7  # a load next door made the settled calls wait
+    assert admission.projected(0.3, calls=2) == pytest.approx(0.7)
     admission._taken.clear()
     admission._taken.extend([time.monotonic() - capacity.SETTLE_S - 1] * 2 + [time.monotonic()])
     assert admission.starting() == 1  # calls taken longer ago show in the wait already
