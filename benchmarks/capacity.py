@@ -6,9 +6,10 @@ machine's CPU pressure has settled (under 10 %). Each caller runs in a process o
 all of them stalls its event loop and skews the timings), the worker in its own.
 
 Per level: p50/p95 from the end of the user's speech to the final transcript (sent by the
-agent, and received by the caller) and to the agent's first audio, WER, calls served / refused ("all agents are busy", within how long) /
-failed, crashed call processes, the worker's cores (all its processes) and memory (RSS, and
-PSS, which counts pages shared copy-on-write once).
+agent, and received by the caller) and to the agent's first audio, WER, calls served /
+refused ("all agents are busy", within how long) / failed, crashed call processes, the
+worker's cores (all its processes) and memory (RSS, and PSS, which counts pages shared
+copy-on-write once).
 
     uv run python -m benchmarks.capacity [--levels 1,2,4,6,8,12,16] [--max-calls N]
 
@@ -246,7 +247,7 @@ async def level(
 # The targets read the final transcript's latency as the agent sent it (the text stream's
 # header, stamped by the agent). The callers' own arrival times are reported too, but each
 # caller waits for a core on this machine behind the worker (nice 19), which a person's
-# browser on another machine would not: at 8 calls that wait added 0.3-0.6 s.
+# browser on another machine would not: at 8 calls (at nice 10) it added 0.3-0.6 s.
 LATENCY = "to_final_sent_s"
 
 
