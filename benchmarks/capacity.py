@@ -42,7 +42,7 @@ from tools import stack
 from tools.caller import AgentsBusyError, Caller, synthesize
 from tools.wer import wer
 
-from .latency import UTTERANCES, percentiles
+from .latency import UTTERANCES, percentiles, since
 
 STAGGER_S = 0.5  # between two callers' joins
 MIN_TURNS = 12  # per level, so that even one caller gives a p95 over 12 turns
@@ -108,21 +108,16 @@ async def one_call(url: str, agent_name: str, start_at: float, texts: list[str],
             await caller.wait_for_greeting(timeout=60)
             for text in texts:
                 turn = await caller.say(text, speech[text], timeout=30)
-                heard = turn.user_final.text if turn.user_final else ""
+                final, end = turn.user_final, turn.speech_end
+                heard = final.text if final else ""
                 call.turns.append(
                     {
                         "said": text,
                         "heard": heard,
                         "wer": round(wer(text, heard), 3) if heard else 1.0,
-                        "to_final_s": round(turn.user_final.at - turn.speech_end, 3)
-                        if turn.user_final
-                        else None,
-                        "to_final_sent_s": round(turn.user_final.sent - turn.speech_end, 3)
-                        if turn.user_final
-                        else None,
-                        "to_audio_s": round(turn.first_agent_audio - turn.speech_end, 3)
-                        if turn.first_agent_audio
-                        else None,
+                        "to_final_s": since(final.at if final else None, end),
+                        "to_final_sent_s": since(final.sent if final else None, end),
+                        "to_audio_s": since(turn.first_agent_audio, end),
                     }
                 )
     except Exception as e:  # a call that broke is counted, and the level goes on

@@ -101,7 +101,7 @@ def loud(pcm: np.ndarray) -> bool:
     return bool(len(pcm)) and float(np.sqrt(np.mean(pcm**2))) > 0.01
 
 
-def _since(t: float | None, start: float) -> float | None:
+def since(t: float | None, start: float) -> float | None:
     return round(t - start, 3) if t else None
 
 
@@ -119,10 +119,10 @@ async def run(server_url: str, agent_name: str, push_to_talk: bool) -> tuple[lis
                     "audio_s": round(len(pcm) / SAMPLE_RATE, 3),
                     "transcript": heard,
                     "wer": round(wer(text, heard), 3) if heard else 1.0,
-                    "to_final_transcript_s": _since(
+                    "to_final_transcript_s": since(
                         turn.user_final and turn.user_final.at, turn.speech_end
                     ),
-                    "to_first_agent_audio_s": _since(turn.first_agent_audio, turn.speech_end),
+                    "to_first_agent_audio_s": since(turn.first_agent_audio, turn.speech_end),
                     "agent_said": " ".join(turn.agent_texts),
                 }
             )
@@ -141,7 +141,7 @@ async def run(server_url: str, agent_name: str, push_to_talk: bool) -> tuple[lis
                     "answers": len(turn.agent_texts),
                     "cut_in": bool(early),
                     "cut_in_after_pause_start_s": round(early[0] - pause[0], 3) if early else None,
-                    "to_first_agent_audio_s": _since(turn.first_agent_audio, turn.speech_end),
+                    "to_first_agent_audio_s": since(turn.first_agent_audio, turn.speech_end),
                     "agent_said": turn.agent_texts,
                 }
             )
