@@ -24,6 +24,11 @@ from . import config, logs
 from .errors import AgentError
 
 LIVEKIT_COMMANDS = ("start", "dev", "console", "connect")
+# LiveKit's event-loop monitor ticks every 20 ms at its default threshold (100 ms), a wake-up
+# of the loop and one of a watchdog thread, in the worker and in every call's process: 0.04 of
+# a core for an idle call on a 2-core machine. At 250 ms it ticks every 50 ms and still reports
+# the blocks a caller hears. Set LIVEKIT_AGENTS_LOOP_BLOCK_WARN_MS yourself to override.
+LOOP_MONITOR = ("LIVEKIT_AGENTS_LOOP_BLOCK_WARN_MS", "250")
 NEEDS_SERVER = ("start", "dev", "connect")
 # the project's own commands: name -> module whose main(argv) runs it. The local services and
 # developer tools are named, not imported, here: they build on the product, never the reverse.
@@ -58,6 +63,7 @@ def run_worker(argv: list[str]) -> None:
         # our flags (--stt, --language, ...) go to config; LiveKit's CLI gets the rest
         flags, argv = config.split_cli_flags(argv)
         os.environ[config.CLI_ENV] = json.dumps(flags)  # read again by the job processes
+        os.environ.setdefault(*LOOP_MONITOR)  # inherited by the job processes
         settings = config.Settings.from_env()
         resolved = config.resolve(settings)
         print(config.describe(settings, resolved), file=sys.stderr)

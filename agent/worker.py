@@ -49,7 +49,15 @@ async def entrypoint(ctx: JobContext) -> None:
     # The caller hung up: end the job now rather than when the server closes the empty room
     # (~20 s later), so its MAX_CALLS slot is free for the next caller.
     session.on("close", lambda _: ctx.shutdown("the session closed"))
-    await session.start(agent=agent, room=ctx.room, room_options=config.room_options(live.settings))
+    await session.start(
+        agent=agent,
+        room=ctx.room,
+        room_options=config.room_options(live.settings),
+        # LiveKit's session host broadcasts every session event (each interim transcript, each
+        # state change) to everyone in the room as a byte stream, for LiveKit's remote session
+        # tools; the page and the callers read the transcription streams and attributes instead
+        session_host=False,
+    )
     await ctx.connect()
     if not ctx.is_fake_job():  # console: no room IO, so no caller attributes to follow
         live.follow(session, agent, ctx.room)  # `stt`/`language` attributes switch the STT live

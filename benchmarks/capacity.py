@@ -2,8 +2,10 @@
 real livekit-server and the worker on its defaults (`python -m agent start`), with staggered
 starts, and speak recorded speech (the bundled voice, synthesized before the level starts) at
 real-time pace, turn after turn. A level starts once its callers' processes are up and the
-machine's CPU pressure has settled (under 10 %). Each caller runs in a process of its own (one process for
-all of them stalls its event loop and skews the timings), the worker in its own.
+machine's CPU pressure has settled (under 10 %). The callers run CALLERS_PER_PROCESS to a
+process, apart from the worker's (all of them in one process stalls its event loop and skews
+the timings; one each pays LiveKit's media runtime once per caller, CPU the worker under test
+then lacks).
 
 Per level: p50/p95 from the end of the user's speech to the final transcript (sent by the
 agent, and received by the caller) and to the agent's first audio, WER, calls served /
@@ -45,6 +47,9 @@ from tools.wer import wer
 from .latency import UTTERANCES, percentiles, since
 
 STAGGER_S = 0.5  # between two callers' joins
+# Callers share a process (and its LiveKit media runtime: audio device, network threads) by
+# fours: 4 callers cost 0.33 cores in one process, 0.48 in four (measured on a 2-core machine).
+CALLERS_PER_PROCESS = 4
 MIN_TURNS = 12  # per level, so that even one caller gives a p95 over 12 turns
 TURNS_PER_CALLER = 4
 QUIET_PRESSURE = 0.1  # a level starts once the CPU pressure is under this (the worker idle)
@@ -125,9 +130,18 @@ async def one_call(url: str, agent_name: str, start_at: float, texts: list[str],
     return call
 
 
-def caller_process(url: str, agent_name: str, start_at: float, texts: list[str], speech) -> dict:
-    """One caller, in a process of its own (ProcessPoolExecutor)."""
-    return asdict(asyncio.run(one_call(url, agent_name, start_at, texts, speech)))
+def callers_process(url: str, agent_name: str, starts: list[float], plans: list[list[str]], speech):
+    """A few callers, in a process of their own (ProcessPoolExecutor): one call each."""
+
+    async def calls() -> list[Call]:
+        return await asyncio.gather(
+            *(
+                one_call(url, agent_name, at, texts, speech)
+                for at, texts in zip(starts, plans, strict=True)
+            )
+        )
+
+    return [asdict(call) for call in asyncio.run(calls())]
 
 
 def far_end() -> None:
@@ -162,26 +176,29 @@ async def level(
     idle_rss, idle_pss = meter.sample_memory()
     spawn = multiprocessing.get_context("spawn")
     load_before = os.getloadavg()[0]
-    with ProcessPoolExecutor(max_workers=n, mp_context=spawn, initializer=far_end) as pool:
+    # caller i in process i % processes: each process's callers start spread over the level
+    processes = math.ceil(n / CALLERS_PER_PROCESS)
+    groups = [list(range(p, n, processes)) for p in range(processes)]
+    with ProcessPoolExecutor(max_workers=processes, mp_context=spawn, initializer=far_end) as pool:
         # every caller process up (busy tasks: one process each) with its modules imported,
         # and the CPU pressure of that and of the level before gone: the worker would take
         # the callers' start-up for its calls' load and turn them down
-        up = [asyncio.wrap_future(pool.submit(time.sleep, 1.0)) for _ in range(n)]
+        up = [asyncio.wrap_future(pool.submit(time.sleep, 1.0)) for _ in range(processes)]
         await asyncio.gather(*up)
         pressure_at_start = await quiet_machine()
         start_at = time.time() + 1
         futures = [
             asyncio.wrap_future(
                 pool.submit(
-                    caller_process,
+                    callers_process,
                     server.url,
                     worker.agent_name,
-                    start_at + i * STAGGER_S,
-                    plans[i],
-                    {t: speech[t] for t in plans[i]},
+                    [start_at + i * STAGGER_S for i in group],
+                    [plans[i] for i in group],
+                    {t: speech[t] for i in group for t in plans[i]},
                 )
             )
-            for i in range(n)
+            for group in groups
         ]
         await asyncio.sleep(max(0.0, start_at - time.time()))
         cpu0, t0 = meter.cpu(), time.time()
@@ -193,7 +210,7 @@ async def level(
             for _ in range(2):  # as often as the worker's load reports sample it
                 waits.append(meter.cpu_wait())
                 await asyncio.sleep(0.5)
-        calls = [Call(**c) for c in await calls_task]
+        calls = [Call(**c) for group in await calls_task for c in group]
     wall = time.time() - t0
     cores = (meter.cpu() - cpu0) / wall
 

@@ -21,10 +21,12 @@ from agent.errors import ServiceError
 
 SAMPLE_RATE = 48000
 # A caller stands for a person on another machine, but runs on this one: its microphone is
-# written 40 ms at a time, and the agent's audio read 20 ms at a time (not WebRTC's 10 ms),
-# which took a caller's CPU from 0.19 to 0.12 cores, left to the worker under test.
+# written 40 ms at a time, and the agent's audio read 100 ms at a time (not WebRTC's 10 ms),
+# each read kept as 20 ms slices dated back from its arrival (RECORD_SLICE_MS, the precision
+# of the agent's first audio): CPU left to the worker under test.
 FRAME_MS = 40
-RECORD_FRAME_MS = 20
+RECORD_FRAME_MS = 100
+RECORD_SLICE_MS = 20
 FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
 # Speech is queued up to MIC_QUEUE_MS ahead of the microphone's real-time playout: a caller
 # stands for a person on another machine, so when this machine is busy and the caller's
@@ -141,7 +143,8 @@ class Caller:
         self.room = rtc.Room()
         self.dispatched_at = 0.0
         self.transcripts: list[Transcription] = []
-        self.agent_frames: list[tuple[float, np.ndarray]] = []  # (arrival, 16 kHz float32)
+        # (arrival, 16 kHz float32) per RECORD_SLICE_MS of the agent's audio
+        self.agent_frames: list[tuple[float, np.ndarray]] = []
         self._last_loud = 0.0  # arrival of the agent's latest loud frame
         self._speech: asyncio.Queue[np.ndarray] = asyncio.Queue()
         self._spoken = asyncio.Event()
@@ -232,14 +235,18 @@ class Caller:
             self._spawn(self._record(track))
 
     async def _record(self, track: rtc.Track) -> None:
+        step = 16 * RECORD_SLICE_MS
         async for ev in rtc.AudioStream(
             track, sample_rate=16000, num_channels=1, frame_size_ms=RECORD_FRAME_MS
         ):
             pcm = np.frombuffer(ev.frame.data, np.int16).astype(np.float32) / 32768
-            at = time.time()
-            self.agent_frames.append((at, pcm))
-            if _loud(pcm):  # judged once per frame: a long call has thousands of frames
-                self._last_loud = at
+            arrival = time.time()  # of the frame's last slice: the others came before it
+            for start in range(0, len(pcm), step):
+                piece = pcm[start : start + step]
+                at = arrival - (len(pcm) - start - len(piece)) / 16000
+                self.agent_frames.append((at, piece))
+                if _loud(piece):  # judged once per slice: a long call has thousands of them
+                    self._last_loud = at
 
     def _on_text(self, reader: rtc.TextStreamReader, identity: str) -> None:
         async def read() -> None:

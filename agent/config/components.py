@@ -271,10 +271,14 @@ def room_options(settings: Settings):
     50 ms by default, which the end of every turn waits for; 20 ms cost a call 0.35 cores
     instead of 0.30 on a slow machine, at the same latency), noise cancellation if chosen.
     Without it, the audio comes at 16 kHz, the rate every local model listens at (VAD, end of
-    turn, STT), rather than LiveKit's 24 kHz that each of them would resample on its own."""
+    turn, STT), rather than LiveKit's 24 kHz that each of them would resample on its own.
+
+    No automatic gain control: a browser's microphone already has it (getUserMedia's default,
+    which LiveKit's client SDKs keep), and LiveKit's second pass costs a synchronous native
+    call per frame on the call's event loop."""
     from livekit.agents import room_io
 
-    audio = room_io.AudioInputOptions(frame_size_ms=INPUT_FRAME_MS)
+    audio = room_io.AudioInputOptions(frame_size_ms=INPUT_FRAME_MS, auto_gain_control=False)
     if not settings.noise_cancellation:
         audio.sample_rate = 16000
     else:
