@@ -1,6 +1,9 @@
 """A whole call through the real livekit-server: a participant speaks, the agent transcribes
 and answers with speech."""
 
+from pathlib import Path
+
+import psutil
 import pytest
 
 from agent.plugins.moonshine import MoonshineSTT
@@ -20,6 +23,11 @@ async def test_call_transcribes_the_user_and_speaks_the_reply(worker, livekit_se
     async with Caller(
         livekit_server.url, stack.API_KEY, stack.API_SECRET, worker.agent_name
     ) as caller:
+        # LiveKit's session host would broadcast every session event to the room: it is off
+        session_events = []
+        caller.room.register_byte_stream_handler(
+            "lk.agent.session", lambda reader, identity: session_events.append(identity)
+        )
         await caller.wait_for_greeting()
         for said in UTTERANCES:
             turn = await caller.say(said)
@@ -37,6 +45,7 @@ async def test_call_transcribes_the_user_and_speaks_the_reply(worker, livekit_se
             expected = f"you said {turn.user_final.text}"
             assert normalize(reply).startswith("you said"), reply
             assert wer(expected, reply) <= 0.25, reply
+        assert session_events == []
 
 
 async def _transcribe(pcm16k):
@@ -46,3 +55,12 @@ async def _transcribe(pcm16k):
     frame = rtc.AudioFrame(pcm.tobytes(), 16000, 1, len(pcm))
     event = await MoonshineSTT().recognize([frame])
     return event.alternatives[0].text
+
+
+def test_the_calls_processes_run_livekits_loop_monitor_at_250ms(worker):
+    """At LiveKit's default (100 ms) its loop monitor wakes every 20 ms in every call's
+    process; the worker starts them at 250 ms (every 50 ms) unless told otherwise."""
+    processes = psutil.Process(worker.process.pid).children(recursive=True)
+    environments = [Path(f"/proc/{p.pid}/environ").read_bytes().split(b"\0") for p in processes]
+    assert environments
+    assert all(b"LIVEKIT_AGENTS_LOOP_BLOCK_WARN_MS=250" in env for env in environments)

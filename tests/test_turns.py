@@ -152,10 +152,11 @@ def test_the_caller_cannot_change_turn_taking():
     assert "'turn_detection' cannot be set here" in str(error.value)
 
 
-def test_room_options_read_the_callers_audio_in_40ms_frames():
+def test_room_options_read_the_callers_audio_in_40ms_frames_without_a_second_agc():
     options = config.room_options(settings({}))
     assert options.audio_input.frame_size_ms == 40
     assert options.audio_input.noise_cancellation is None
+    assert options.audio_input.auto_gain_control is False  # the browser's microphone has one
 
 
 async def test_hibari_answers_start_without_its_lead_in_silence():

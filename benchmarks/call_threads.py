@@ -1,0 +1,134 @@
+"""Where a real call's CPU goes, thread by thread: the worker on its defaults and N callers
+(in this process) talking turn after turn through a real livekit-server; over a window in the
+middle of the calls, the CPU of every thread of the worker's processes (native ones
+included), of the callers and of livekit-server, from /proc.
+
+    uv run python -m benchmarks.call_threads [--calls 1,8] [--seconds 40] [--out benchmarks/results]
+
+Prints JSON (cores per call by thread name, for each number of calls at once) and writes
+call_threads.json. Python threads are
+told apart as the call's event loop (a job process's main thread), the call's other Python
+threads (engine threads, executors) and the worker's own process; native threads keep their OS names
+(WebRTC's AudioEncoderQueue, SyntheticAudioDevice, the FFI's tokio-rt-worker, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+import psutil
+
+from tools import stack
+from tools.caller import synthesize
+
+from .capacity import one_call
+from .latency import UTTERANCES
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu(pids: list[int], worker: int) -> dict[tuple[int, int], tuple[str, float]]:
+    """(pid, tid) -> (label, CPU seconds so far) for every thread of `pids`."""
+    out = {}
+    for pid in pids:
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            except OSError:
+                continue
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if name.startswith("python"):
+                if pid == worker:  # LiveKit's IPC with the calls, load reports, admission
+                    name = "python (worker process)"
+                else:  # engine threads (Moonshine, silero, end of turn), executors (TTS)
+                    name = "python (call event loop)" if tid == pid else "python (call threads)"
+            out[(pid, tid)] = (name, (int(fields[11]) + int(fields[12])) / TICKS)
+    return out
+
+
+def cores_by_name(before: dict, after: dict, seconds: float) -> Counter:
+    cores: Counter = Counter()
+    for key, (name, cpu) in after.items():
+        if key in before:
+            cores[name] += (cpu - before[key][1]) / seconds
+    return cores
+
+
+async def measure(server: stack.Server, worker: stack.Worker, calls: int, seconds: float) -> dict:
+    speech = {text: synthesize(text) for text in UTTERANCES}
+    loop = asyncio.get_running_loop()
+    start = time.time() + 1
+    turns = 2 + int(seconds / 3)  # a turn takes ~4 s: the calls outlast the window
+    tasks = [
+        asyncio.create_task(
+            one_call(
+                server.url,
+                worker.agent_name,
+                start + 0.5 * i,
+                [UTTERANCES[(i + k) % len(UTTERANCES)] for k in range(turns)],
+                speech,
+            )
+        )
+        for i in range(calls)
+    ]
+    await asyncio.sleep(1 + 8 + 0.5 * calls)  # every call greeted and talking
+    root = psutil.Process(worker.process.pid)
+    pids = [root.pid, *(p.pid for p in root.children(recursive=True))]
+    me, server_pid = os.getpid(), server.process.pid
+    before = thread_cpu(pids, root.pid), thread_cpu([me], 0), thread_cpu([server_pid], 0)
+    t0 = loop.time()
+    await asyncio.sleep(seconds)
+    after = thread_cpu(pids, root.pid), thread_cpu([me], 0), thread_cpu([server_pid], 0)
+    elapsed = loop.time() - t0
+    done = await asyncio.gather(*tasks)
+    worker_cores = cores_by_name(before[0], after[0], elapsed)
+    total = sum(worker_cores.values())
+    return {
+        "calls": calls,
+        "seconds": round(elapsed, 1),
+        "calls_failed": sum(bool(c.error) for c in done),
+        "worker_cores_per_call": round(total / calls, 3),
+        "worker_cores_per_call_by_thread": {
+            name: round(c / calls, 4) for name, c in worker_cores.most_common()
+        },
+        "caller_cores_per_call": round(
+            sum(cores_by_name(before[1], after[1], elapsed).values()) / calls, 3
+        ),
+        "livekit_server_cores": round(sum(cores_by_name(before[2], after[2], elapsed).values()), 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", default="1,8", help="numbers of calls at once, each a run")
+    parser.add_argument("--seconds", type=float, default=40)
+    parser.add_argument("--out", default="benchmarks/results")
+    args = parser.parse_args()
+    results = []
+    for calls in [int(n) for n in args.calls.split(",")]:
+        server = stack.start_server("call-threads-livekit-server")
+        worker = stack.start_worker(server, {"MAX_CALLS": str(calls)}, name="call-threads")
+        try:
+            results.append(asyncio.run(measure(server, worker, calls, args.seconds)))
+        finally:
+            stack.stop(worker.process)
+            stack.stop(server.process)
+        print(json.dumps(results[-1], indent=2), flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "call_threads.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
