@@ -6,7 +6,7 @@ included), of the callers and of livekit-server, from /proc.
     uv run python -m benchmarks.call_threads [--calls 1,8] [--seconds 40] [--out benchmarks/results]
 
 Prints JSON (cores per call by thread name, for each number of calls at once) and writes
-call_threads.json. Python threads are
+call_threads.{json,png}. Python threads are
 told apart as the call's event loop (a job process's main thread), the call's other Python
 threads (engine threads, executors) and the worker's own process; native threads keep their OS names
 (WebRTC's AudioEncoderQueue, SyntheticAudioDevice, the FFI's tokio-rt-worker, ...).
@@ -109,6 +109,29 @@ async def measure(server: stack.Server, worker: stack.Worker, calls: int, second
     }
 
 
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results[0]["worker_cores_per_call_by_thread"])
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(results)
+    for i, r in enumerate(results):
+        cores = [r["worker_cores_per_call_by_thread"].get(n, 0.0) for n in names]
+        ax.barh(
+            [y + i * width for y in range(len(names))], cores, width, label=f"{r['calls']} at once"
+        )
+    ax.set_yticks([y + width * (len(results) - 1) / 2 for y in range(len(names))], names)
+    ax.invert_yaxis()
+    ax.set_xlabel("worker cores per call")
+    ax.set_title("Where a call's worker CPU goes, by thread")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", default="1,8", help="numbers of calls at once, each a run")
@@ -128,6 +151,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "call_threads.json").write_text(json.dumps(results, indent=2))
+    plot(results, out / "call_threads.png")
 
 
 if __name__ == "__main__":
