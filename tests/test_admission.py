@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -50,6 +51,21 @@ def test_calls_still_starting_count_at_what_calls_have_cost():
     admission._taken.extend([time.monotonic() - capacity.SETTLE_S - 1] * 2 + [time.monotonic()])
     assert admission.starting() == 1  # calls taken longer ago show in the wait already
     assert admission.projected(None, calls=3) is None  # no schedstat: MAX_CALLS alone
+
+
+def test_the_factor_is_learnt_from_two_settled_calls_up():
+    admission = capacity.Admission(max_calls=5, pressure_limit_percent=50)
+    running = SimpleNamespace(active_jobs=[object()])
+    admission.pressure = lambda: 0.2  # a lone call, as its neighbours' processes end
+    for _ in range(20):
+        admission.load(running)
+    assert admission.per_call_squared == pytest.approx(0.02)  # nothing learnt
+    running.active_jobs.append(object())
+    admission.pressure = lambda: 0.16
+    for _ in range(20):
+        admission.load(running)
+    assert admission.per_call_squared == pytest.approx(0.04, abs=0.001)  # 0.16 / 2**2
+    assert admission._settled_wait == pytest.approx(0.16)
 
 
 def busy_loops(n: int, nice: int) -> list[subprocess.Popen]:
