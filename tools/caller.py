@@ -36,8 +36,9 @@ MIC_QUEUE_MS = 1000
 SILENCE_QUEUE_S = 0.1
 TRANSCRIPTION_TOPIC = "lk.transcription"
 # A worker with a free slot joins within a second or two; beyond its MAX_CALLS livekit-server
-# dispatches the call to no one, so no agent ever comes. Counted from the dispatch, so that the
-# caller hears "busy" within 5 s of calling (the page waits as long: web/src/main.js).
+# dispatches the call to no one, so no agent ever comes. Counted from the call's start (the
+# room's creation), as the page counts from the click (web/src/main.js), so that the caller
+# hears "busy" within 5 s of calling even when creating the room took a while.
 AGENT_JOIN_TIMEOUT = 4.5
 BUSY = "all agents are busy, try again"
 
@@ -141,7 +142,7 @@ class Caller:
         self.attributes = attributes or {}
         self.metadata = metadata  # the dispatch's metadata: JSON settings for this call
         self.room = rtc.Room()
-        self.dispatched_at = 0.0
+        self.called_at = 0.0
         self.transcripts: list[Transcription] = []
         # (arrival, 16 kHz float32) per RECORD_SLICE_MS of the agent's audio
         self.agent_frames: list[tuple[float, np.ndarray]] = []
@@ -154,6 +155,7 @@ class Caller:
         self.mic_sid = ""
 
     async def __aenter__(self) -> Caller:
+        self.called_at = time.time()
         async with api.LiveKitAPI(self.url, self.api_key, self.api_secret) as lk:
             await lk.room.create_room(api.CreateRoomRequest(name=self.room_name))
             await lk.agent_dispatch.create_dispatch(
@@ -161,7 +163,6 @@ class Caller:
                     agent_name=self.agent_name, room=self.room_name, metadata=self.metadata
                 )
             )
-        self.dispatched_at = time.time()
         token = (
             api.AccessToken(self.api_key, self.api_secret)
             .with_identity(self.identity)
@@ -191,7 +192,7 @@ class Caller:
 
     async def wait_for_agent(self, timeout: float = AGENT_JOIN_TIMEOUT) -> None:
         """Return once an agent is in the room; AgentsBusyError if none joined within `timeout`."""
-        deadline = self.dispatched_at + timeout
+        deadline = self.called_at + timeout
         while not self.agent_joined():
             if time.time() >= deadline:
                 raise AgentsBusyError()
