@@ -21,10 +21,11 @@ from agent.errors import ServiceError
 
 SAMPLE_RATE = 48000
 # A caller stands for a person on another machine, but runs on this one: its microphone is
-# written 40 ms at a time, and the agent's audio read 100 ms at a time (not WebRTC's 10 ms),
+# written 100 ms at a time, and the agent's audio read 100 ms at a time (not WebRTC's 10 ms),
 # each read kept as 20 ms slices dated back from its arrival (RECORD_SLICE_MS, the precision
-# of the agent's first audio): CPU left to the worker under test.
-FRAME_MS = 40
+# of the agent's first audio): CPU left to the worker under test (every write and read is a
+# round trip through LiveKit's FFI and the event loop).
+FRAME_MS = 100
 RECORD_FRAME_MS = 100
 RECORD_SLICE_MS = 20
 FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
@@ -146,7 +147,7 @@ class Caller:
         self.transcripts: list[Transcription] = []
         # (arrival, 16 kHz float32) per RECORD_SLICE_MS of the agent's audio
         self.agent_frames: list[tuple[float, np.ndarray]] = []
-        self._last_loud = 0.0  # arrival of the agent's latest loud frame
+        self._loud_at: list[float] = []  # arrivals of the agent's loud slices, in order
         self._speech: asyncio.Queue[np.ndarray] = asyncio.Queue()
         self._spoken = asyncio.Event()
         self._last_speech_end = 0.0
@@ -247,7 +248,7 @@ class Caller:
                 at = arrival - (len(pcm) - start - len(piece)) / 16000
                 self.agent_frames.append((at, piece))
                 if _loud(piece):  # judged once per slice: a long call has thousands of them
-                    self._last_loud = at
+                    self._loud_at.append(at)
 
     def _on_text(self, reader: rtc.TextStreamReader, identity: str) -> None:
         async def read() -> None:
@@ -286,7 +287,7 @@ class Caller:
     async def wait_until_quiet(self, quiet: float = 1.0, timeout: float = 30) -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:
-            if time.time() - self._last_loud > quiet:
+            if time.time() - (self._loud_at[-1] if self._loud_at else 0.0) > quiet:
                 return
             await asyncio.sleep(0.1)
 
@@ -315,6 +316,7 @@ class Caller:
         pcm = synthesize(text) if pcm is None else pcm
         users_before = len(self.user_finals())
         agents_before = len(self.agent_finals())
+        loud_before = len(self._loud_at)
         if push_to_talk:
             await self.rpc("start_turn")
         turn = Turn(said=text, speech_end=await self.speak(pcm))
@@ -329,8 +331,8 @@ class Caller:
             pass
         await self.wait_until_quiet()
         heard = [(t, pcm) for t, pcm in self.agent_frames if t > turn.speech_end]
-        loud = [t for t, pcm in heard if _loud(pcm)]
-        turn.first_agent_audio = loud[0] if loud else None
+        loud = (t for t in self._loud_at[loud_before:] if t > turn.speech_end)
+        turn.first_agent_audio = next(loud, None)
         if heard:
             turn.agent_audio = np.concatenate([pcm for _, pcm in heard])
         turn.agent_texts = [t.text for t in self.agent_finals()[agents_before:]]
