@@ -9,9 +9,10 @@ bash scripts/setup.sh
 [ -f .env ] || { cp .env.example .env; echo "created .env from .env.example"; }
 PYTHON="$ROOT/.venv/bin/python"  # not `uv run`: one process per service, so signals reach it
 
-# Each service runs in its own process group (setsid), so stopping it stops its children too
-# (job processes, inference runners), and Ctrl+C reaches only this script, which stops them in
-# order: a polite SIGTERM, then SIGKILL for whatever still runs after GRACE seconds.
+# Each service runs in its own process group (setsid), and Ctrl+C reaches only this script,
+# which stops them in order: a polite SIGTERM to each service, which closes its own children
+# (the worker its job processes: killed under it, it would log them as crashed), then SIGKILL
+# for whatever is left of its group after GRACE seconds.
 GRACE=2
 SERVICES=()
 service() { setsid "$@" & SERVICES+=($!); }
@@ -20,10 +21,10 @@ stop_all() {
   # not end this script before the services it started
   trap - EXIT; trap '' INT TERM HUP
   bash scripts/livekit-server.sh stop &  # in parallel: it has its own 2 s grace
-  for pid in "${SERVICES[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  for pid in "${SERVICES[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for _ in $(seq $((GRACE * 10))); do
     alive=0
-    for pid in "${SERVICES[@]}"; do kill -0 -- "-$pid" 2>/dev/null && alive=1; done
+    for pid in "${SERVICES[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
     [ "$alive" = 0 ] && break
     sleep 0.1
   done

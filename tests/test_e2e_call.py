@@ -64,3 +64,27 @@ def test_the_calls_processes_run_livekits_loop_monitor_at_250ms(worker):
     environments = [Path(f"/proc/{p.pid}/environ").read_bytes().split(b"\0") for p in processes]
     assert environments
     assert all(b"LIVEKIT_AGENTS_LOOP_BLOCK_WARN_MS=250" in env for env in environments)
+
+
+async def test_a_calls_process_runs_one_media_thread(worker, livekit_server):
+    """LiveKit's media runtime would start a worker thread per core in every call's process;
+    the worker has it start one (TOKIO_WORKER_THREADS=1). The FFI names one more thread like
+    them, so a call's process shows 2 (cores + 1 by default: 3 on a 2-core machine)."""
+
+    def runtime_threads() -> dict[int, int]:
+        counts = {}
+        for p in psutil.Process(worker.process.pid).children(recursive=True):
+            names = [
+                Path(f"/proc/{p.pid}/task/{t.id}/comm").read_text().strip() for t in p.threads()
+            ]
+            if "tokio-rt-worker" in names:
+                counts[p.pid] = names.count("tokio-rt-worker")
+        return counts
+
+    async with Caller(
+        livekit_server.url, stack.API_KEY, stack.API_SECRET, worker.agent_name
+    ) as caller:
+        await caller.wait_for_greeting()
+        counts = runtime_threads()  # the call's process has its media runtime by now
+    assert counts, "no process of the worker runs LiveKit's media runtime during a call"
+    assert set(counts.values()) == {2}, counts
