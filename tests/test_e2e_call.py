@@ -1,6 +1,7 @@
 """A whole call through the real livekit-server: a participant speaks, the agent transcribes
 and answers with speech."""
 
+import contextlib
 from pathlib import Path
 
 import psutil
@@ -71,12 +72,20 @@ async def test_a_calls_process_runs_one_media_thread(worker, livekit_server):
     the worker has it start one (TOKIO_WORKER_THREADS=1). The FFI names one more thread like
     them, so a call's process shows 2 (cores + 1 by default: 3 on a 2-core machine)."""
 
+    def thread_names(pid: int) -> list[str]:
+        names = []
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+                names.append((task / "comm").read_text().strip())
+        return names
+
     def runtime_threads() -> dict[int, int]:
         counts = {}
         for p in psutil.Process(worker.process.pid).children(recursive=True):
-            names = [
-                Path(f"/proc/{p.pid}/task/{t.id}/comm").read_text().strip() for t in p.threads()
-            ]
+            try:
+                names = thread_names(p.pid)
+            except FileNotFoundError:  # a process that just ended
+                continue
             if "tokio-rt-worker" in names:
                 counts[p.pid] = names.count("tokio-rt-worker")
         return counts
