@@ -316,7 +316,7 @@ class Caller:
         pcm = synthesize(text) if pcm is None else pcm
         users_before = len(self.user_finals())
         agents_before = len(self.agent_finals())
-        loud_before = len(self._loud_at)
+        loud_before, frames_before = len(self._loud_at), len(self.agent_frames)
         if push_to_talk:
             await self.rpc("start_turn")
         turn = Turn(said=text, speech_end=await self.speak(pcm))
@@ -330,7 +330,7 @@ class Caller:
         except asyncio.TimeoutError:
             pass
         await self.wait_until_quiet()
-        heard = [(t, pcm) for t, pcm in self.agent_frames if t > turn.speech_end]
+        heard = [(t, pcm) for t, pcm in self.agent_frames[frames_before:] if t > turn.speech_end]
         loud = (t for t in self._loud_at[loud_before:] if t > turn.speech_end)
         turn.first_agent_audio = next(loud, None)
         if heard:
