@@ -125,7 +125,11 @@ async def test_beyond_capacity_callers_are_told_busy_and_calls_in_progress_go_on
                 ) from None
             told = time.time() - started
             assert told < 5, told
-            assert await page.text_content("#state") == "disconnected"
+            # "busy" is shown before leaving (leaving is slow on a loaded machine): then it leaves
+            await page.wait_for_function(
+                "() => document.getElementById('state').textContent === 'disconnected'",
+                timeout=10_000,
+            )
 
         # the two calls in progress were not disturbed
         results = await asyncio.gather(*(answered(x, SENTENCES[0]) for x in (a, b)))
