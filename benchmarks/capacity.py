@@ -10,7 +10,9 @@ Per level: p50/p95 from the end of the user's speech to the final transcript (se
 agent, and received by the caller) and to the agent's first audio, WER, calls served /
 refused ("all agents are busy", within how long) / failed, crashed call processes, the
 worker's cores (all its processes) and memory (RSS, and PSS, which counts pages shared
-copy-on-write once), and the callers' cores.
+copy-on-write once), the callers' cores, and the cores the hypervisor took from this virtual
+machine while the level ran (its steal time: the same code's CPU cost varies with it from day
+to day).
 
     uv run python -m benchmarks.capacity [--levels 1,2,4,6,8,12,16] [--max-calls N]
 
@@ -211,6 +213,12 @@ async def quiet_machine(timeout: float = 60) -> float | None:
     return None if p is None else round(100 * p, 1)
 
 
+def stolen_seconds() -> float:
+    """CPU seconds the hypervisor has run something else on this machine's virtual cores while
+    they had work (Linux's steal time; 0 on bare metal)."""
+    return getattr(psutil.cpu_times(), "steal", 0.0)
+
+
 def crashes(log: Path) -> int:
     return len(re.findall(r"process exited with non-zero exit code", log.read_text()))
 
@@ -252,7 +260,7 @@ async def level(
             for group in groups
         ]
         await asyncio.sleep(max(0.0, start_at - time.time()))
-        cpu0, t0 = meter.cpu(), time.time()
+        cpu0, stolen0, t0 = meter.cpu(), stolen_seconds(), time.time()
         calls_task = asyncio.gather(*futures)
         pressures, waits = [], []
         while not calls_task.done():
@@ -264,6 +272,7 @@ async def level(
         groups_done = await calls_task
     wall = time.time() - t0
     cores = (meter.cpu() - cpu0) / wall
+    stolen_cores = (stolen_seconds() - stolen0) / wall
     calls = [Call(**c) for done, _ in groups_done for c in done]
     callers_cores = sum(cpu for _, cpu in groups_done) / wall
 
@@ -306,6 +315,7 @@ async def level(
         # the machine's (its callers' waits included)
         "cpu_pressure_pct": percentiles([100 * p for p in pressures if p is not None]),
         "cpu_pressure_at_start_pct": pressure_at_start,
+        "host_stolen_cores": round(stolen_cores, 3),
         "seconds": round(wall, 1),
         "machine_load_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "errors": sorted({c.error for c in failed}),
