@@ -66,12 +66,12 @@ def _port_free(port: int) -> bool:
 
 def run_worker(argv: list[str]) -> None:
     try:
-        logs.log_format()  # a wrong LOG_FORMAT stops here, not after the worker registered
         # our flags (--stt, --language, ...) go to config; LiveKit's CLI gets the rest
         flags, argv = config.split_cli_flags(argv)
         os.environ[config.CLI_ENV] = json.dumps(flags)  # read again by the job processes
+        settings = config.Settings.from_env()  # also copies .env into the environment
+        logs.log_format()  # a wrong LOG_FORMAT stops here, not after the worker registered
         os.environ.setdefault(*LOOP_MONITOR)  # inherited by the job processes
-        settings = config.Settings.from_env()
         if settings.job_executor == "process":  # a call per process (thread jobs share one)
             os.environ.setdefault(*MEDIA_THREADS)
         resolved = config.resolve(settings)
@@ -130,7 +130,14 @@ def main(argv: list[str] | None = None) -> None:
         run_worker(argv)
     elif argv[0] in TOOLS:
         try:
-            importlib.import_module(TOOLS[argv[0]]).main(argv[1:])
+            tool = importlib.import_module(TOOLS[argv[0]])
+        except ModuleNotFoundError as e:
+            if e.name != TOOLS[argv[0]].partition(".")[0]:
+                raise
+            # the image (Dockerfile) holds the product, agent/, and none of the tools
+            fail(f"{argv[0]} is a developer tool: run it from a checkout of the project")
+        try:
+            tool.main(argv[1:])
         except AgentError as e:
             fail(str(e))
     else:

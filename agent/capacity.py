@@ -148,14 +148,16 @@ class Admission:
         self.per_call_squared = self.limit / max_calls**2
         self._settled_wait = 0.0  # the last wait read while no call was starting
         self._taken: deque[float] = deque()  # when the calls still starting were taken
+        self._taken_lock = threading.Lock()  # load() runs on a thread, on_request on the loop
 
     def starting(self) -> int:
         """Calls taken in the last SETTLE_S: the wait does not show their load yet (callers
         0.5 s apart were all let in before it rose: 5 calls at 1.95x a single call's p95)."""
         now = time.monotonic()
-        while self._taken and now - self._taken[0] > SETTLE_S:
-            self._taken.popleft()
-        return len(self._taken)
+        with self._taken_lock:
+            while self._taken and now - self._taken[0] > SETTLE_S:
+                self._taken.popleft()
+            return len(self._taken)
 
     def projected(self, wait: float | None, calls: int) -> float | None:
         """The wait to judge a new call by, with `calls` running. While some are starting,

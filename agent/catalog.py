@@ -31,7 +31,6 @@ class Option:
     min: float | None = None
     max: float | None = None
     exclusive_min: bool = False
-    choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

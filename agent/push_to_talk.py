@@ -111,8 +111,9 @@ def install_console_key() -> None:
             ptt, loop = _ConsoleKey.ptt, _ConsoleKey.loop
             if key != CONSOLE_KEY or ptt is None or loop is None or console.console_mode != "audio":
                 return key
+            was_talking = ptt.talking  # before the loop toggles it
             asyncio.run_coroutine_threadsafe(ptt.toggle(), loop)
-            logger.info("push-to-talk: %s", "sent" if ptt.talking else "talking (space to send)")
+            logger.info("push-to-talk: %s", "sent" if was_talking else "talking (space to send)")
 
     _legacy.readkey = readkey
 

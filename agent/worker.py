@@ -80,8 +80,8 @@ def make_server(settings: config.Settings) -> AgentServer:
         preload_modules=["agent.preload"],
         # The reported load is this worker's calls / MAX_CALLS, full at 1.0; livekit-server
         # dispatches only to a worker under its agents.target_load, which the shipped configs
-        # set to 1.0 to match. Below it, a new call is turned down while the machine's CPU is
-        # saturated (agent/capacity.py).
+        # set to 1.0 to match. Below it, a new call is turned down while this worker's threads
+        # wait for a core beyond CPU_PRESSURE_LIMIT (agent/capacity.py).
         load_fnc=admission.load,
         load_threshold=1.0,
         setup_fnc=prewarm,

@@ -69,7 +69,7 @@ async def transcribe(request: web.Request) -> web.Response:
         encoding = request.query.get("encoding") or None
         rate = request.query.get("sample_rate")
         audio = await asyncio.to_thread(decode, upload, encoding, rate)
-        descriptor = local_engine(language, words=words)
+        descriptor = local_engine(language)
     except BadRequestError as e:
         return invalid(str(e)).response(rid)
     except CartesiaError as e:

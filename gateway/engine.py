@@ -302,8 +302,8 @@ def engine_for(language: str, sample_rate: int, encoding: str, **vad: float) -> 
 ENGLISH_FILE_ENGINE = "local/whisper-tiny:en"
 
 
-def local_engine(language: str, *, words: bool = False) -> str:
-    """The STT descriptor (agent/catalog.py) that transcribes a file in `language`, with word
-    timestamps when `words`: the one place the gateway chooses a file engine."""
+def local_engine(language: str) -> str:
+    """The STT descriptor (agent/catalog.py) that transcribes a file in `language` (both give
+    word timestamps): the one place the gateway chooses a file engine."""
     desc = local_stt(language)
     return ENGLISH_FILE_ENGINE if desc.variant == "en" else str(desc)

@@ -12,7 +12,7 @@ written for Cartesia or OpenAI's SDK run offline, unchanged:
                             compatible twin (gateway/batch.py)
   POST /access-token        Cartesia access tokens (gateway/auth.py: keys, tokens, versions)
   GET /                     Cartesia's status object ({"ok": true, "version": ...})
-  /sessions                 what every session asked for, as JSON (no secrets)
+  /sessions                 what the last 1000 sessions asked for, as JSON (no secrets)
 
 The session's language picks the engine (gateway/engine.py), as `local/auto` does for the agent:
 English on Moonshine tiny-en, the other 99 languages of Whisper (which are Cartesia ink-whisper's)

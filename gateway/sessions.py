@@ -1,10 +1,11 @@
-"""What every gateway session asked for and got, kept for `/sessions` (never secrets)."""
+"""What the recent gateway sessions asked for and got, kept for `/sessions` (never secrets)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,8 @@ from aiohttp import web
 from .engine import Hypothesis
 
 logger = logging.getLogger("gateway")
+# the sessions /sessions lists: a gateway that runs for weeks must not keep every one
+HISTORY = 1000
 
 
 @dataclass
@@ -46,7 +49,7 @@ class Gateway:
     api_key: str
     api_secret: str
     cartesia_key: str
-    sessions: list[SessionRecord] = field(default_factory=list)
+    sessions: deque[SessionRecord] = field(default_factory=lambda: deque(maxlen=HISTORY))
 
     def new_record(self, route: str, request_id: str, **values: Any) -> SessionRecord:
         record = SessionRecord(request_id, route, **values)

@@ -1,6 +1,7 @@
 """The settings layer: every bad configuration gets one clear line, every good one maps to the
 object an AgentSession takes, and the layers override each other in the documented order."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -286,6 +287,22 @@ def test_bad_cli_flags(argv, words):
         config.split_cli_flags(argv)
 
 
+def test_a_bad_log_format_in_dotenv_stops_the_worker_in_one_line(tmp_path, monkeypatch, capsys):
+    from agent.__main__ import main
+
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k != "LOG_FORMAT"})
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("LOG_FORMAT=yaml\n")
+    with pytest.raises(SystemExit) as stopped:
+        main(["start"])
+    assert stopped.value.code == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("LOG_FORMAT='yaml': use 'text' (the default) or 'json'")
+    )
+
+
 # -- good configurations and what they build ---------------------------------------------------
 
 
@@ -507,6 +524,15 @@ def test_cli_layer_reaches_job_processes_through_the_environment():
     env = {config.CLI_ENV: '{"stt": "local/whisper-tiny:en"}', "STT": "local/moonshine-tiny:en"}
     s = config.Settings.from_env(env, dotenv=False)
     assert (s.stt, s.source("stt")) == ("local/whisper-tiny:en", "cli")
+
+
+def test_a_desktops_translation_language_is_not_ours():
+    # Ubuntu desktops export LANGUAGE=en_US:en for gettext; it must not stop the worker
+    s = config.Settings.from_env({"LANGUAGE": "en_US:en"}, dotenv=False)
+    assert (s.language, s.source("language")) == ("", "default")
+    config.resolve(s)
+    s = config.Settings.from_env({"LANGUAGE": "de"}, dotenv=False)
+    assert (s.language, s.source("language")) == ("de", "environment")
 
 
 def test_describe_logs_no_secrets():

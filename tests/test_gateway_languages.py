@@ -77,8 +77,7 @@ async def test_the_language_picks_the_gateways_engine():
     assert type(engine.engine_for("en", 16000, "pcm_s16le")) is engine.Recognizer
     german_engine = engine.engine_for("de-DE", 16000, "pcm_s16le")
     assert type(german_engine) is engine.WhisperRecognizer and german_engine.language == "de"
-    assert engine.local_engine("de", words=True) == "local/whisper-base:de"
-    assert engine.local_engine("en", words=True) == "local/whisper-tiny:en"
+    assert engine.local_engine("de") == "local/whisper-base:de"
     assert engine.local_engine("en") == "local/whisper-tiny:en"
     with pytest.raises(engine.BadRequestError, match="no local engine transcribes language 'tlh'"):
         engine.engine_for("tlh", 16000, "pcm_s16le")

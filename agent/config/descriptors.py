@@ -241,7 +241,9 @@ def check_turns(settings: Settings) -> None:
             )
     if settings.noise_cancellation:
         label = _setting_label(settings, "noise_cancellation")
-        if not (urlparse(settings.livekit_url).hostname or "").endswith(".livekit.cloud"):
+        if not (urlparse(settings.livekit_url).hostname or "").endswith(
+            catalog.LIVEKIT_CLOUD_DOMAIN
+        ):
             raise ConfigError(
                 f"{label} is LiveKit Cloud's noise cancellation: it runs only in rooms on "
                 f"LiveKit Cloud (LIVEKIT_URL=wss://<project>.livekit.cloud), not on this server; "
@@ -334,7 +336,7 @@ def check_options(
 ) -> None:
     """Raise ConfigError unless every option applies to the model and is in range; `source`
     names where the options came from in the message. `plugin`: the model runs on its
-    provider's plugin (the user's own key), which takes only `plugin_options`."""
+    provider's plugin (the user's own key), which takes only `model.plugin.options`."""
     for key, value in options.items():
         spec = desc.model.options.get(key)
         if spec is None:
@@ -377,5 +379,3 @@ def check_options(
             or (isinstance(value, list) and all(isinstance(v, str) for v in value))
         ):
             raise ConfigError(f"{source}: {key} must be a string or a list of strings")
-        if spec.choices and value not in spec.choices:
-            raise ConfigError(f"{source}: {key} must be one of {', '.join(spec.choices)}")

@@ -166,6 +166,10 @@ class Settings(BaseModel):
         # copied it there, perhaps in a parent process): it stays in the .env layer
         if environ is None:
             env = {k: v for k, v in env.items() if from_file.get(k) != v}
+        # many desktops export LANGUAGE for their translations (gettext's "en_US:en"); a
+        # language code never holds "_" or ":", so such a value is the system's, not ours
+        if any(c in env.get("LANGUAGE", "") for c in "_:"):
+            del env["LANGUAGE"]
         if cli is None:
             try:
                 cli = json.loads(env.get(CLI_ENV) or "{}")
