@@ -16,7 +16,8 @@ from livekit.agents.utils import is_given
 class FallbackSTT(stt.FallbackAdapter):
     @property
     def members(self) -> list[stt.STT]:
-        """The configured STTs in order (unwrapped from the VAD StreamAdapter of batch ones)."""
+        """The configured STTs in order (unwrapped from the VAD StreamAdapter of batch ones).
+        `_stt_instances` is private (checked on 1.8.9 by tests/test_livekit_hooks.py)."""
         return [
             m.wrapped_stt if isinstance(m, stt.StreamAdapter) else m for m in self._stt_instances
         ]

@@ -99,7 +99,8 @@ def install_console_key() -> None:
 
     LiveKit's console reads keys in a thread of its own with `readkey` of its CLI module; it is
     wrapped here, before that thread starts (a read already under way would not see the
-    wrapper), so the space bar reaches push-to-talk and every other key the console."""
+    wrapper), so the space bar reaches push-to-talk and every other key the console. `_legacy`
+    is private (checked on 1.8.9 by tests/test_livekit_hooks.py)."""
     from livekit.agents.cli import _legacy
 
     read = _legacy.readkey

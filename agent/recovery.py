@@ -43,7 +43,8 @@ def watch(server: AgentServer, settings: config.Settings) -> None:
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    # the process pool is the only place LiveKit reports a job process's exit
+    # the process pool is the only place LiveKit reports a job process's exit; it is private
+    # (checked on livekit-agents 1.8.9 by tests/test_livekit_hooks.py)
     server._proc_pool.on("process_closed", on_closed)
 
 
