@@ -81,9 +81,41 @@ class Call:
         self.stt_changes: list[dict] = []
         self._stt = ""
         self._adapters: set[int] = set()
+        # (wall clock, seconds the caller's audio waited in the receive jitter buffer in all,
+        # samples it emitted) at each edge of the caller's speech
+        self.jitter: list[tuple[float, float, int]] = []
+        self._tasks: set = set()
         metrics().calls_active.inc()
         session.on("user_input_transcribed", self._on_transcript)
+        session.on("user_state_changed", self._on_speech_edge)
+        session.on("agent_state_changed", self._on_speech_edge)
         ctx.add_shutdown_callback(self._on_shutdown)
+
+    def _on_speech_edge(self, ev) -> None:
+        if "speaking" in (ev.old_state, ev.new_state) and self.ctx.room.isconnected():
+            import asyncio
+
+            task = asyncio.create_task(self._read_jitter())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _read_jitter(self) -> None:
+        """The receive jitter buffer's totals for the caller's audio (WebRTC's inbound-rtp
+        stats): how long the caller's speech waited in it before the agent heard it."""
+        try:
+            stats = await self.ctx.room.get_rtc_stats()
+        except Exception:  # the room is going away
+            return
+        inbound = [
+            s.inbound_rtp.inbound
+            for s in [*stats.subscriber_stats, *stats.publisher_stats]
+            if s.WhichOneof("stats") == "inbound_rtp" and s.inbound_rtp.stream.kind == "audio"
+        ]
+        if inbound:
+            busiest = max(inbound, key=lambda i: i.jitter_buffer_emitted_count)
+            self.jitter.append(
+                (time.time(), busiest.jitter_buffer_delay, busiest.jitter_buffer_emitted_count)
+            )
 
     def _active_stt(self) -> str:
         """The STT transcribing now: the agent's (a live switch sets it), else the session's;
@@ -160,6 +192,7 @@ class Call:
         events = sr.events
         close = next((e for e in reversed(events) if e.type == "close"), None)
         turns = build_turns(sr.chat_history.items, events)
+        add_network(turns, self.jitter)
         latencies = [t["stages"]["first_audio_out"] for t in turns if t["user"] is not None]
         latencies = [v for v in latencies if v is not None]
         report = {
@@ -201,6 +234,8 @@ class Call:
                 if e.type == "error"
             ],
             "recording": None,
+            # where the recording's two channels start on the calls' clock
+            "recording_started_at": sr.audio_recording_started_at,
         }
         return scrub(report, _secrets(self.live.settings))
 
@@ -337,6 +372,23 @@ def build_turns(items: list, events: list) -> list[dict]:
         )
         user = None
     return turns
+
+
+def add_network(turns: list[dict], jitter: list[tuple[float, float, int]]) -> None:
+    """Each turn's `network.in_s`: how long the caller's audio waited in the agent's receive
+    jitter buffer, on average, from the caller's first word to the reply. The end of speech is
+    dated where the agent heard it, so the caller stopped talking that much (and the network's
+    one-way delay) earlier; the caller hears the reply after its own receive buffer."""
+    for turn in turns:
+        turn["network"] = None
+        user = turn["user"]
+        if user is None or user["started_speaking_at"] is None:
+            continue
+        until = (turn["agent"]["started_speaking_at"] or user["stopped_speaking_at"]) + 0.5
+        during = [(d, n) for at, d, n in jitter if user["started_speaking_at"] - 0.5 <= at <= until]
+        if len(during) >= 2 and during[-1][1] > during[0][1]:
+            wait = (during[-1][0] - during[0][0]) / (during[-1][1] - during[0][1])
+            turn["network"] = {"in_s": round(wait, 3)}
 
 
 def speech_activity(events: list, end: float) -> dict[str, list[list[float]]]:
