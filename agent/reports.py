@@ -85,6 +85,8 @@ class Call:
         # samples it emitted) at each edge of the caller's speech
         self.jitter: list[tuple[float, float, int]] = []
         self._tasks: set = set()
+        self.cpu_s = 0.0  # this thread's CPU spent on the report (benchmarks/report_cost.py)
+        self.stats_reads = 0
         metrics().calls_active.inc()
         session.on("user_input_transcribed", self._on_transcript)
         session.on("user_state_changed", self._on_speech_edge)
@@ -106,6 +108,8 @@ class Call:
             stats = await self.ctx.room.get_rtc_stats()
         except Exception:  # the room is going away
             return
+        started = time.thread_time()
+        self.stats_reads += 1
         inbound = [
             s.inbound_rtp.inbound
             for s in [*stats.subscriber_stats, *stats.publisher_stats]
@@ -116,6 +120,7 @@ class Call:
             self.jitter.append(
                 (time.time(), busiest.jitter_buffer_delay, busiest.jitter_buffer_emitted_count)
             )
+        self.cpu_s += time.thread_time() - started
 
     def _active_stt(self) -> str:
         """The STT transcribing now: the agent's (a live switch sets it), else the session's;
@@ -151,6 +156,7 @@ class Call:
         )
 
     def _on_transcript(self, ev) -> None:
+        started = time.thread_time()
         stt = self._active_stt()
         if stt != self._stt:
             if self._stt:
@@ -168,11 +174,19 @@ class Call:
                 "stt": stt,
             }
         )
+        self.cpu_s += time.thread_time() - started
 
     async def _on_shutdown(self, reason: str) -> None:
         metrics().calls_active.dec()
         try:
+            started = time.thread_time()
             report = self.build(reason)
+            # what the report cost this process's main thread so far (the stats reads' share
+            # in LiveKit's media thread is not in it: benchmarks/report_cost.py measures it)
+            report["cost"] = {
+                "cpu_s": round(self.cpu_s + time.thread_time() - started, 4),
+                "stats_reads": self.stats_reads,
+            }
             write(report, reports_dir(self.live.settings), self._audio_path())
             observe(report)
             prune(
@@ -470,6 +484,27 @@ def load(folder: Path) -> list[dict]:
             report["file"] = path.name
             reports.append(report)
     return sorted(reports, key=lambda r: r.get("started_at", 0), reverse=True)
+
+
+def summary(report: dict) -> dict:
+    """What a list of calls shows of one (`python -m agent calls`, the page's Calls view)."""
+    return {
+        "room": report["room"],
+        "started_at": report["started_at"],
+        "duration_s": report["duration_s"],
+        "ended_because": report["ended_because"],
+        "recording": report.get("recording"),
+        "file": report.get("file"),
+        **report["summary"],
+    }
+
+
+def find(folder: Path, room: str) -> dict | None:
+    """The newest report of `room` (or of the report file named `room`)."""
+    for report in load(folder):
+        if room in (report["room"], report.get("file"), Path(report.get("file", "")).stem):
+            return report
+    return None
 
 
 # --- Prometheus -----------------------------------------------------------------------------

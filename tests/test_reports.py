@@ -8,11 +8,15 @@ import os
 import time
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from livekit.agents import NOT_GIVEN
 from livekit.agents.llm import ChatMessage
+from pydantic import SecretStr
 
 from agent import config, reports, switching
 from agent.errors import AgentError
+from agent.web import make_app
 from tools import calls
 
 pytestmark = pytest.mark.unit
@@ -179,3 +183,50 @@ def test_the_calls_command_lists_calls_and_prints_one_calls_stages(tmp_path, cap
     assert "turn 1" in text and "audio out" in text and "STT=local/moonshine-tiny:en" in text
     with pytest.raises(AgentError, match="no call in room 'gone'"):
         calls.main(["--dir", str(tmp_path), "gone"])
+
+
+def _page(folder, **extra) -> web.Application:
+    return make_app(
+        config.Settings(
+            livekit_url="ws://127.0.0.1:7880",
+            livekit_api_key="devkey",
+            livekit_api_secret=SecretStr("secret"),
+            call_reports_dir=str(folder),
+            **extra,
+        )
+    )
+
+
+async def test_the_page_server_serves_the_calls_and_a_recording_read_only(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps(_report("room-a", 1000.0, [0.5])))
+    recorded = _report("room-b", 2000.0, [0.7]) | {"recording": "b.ogg"}
+    (tmp_path / "b.json").write_text(json.dumps(recorded))
+    (tmp_path / "b.ogg").write_bytes(b"OggS-audio")
+    # a report whose recording points outside the folder is not followed there
+    (tmp_path / "c.json").write_text(
+        json.dumps(_report("room-c", 500.0, [0.5]) | {"recording": "../secret.ogg"})
+    )
+    (tmp_path.parent / "secret.ogg").write_bytes(b"not yours")
+    async with TestClient(TestServer(_page(tmp_path))) as client:
+        listed = await (await client.get("/api/calls")).json()
+        assert [c["room"] for c in listed] == ["room-b", "room-a", "room-c"]
+        assert (await (await client.get("/api/calls/room-a")).json())["turns"][0]["user"]
+        audio = await client.get("/api/calls/room-b/audio")
+        assert audio.status == 200 and audio.content_type == "audio/ogg"
+        assert await audio.read() == b"OggS-audio"
+        assert (await client.get("/api/calls/room-a/audio")).status == 404  # not recorded
+        assert (await client.get("/api/calls/room-c/audio")).status == 404
+        missing = await client.get("/api/calls/nobody")
+        assert missing.status == 404 and "nobody" in (await missing.json())["error"]
+        assert (await client.post("/api/calls")).status == 405
+
+
+async def test_beyond_loopback_the_calls_take_the_access_key(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps(_report("room-a", 1000.0, [0.5])))
+    app = _page(tmp_path, token_endpoint_secret=SecretStr("k-123456"))
+    async with TestClient(TestServer(app)) as client:
+        refused = await client.get("/api/calls")
+        assert refused.status == 401 and "TOKEN_ENDPOINT_SECRET" in (await refused.json())["error"]
+        assert (await client.get("/api/calls/room-a")).status == 401
+        allowed = await client.get("/api/calls", headers={"Authorization": "Bearer k-123456"})
+        assert allowed.status == 200 and len(await allowed.json()) == 1

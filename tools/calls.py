@@ -27,25 +27,13 @@ STAGE_LABELS = {
 }
 
 
-def summary(report: dict) -> dict:
-    """What the list shows of a call."""
-    return {
-        "room": report["room"],
-        "started_at": report["started_at"],
-        "duration_s": report["duration_s"],
-        "ended_because": report["ended_because"],
-        "recording": report.get("recording"),
-        "file": report.get("file"),
-        **report["summary"],
-    }
-
-
 def find(folder: Path, room: str) -> dict:
-    """The newest report of `room` (or of the report file named `room`)."""
-    for report in reports.load(folder):
-        if room in (report["room"], report.get("file"), Path(report.get("file", "")).stem):
-            return report
-    raise AgentError(f"no call in room {room!r} in {folder}: `python -m agent calls` lists them")
+    report = reports.find(folder, room)
+    if report is None:
+        raise AgentError(
+            f"no call in room {room!r} in {folder}: `python -m agent calls` lists them"
+        )
+    return report
 
 
 def _ms(seconds: float | None) -> str:
@@ -122,5 +110,5 @@ def main(argv: list[str]) -> None:
         report = find(folder, args.room)
         print(json.dumps(report, indent=1) if args.json else one_call(report))
         return
-    calls = [summary(r) for r in reports.load(folder)[: args.n]]
+    calls = [reports.summary(r) for r in reports.load(folder)[: args.n]]
     print(json.dumps(calls, indent=1) if args.json else listing(calls))
