@@ -97,7 +97,8 @@ def test_the_report_holds_the_call_its_settings_transcripts_and_turn_stages(call
     assert report["settings"]["record_calls"] == {"value": True, "set_by": "environment"}
     assert report["settings"]["turn_detection"]["set_by"] == "default"
     finals = [t for t in report["transcripts"] if t["final"]]
-    assert [t["stt"] for t in finals] == ["local/moonshine-tiny"] * len(SAID)
+    assert len(finals) >= len(SAID)
+    assert {t["stt"] for t in finals} == {"local/moonshine-tiny"}
     assert all(t["language"] == "en" for t in finals)
     replies = [t for t in report["turns"] if t["user"]]
     assert len(replies) == len(SAID) == report["summary"]["turns"]
@@ -165,11 +166,47 @@ def test_the_metrics_port_shows_the_stage_histograms_across_job_processes(report
 
 
 def test_the_calls_command_lists_the_call_and_prints_its_turns(call):
-    _, room, _, folder = call
+    _, room, report, folder = call
     command = [sys.executable, "-m", "agent", "calls", "--dir", str(folder)]
     listed = json.loads(subprocess.check_output([*command, "--json"], cwd=stack.ROOT))
     assert any(c["room"] == room and c["turns"] == len(SAID) for c in listed)
     text = subprocess.check_output([*command, room], cwd=stack.ROOT, text=True)
-    for said in SAID:
-        assert said[:20].lower() in text.lower()
+    for turn in report["turns"][1:]:
+        assert turn["user"]["text"][:30] in text
     assert "audio out" in text
+
+
+async def test_the_calls_view_shows_the_call_as_a_timeline_and_plays_its_recording(
+    call, livekit_server
+):
+    from tests.test_browser import KEY, chromium, page_server
+
+    _, room, report, folder = call
+    async with (
+        page_server(livekit_server.url, report["agent"], CALL_REPORTS_DIR=str(folder)) as url,
+        chromium() as page,
+    ):
+        await page.goto(f"{url}/#key={KEY}")
+        await page.click("#calls-button")
+        row = page.locator(f'#calls-list tr[data-room="{room}"]')
+        await row.wait_for()
+        assert (await row.locator("td").nth(3).text_content()) == str(len(SAID))
+        await row.locator("button").click()
+        await page.wait_for_selector("#turn-bars .turn-bar")
+        bars = await page.eval_on_selector_all(
+            "#turn-bars .turn-bar", "bars => bars.map(b => Number(b.dataset.total))"
+        )
+        replies = [t for t in report["turns"] if t["user"]]
+        assert bars == [t["stages"]["first_audio_out"] for t in replies]
+        # each bar is split at the stages it reached in turn
+        assert await page.locator("#turn-bars .turn-bar rect.stage").count() > len(SAID)
+        # recorded: the lanes are the two channels' waveforms, and the audio plays back
+        await page.wait_for_selector("#call-timeline path.wave")
+        assert await page.locator("#call-timeline path.wave").count() == 2
+        assert await page.locator("#call-timeline circle.final").count() == len(SAID)
+        duration = await page.wait_for_function(
+            "() => { const a = document.getElementById('call-audio');"
+            " return a && a.readyState >= 1 && isFinite(a.duration) && a.duration; }"
+        )
+        assert await duration.json_value() == pytest.approx(report["duration_s"], abs=3)
+        await page.screenshot(path=str(stack.ARTIFACTS / "calls-view.png"), full_page=True)
