@@ -16,11 +16,14 @@ import numpy as np
 import pytest
 
 from tools import stack
-from tools.caller import Caller
+from tools.caller import Caller, synthesize
 
 pytestmark = pytest.mark.e2e
 
 SAID = ["What a lovely day it is.", "Please book a table for two at seven."]
+# said last; the caller cuts the agent's long echo of it short with CUT_IN
+LONG = "Please remind me to buy milk, eggs, bread, butter, apples and cheese on the way home."
+CUT_IN = "Stop, that is enough, thank you."
 # a secret of the worker's settings that no report, recording name or metric may show
 SECRET = "tok-3f9a1c5e7b2d4f60"
 # the report's heard_s against the caller's own figure (the end of its speech to the agent's
@@ -58,9 +61,26 @@ async def call(reporting_worker, livekit_server):
             before = await _receive_buffer(c.room)
             turn = await c.say(text)
             turns.append((turn, _buffer_wait(before, await _receive_buffer(c.room))))
+        await _interrupt(c)
     # the caller left: the job ends and writes the report
     path = await _wait_for(lambda: [p for p in folder.glob("*.json") if c.room_name in p.name])
     return turns, c.room_name, json.loads(path[0].read_text()), folder
+
+
+async def _interrupt(c: Caller) -> None:
+    """Say LONG, and CUT_IN once the agent has been answering for a second."""
+    end = await c.speak(synthesize(LONG))
+    await _wait_for(
+        lambda: any(t > end and _loud(f) for t, f in c.agent_frames[-200:]), 60, "a reply"
+    )
+    await asyncio.sleep(1.0)
+    await c.speak(synthesize(CUT_IN))
+    await c.wait_for(lambda: len(c.agent_finals()) >= len(SAID) + 3, 60)
+    await c.wait_until_quiet()
+
+
+def _loud(pcm) -> bool:
+    return float(np.sqrt(np.mean(pcm**2))) > 0.01
 
 
 async def _receive_buffer(room) -> tuple[float, int]:
@@ -81,10 +101,10 @@ def _buffer_wait(before: tuple[float, int], after: tuple[float, int]) -> float:
     return (after[0] - before[0]) / max(after[1] - before[1], 1)
 
 
-async def _wait_for(found, timeout: float = 30):
+async def _wait_for(found, timeout: float = 30, what: str = "the call's report"):
     deadline = time.time() + timeout
     while not (result := found()):
-        assert time.time() < deadline, "no report was written"
+        assert time.time() < deadline, f"no sign of {what} after {timeout} s"
         await asyncio.sleep(0.2)
     return result
 
@@ -97,12 +117,12 @@ def test_the_report_holds_the_call_its_settings_transcripts_and_turn_stages(call
     assert report["settings"]["record_calls"] == {"value": True, "set_by": "environment"}
     assert report["settings"]["turn_detection"]["set_by"] == "default"
     finals = [t for t in report["transcripts"] if t["final"]]
-    assert len(finals) >= len(SAID)
+    assert len(finals) >= len(SAID) + 2
     assert {t["stt"] for t in finals} == {"local/moonshine-tiny"}
     assert all(t["language"] == "en" for t in finals)
     replies = [t for t in report["turns"] if t["user"]]
-    assert len(replies) == len(SAID) == report["summary"]["turns"]
-    for reply in replies:
+    assert len(replies) == report["summary"]["turns"] >= len(SAID) + 2
+    for reply in replies[: len(SAID)]:
         stages = reply["stages"]
         assert all(stages[k] is not None for k in stages), stages
         # each stage after the one it waits for
@@ -113,13 +133,26 @@ def test_the_report_holds_the_call_its_settings_transcripts_and_turn_stages(call
         assert not reply["interrupted"]
 
 
+def test_a_cut_reply_keeps_what_the_caller_heard_of_it(call):
+    _, _, report, _ = call
+    cut = [t for t in report["turns"] if t["interrupted"]]
+    assert len(cut) == report["summary"]["interruptions"] == 1, [
+        (t["user"], t["agent"]["text"]) for t in report["turns"]
+    ]
+    heard = cut[0]["agent"]["text"].lower()
+    full = f"you said: {cut[0]['user']['text']}".lower()
+    # cut after a second of speech: a beginning of the reply, not all of it
+    assert heard.startswith("you said") and len(heard) < len(full), (heard, full)
+    assert "remind me" in cut[0]["user"]["text"].lower()
+
+
 def test_the_reports_stage_times_agree_with_the_callers_figure(call):
     """The caller's figure (from the end of its speech to the agent's first audible audio, as
     benchmarks.latency measures it) is the report's end of speech to first audio out, plus the
     time the audio waited in a receive buffer each way: the agent's (in the report) and the
     caller's (read here). Each part is measured where it happens."""
     turns, _, report, _ = call
-    replies = [t for t in report["turns"] if t["user"]]
+    replies = [t for t in report["turns"] if t["user"]][: len(SAID)]
     rows = []
     for (turn, caller_buffer), reply in zip(turns, replies, strict=True):
         caller_s = turn.first_agent_audio - turn.speech_end
@@ -169,7 +202,7 @@ def test_the_calls_command_lists_the_call_and_prints_its_turns(call):
     _, room, report, folder = call
     command = [sys.executable, "-m", "agent", "calls", "--dir", str(folder)]
     listed = json.loads(subprocess.check_output([*command, "--json"], cwd=stack.ROOT))
-    assert any(c["room"] == room and c["turns"] == len(SAID) for c in listed)
+    assert any(c["room"] == room and c["turns"] == report["summary"]["turns"] for c in listed)
     text = subprocess.check_output([*command, room], cwd=stack.ROOT, text=True)
     for turn in report["turns"][1:]:
         assert turn["user"]["text"][:30] in text
@@ -190,7 +223,7 @@ async def test_the_calls_view_shows_the_call_as_a_timeline_and_plays_its_recordi
         await page.click("#calls-button")
         row = page.locator(f'#calls-list tr[data-room="{room}"]')
         await row.wait_for()
-        assert (await row.locator("td").nth(3).text_content()) == str(len(SAID))
+        assert (await row.locator("td").nth(3).text_content()) == str(report["summary"]["turns"])
         await row.locator("button").click()
         await page.wait_for_selector("#turn-bars .turn-bar")
         bars = await page.eval_on_selector_all(
@@ -203,7 +236,9 @@ async def test_the_calls_view_shows_the_call_as_a_timeline_and_plays_its_recordi
         # recorded: the lanes are the two channels' waveforms, and the audio plays back
         await page.wait_for_selector("#call-timeline path.wave")
         assert await page.locator("#call-timeline path.wave").count() == 2
-        assert await page.locator("#call-timeline circle.final").count() == len(SAID)
+        finals = [t for t in report["transcripts"] if t["final"]]
+        assert await page.locator("#call-timeline circle.final").count() == len(finals)
+        assert await page.locator("#call-timeline path.interruption").count() == 1
         duration = await page.wait_for_function(
             "() => { const a = document.getElementById('call-audio');"
             " return a && a.readyState >= 1 && isFinite(a.duration) && a.duration; }"
