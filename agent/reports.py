@@ -19,6 +19,7 @@ signal's energy: agent/plugins/onset_vad.py):
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -36,6 +37,8 @@ from . import config
 
 logger = logging.getLogger("agent.reports")
 
+# the agent's attribute with the last turn's stages (JSON), for the page's live view
+TURN_ATTRIBUTE = "turn_latency"
 STAGES = (
     "final_transcript",
     "end_of_turn",
@@ -91,15 +94,36 @@ class Call:
         session.on("user_input_transcribed", self._on_transcript)
         session.on("user_state_changed", self._on_speech_edge)
         session.on("agent_state_changed", self._on_speech_edge)
+        session.on("conversation_item_added", self._on_item)
         ctx.add_shutdown_callback(self._on_shutdown)
 
     def _on_speech_edge(self, ev) -> None:
         if "speaking" in (ev.old_state, ev.new_state) and self.ctx.room.isconnected():
-            import asyncio
-
             task = asyncio.create_task(self._read_jitter())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _on_item(self, ev) -> None:
+        """A reply is in the chat history: publish its stages to the page (TURN_ATTRIBUTE)."""
+        item = ev.item
+        if getattr(item, "role", None) != "assistant" or not self.ctx.room.isconnected():
+            return
+        started = time.thread_time()
+        items = self.session.history.items
+        user = next((i for i in reversed(items[:-1]) if getattr(i, "role", "") == "user"), None)
+        if user is None:
+            return
+        metrics = [
+            e for e in self.session._recorded_events[-200:] if e.type != "user_input_transcribed"
+        ]
+        turn = build_turns([user, item], metrics)[0]
+        value = json.dumps({"stages": turn["stages"], "interrupted": turn["interrupted"]})
+        task = asyncio.create_task(
+            self.ctx.room.local_participant.set_attributes({TURN_ATTRIBUTE: value})
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self.cpu_s += time.thread_time() - started
 
     async def _read_jitter(self) -> None:
         """The receive jitter buffer's totals for the caller's audio (WebRTC's inbound-rtp

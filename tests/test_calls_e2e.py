@@ -15,6 +15,7 @@ import av
 import numpy as np
 import pytest
 
+from tests.test_browser import KEY, chromium, join_with_agent, microphone, page_server, speech_wav
 from tools import stack
 from tools.caller import Caller, synthesize
 
@@ -212,8 +213,6 @@ def test_the_calls_command_lists_the_call_and_prints_its_turns(call):
 async def test_the_calls_view_shows_the_call_as_a_timeline_and_plays_its_recording(
     call, livekit_server
 ):
-    from tests.test_browser import KEY, chromium, page_server
-
     _, room, report, folder = call
     async with (
         page_server(livekit_server.url, report["agent"], CALL_REPORTS_DIR=str(folder)) as url,
@@ -245,3 +244,24 @@ async def test_the_calls_view_shows_the_call_as_a_timeline_and_plays_its_recordi
         )
         assert await duration.json_value() == pytest.approx(report["duration_s"], abs=3)
         await page.screenshot(path=str(stack.ARTIFACTS / "calls-view.png"), full_page=True)
+
+
+async def test_during_a_call_the_page_shows_each_turns_stages_and_both_levels(
+    reporting_worker, livekit_server, tmp_path
+):
+    w, _, _ = reporting_worker
+    wav = speech_wav(tmp_path / "speech.wav")
+    async with (
+        page_server(livekit_server.url, w.agent_name) as url,
+        chromium(*microphone(wav)) as page,
+    ):
+        await page.goto(f"{url}/#key={KEY}")
+        await join_with_agent(page)
+        level = "id => document.getElementById(id).value > 0.02"
+        await page.wait_for_function(level, arg="agent-level", timeout=30_000)  # the greeting
+        await page.wait_for_function(level, arg="mic-level", timeout=30_000)  # the sentence
+        # the reply's stages, published by the agent once it is in the chat history
+        bar = await page.wait_for_selector("#live-bars .turn-bar", timeout=60_000)
+        assert float(await bar.get_attribute("data-total")) > 0
+        assert await page.locator("#live-bars rect.stage").count() >= 2
+        await page.screenshot(path=str(stack.ARTIFACTS / "calls-live.png"), full_page=True)

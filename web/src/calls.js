@@ -2,6 +2,8 @@
 // a call ends) and one call as a timeline: the caller's and the agent's audio lanes (their
 // waveforms when the call was recorded, when each spoke otherwise), the transcripts at their
 // times, interruptions and STT changes, and each turn's latency as a bar split by stage.
+import { RoomEvent, Track } from 'livekit-client';
+
 const SVG = 'http://www.w3.org/2000/svg';
 // the stages of a turn, in seconds after the end of the caller's speech (docs/calls.md)
 const STAGES = [
@@ -188,15 +190,22 @@ function waveform(wave, startedAt, x, y, colour) {
 // each turn: a bar from the end of the caller's speech, split at each stage reached
 function turnBars(report) {
   const turns = report.turns.filter((t) => t.user);
+  const rows = turns.map((t, n) => ({ label: `${n + 1}. ${t.user.text.slice(0, 28)}`, ...t }));
+  const chart = stageBars(rows);
+  chart.id = 'turn-bars';
+  return chart;
+}
+
+function stageBars(turns) {
   const worst = Math.max(1, ...turns.map((t) => t.stages.first_audio_out || 0));
   const scale = (WIDTH - 260) / worst;
   const rowH = 22;
   const height = turns.length * rowH + 40;
-  const chart = svg('svg', { id: 'turn-bars', width: WIDTH, height, viewBox: `0 0 ${WIDTH} ${height}` });
+  const chart = svg('svg', { width: WIDTH, height, viewBox: `0 0 ${WIDTH} ${height}` });
   turns.forEach((turn, n) => {
     const y = n * rowH + 4;
     const row = chart.appendChild(svg('g', { class: 'turn-bar', 'data-total': turn.stages.first_audio_out ?? '' }));
-    row.append(svgText({ x: 0, y: y + 14, class: 'said' }, `${n + 1}. ${turn.user.text.slice(0, 28)}`));
+    row.append(svgText({ x: 0, y: y + 14, class: 'said' }, turn.label));
     let reached = 0;
     for (const [key, label, colour] of STAGES) {
       const at = turn.stages[key];
@@ -230,6 +239,57 @@ function transcriptList(report) {
   const items = [...list.children].sort((a, b) => parseFloat(a.textContent.slice(1)) - parseFloat(b.textContent.slice(1)));
   list.replaceChildren(...items);
   return list;
+}
+
+// -- during a call: each turn's stages as the agent publishes them, and the two levels ---------
+
+const TURN_ATTRIBUTE = 'turn_latency'; // agent/reports.py
+const live = { turns: [], meters: [], ctx: null, timer: null };
+
+function meter(mediaStreamTrack, id) {
+  live.ctx ??= new AudioContext();
+  const analyser = live.ctx.createAnalyser();
+  live.ctx.createMediaStreamSource(new MediaStream([mediaStreamTrack])).connect(analyser);
+  const buf = new Float32Array(analyser.fftSize);
+  live.meters.push(() => {
+    analyser.getFloatTimeDomainData(buf);
+    let sum = 0;
+    for (const v of buf) sum += v * v;
+    document.getElementById(id).value = Math.min(1, 4 * Math.sqrt(sum / buf.length));
+  });
+  live.timer ??= setInterval(() => live.meters.forEach((update) => update()), 100);
+}
+
+function showLiveTurn(value) {
+  let turn;
+  try {
+    turn = JSON.parse(value);
+  } catch {
+    return;
+  }
+  live.turns.push({ label: `turn ${live.turns.length + 1}`, ...turn });
+  const chart = stageBars(live.turns.slice(-5));
+  chart.id = 'live-bars';
+  document.getElementById('live-turns').replaceChildren(chart);
+}
+
+export function watchCall(room) {
+  room.on(RoomEvent.LocalTrackPublished, (pub) => {
+    if (pub.kind === Track.Kind.Audio && pub.track) meter(pub.track.mediaStreamTrack, 'mic-level');
+  });
+  room.on(RoomEvent.TrackSubscribed, (track) => {
+    if (track.kind === Track.Kind.Audio) meter(track.mediaStreamTrack, 'agent-level');
+  });
+  room.on(RoomEvent.ParticipantAttributesChanged, (changed, participant) => {
+    if (participant !== room.localParticipant && TURN_ATTRIBUTE in changed) {
+      showLiveTurn(changed[TURN_ATTRIBUTE]);
+    }
+  });
+  room.on(RoomEvent.Disconnected, () => {
+    clearInterval(live.timer);
+    live.ctx?.close();
+    Object.assign(live, { turns: [], meters: [], ctx: null, timer: null });
+  });
 }
 
 export function setupCalls(getKey) {
