@@ -155,8 +155,12 @@ function timeline(report, waves) {
     chart.append(svg('circle', { cx: x(t.at), cy: 10 + LANE_H - 8, r: 4, fill: '#1d3f6e', class: 'final' },
       `+${(t.at - t0).toFixed(1)} s (${t.stt}, ${t.language}): ${t.text}`));
   }
-  for (const turn of report.turns.filter((t) => t.interrupted && t.agent.stopped_speaking_at)) {
-    chart.append(svg('path', { d: `M${x(turn.agent.stopped_speaking_at)} ${10 + LANE_H} l-5 10 h10 z`, fill: '#c62828', class: 'interruption' },
+  for (const turn of report.turns.filter((t) => t.interrupted && t.agent.started_speaking_at)) {
+    // where the agent stopped speaking: the end of its speech that this reply started
+    const start = turn.agent.started_speaking_at;
+    const span = report.speech.agent.find(([a, b]) => b >= start && a <= start + 0.5);
+    const at = span ? span[1] : turn.agent.stopped_speaking_at || start;
+    chart.append(svg('path', { d: `M${x(at)} ${10 + LANE_H} l-5 10 h10 z`, fill: '#c62828', class: 'interruption' },
       `interrupted; the caller heard: ${turn.agent.text}`));
   }
   for (const change of report.stt_changes) {
