@@ -76,18 +76,17 @@ async def stats_read_cost(caller: Caller) -> float:
     return (time.process_time() - start) / STATS_READS
 
 
+def start_worker(server: stack.Server, reports: str, folder: Path) -> stack.Worker:
+    env = {"CALL_REPORTS": reports, "CALL_REPORTS_DIR": str(folder), "MAX_CALLS": "1"}
+    # a crowded machine takes minutes to start one
+    return stack.start_worker(server, env, name=f"report-cost-{reports}", timeout=600)
+
+
 async def run(calls: int, turns: int) -> dict:
     speech = {text: synthesize(text) for text in UTTERANCES}
     server = stack.start_server("report-cost-livekit")
     folder = Path(tempfile.mkdtemp(prefix="report-cost-"))
-    workers = {
-        on: stack.start_worker(
-            server,
-            {"CALL_REPORTS": on, "CALL_REPORTS_DIR": str(folder), "MAX_CALLS": "1"},
-            name=f"report-cost-{on}",
-        )
-        for on in ("1", "0")
-    }
+    workers = {on: start_worker(server, on, folder) for on in ("1", "0")}
     runs: dict[str, list[dict]] = {"1": [], "0": []}
     try:
         for n in range(calls):
