@@ -9,6 +9,7 @@ bench-stt --refs refs.tsv FILE... word error rate and speed of several STT descr
 doctor                            check settings, keys, server, providers, models, audio devices
 web [--host H] [--port P]         the browser page and its token endpoint (http://127.0.0.1:8000)
 redispatch [--port P]             a livekit-server webhook: a call whose agent was lost gets one again
+calls [ROOM] [--json]             the recent calls, or one call's turns and stage times (docs/calls.md)
 """
 
 from __future__ import annotations
