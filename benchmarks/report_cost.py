@@ -102,7 +102,14 @@ async def run(calls: int, turns: int) -> dict:
     for call in runs["1"]:
         cost = reports[call["room"]]["cost"]
         cpu = cost["cpu_s"] + cost["stats_reads"] * call["stats_read_cpu_s"]
-        accounted.append({"cpu_s": cpu, "cores": cpu / call["seconds"], **cost})
+        accounted.append(
+            {
+                "cpu_s": round(cpu, 4),
+                "cores": round(cpu / call["seconds"], 5),
+                "main_thread_cpu_s": cost["cpu_s"],  # as the report noted it
+                "stats_reads": cost["stats_reads"],
+            }
+        )
     per_call = {on: [c["worker_cpu_s"] / c["seconds"] for c in runs[on]] for on in runs}
     return {
         "accounted_cores_per_call": round(statistics.mean(a["cores"] for a in accounted), 5),
