@@ -202,7 +202,7 @@ function turnBars(report) {
 
 function stageBars(turns) {
   const worst = Math.max(1, ...turns.map((t) => t.stages.first_audio_out || 0));
-  const scale = (WIDTH - 290) / worst; // room left for the label and the total
+  const scale = (WIDTH - 340) / worst; // room left for the label and the total
   const rowH = 22;
   const height = turns.length * rowH + 40;
   const chart = svg('svg', { width: WIDTH, height, viewBox: `0 0 ${WIDTH} ${height}` });
