@@ -9,6 +9,7 @@ bench-stt --refs refs.tsv FILE... word error rate and speed of several STT descr
 doctor                            check settings, keys, server, providers, models, audio devices
 web [--host H] [--port P]         the browser page and its token endpoint (http://127.0.0.1:8000)
 redispatch [--port P]             a livekit-server webhook: a call whose agent was lost gets one again
+calls [ROOM] [--json]             the recent calls, or one call's turns and stage times (docs/calls.md)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import socket
 import sys
 import warnings
 
-from . import config, logs
+from . import config, logs, reports
 from .errors import AgentError
 
 LIVEKIT_COMMANDS = ("start", "dev", "console", "connect")
@@ -47,6 +48,7 @@ TOOLS = {
     "transcribe": "tools.transcribe",
     "bench-stt": "tools.bench_stt",
     "doctor": "tools.doctor",
+    "calls": "tools.calls",
 }
 
 
@@ -75,6 +77,7 @@ def run_worker(argv: list[str]) -> None:
         if settings.job_executor == "process":  # a call per process (thread jobs share one)
             os.environ.setdefault(*MEDIA_THREADS)
         resolved = config.resolve(settings)
+        reports.prepare_prometheus(settings)  # before livekit.agents is imported
         print(config.describe(settings, resolved), file=sys.stderr)
         config.import_plugins(settings)  # on the main thread, as LiveKit requires
         config.check_components(settings)  # before the worker registers, not in every call
@@ -105,6 +108,9 @@ def run_worker(argv: list[str]) -> None:
             fail(
                 f"port {port} (the worker's health endpoint) is in use: stop the other worker or set AGENT_HTTP_PORT"
             )
+        port = settings.prometheus_port
+        if port and not _port_free(port):
+            fail(f"port {port} (PROMETHEUS_PORT, the worker's metrics) is in use: choose another")
 
     from livekit.agents import cli
 

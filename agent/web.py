@@ -7,6 +7,9 @@
   POST /api/token     LiveKit's standard token-endpoint shape: JSON with optional room_name,
                       participant_identity, participant_name, participant_metadata,
                       participant_attributes, room_config -> {server_url, participant_token}
+  GET  /api/calls                 the recent calls' summaries (agent/reports.py, docs/calls.md)
+  GET  /api/calls/<room>          one call's report
+  GET  /api/calls/<room>/audio    its recording (audio/ogg), when it was recorded
 
 What a token allows: joining that one room for 10 minutes, publishing the microphone and
 data, subscribing, and setting its own attributes (the page's language and STT pickers set
@@ -38,7 +41,7 @@ from typing import Any
 from aiohttp import web
 from livekit import api
 
-from . import catalog, config, logs
+from . import catalog, config, logs, reports
 
 logger = logging.getLogger("agent.web")
 
@@ -337,9 +340,55 @@ def make_app(settings: config.Settings) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_get("/api/catalog", catalog_view)
     app.router.add_post("/api/token", token)
+    add_call_routes(app)
     if DIST.is_dir():
         app.router.add_static("/assets", DIST / "assets")
     return app
+
+
+# -- the calls' reports (read-only) ------------------------------------------------------------
+
+
+def _calls_folder(request: web.Request) -> Path:
+    """The reports' folder, once the caller may read them: what was said in every call is in
+    them, so beyond loopback they take the same key as a token (TOKEN_ENDPOINT_SECRET)."""
+    settings = request.app[SETTINGS_KEY]
+    secret = settings.token_endpoint_secret.get_secret_value()
+    if secret and not _authorized(request, secret):
+        raise RefusedError(401, "the calls need the access key (TOKEN_ENDPOINT_SECRET)")
+    return reports.reports_dir(settings)
+
+
+def _call(request: web.Request) -> tuple[Path, dict]:
+    folder = _calls_folder(request)
+    report = reports.find(folder, request.match_info["room"])
+    if report is None:
+        raise RefusedError(404, f"no call in room {request.match_info['room'][:80]!r}")
+    return folder, report
+
+
+async def calls_view(request: web.Request) -> web.Response:
+    folder = _calls_folder(request)
+    return web.json_response([reports.summary(r) for r in reports.load(folder)[:100]])
+
+
+async def call_view(request: web.Request) -> web.Response:
+    return web.json_response(_call(request)[1])
+
+
+async def call_audio(request: web.Request) -> web.StreamResponse:
+    folder, report = _call(request)
+    name = report.get("recording") or ""
+    path = folder / name
+    if not name or Path(name).name != name or not path.is_file():  # a bare name in the folder
+        raise RefusedError(404, "this call was not recorded (RECORD_CALLS)")
+    return web.FileResponse(path, headers={"Content-Type": "audio/ogg"})
+
+
+def add_call_routes(app: web.Application) -> None:
+    app.router.add_get("/api/calls", calls_view)
+    app.router.add_get("/api/calls/{room}", call_view)
+    app.router.add_get("/api/calls/{room}/audio", call_audio)
 
 
 def is_loopback(host: str) -> bool:

@@ -12,7 +12,7 @@ from livekit.agents import (
     inference,
 )
 
-from . import capacity, config, push_to_talk, recovery, switching
+from . import capacity, config, push_to_talk, recovery, reports, switching
 from .plugins.onset_vad import OnsetVAD
 
 INSTRUCTIONS = (
@@ -49,6 +49,7 @@ async def entrypoint(ctx: JobContext) -> None:
     # The caller hung up: end the job now rather than when the server closes the empty room
     # (~20 s later), so its MAX_CALLS slot is free for the next caller.
     session.on("close", lambda _: ctx.shutdown("the session closed"))
+    reports.attach(ctx, session, live)  # the call's report when it ends (docs/calls.md)
     await session.start(
         agent=agent,
         room=ctx.room,
@@ -57,6 +58,7 @@ async def entrypoint(ctx: JobContext) -> None:
         # state change) to everyone in the room as a byte stream, for LiveKit's remote session
         # tools; the page and the callers read the transcription streams and attributes instead
         session_host=False,
+        record=reports.record_option(live.settings),  # RECORD_CALLS: audio with the report
     )
     await ctx.connect()
     if not ctx.is_fake_job():  # console: no room IO, so no caller attributes to follow
@@ -86,9 +88,9 @@ def make_server(settings: config.Settings) -> AgentServer:
         load_threshold=1.0,
         setup_fnc=prewarm,
         port=settings.agent_http_port,
+        prometheus_port=settings.prometheus_port or None,  # agent/reports.py's and LiveKit's
     )
-    server.rtc_session(agent_name=settings.agent_name, on_request=admission.on_request(server))(
-        entrypoint
-    )
+    on_request = reports.count_refusals(admission.on_request(server))
+    server.rtc_session(agent_name=settings.agent_name, on_request=on_request)(entrypoint)
     server.on("worker_started", lambda: recovery.watch(server, settings))
     return server

@@ -185,6 +185,7 @@ def start_worker(
     name: str = "worker",
     agent_name: str = "",
     cpu_admission: bool = False,
+    timeout: float = 90,
 ) -> Worker:
     """`python -m agent start` against `server`, configured only through its environment.
     Workers given the same `agent_name` share the calls dispatched to it.
@@ -213,12 +214,16 @@ def start_worker(
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
-    wait_for(
-        lambda: "registered worker" in log.read_text() or process.poll() is not None,
-        90,
-        "agent worker",
-        log,
-    )
+    try:
+        wait_for(
+            lambda: "registered worker" in log.read_text() or process.poll() is not None,
+            timeout,
+            "agent worker",
+            log,
+        )
+    except TimeoutError:
+        stop(process)  # not left behind, registered, after the test gave up on it
+        raise
     if process.poll() is not None:
         raise RuntimeError(f"worker exited: {log.read_text()[-2000:]}")
     return Worker(agent_name, process, log, env)

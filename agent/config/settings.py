@@ -38,7 +38,10 @@ TURN_KEYS = (
     "preemptive_tts",
 )
 LAYER_KEYS = {
-    "dispatch": ("stt", "language", "stt_options", "stt_fallback", "llm", "tts", *TURN_KEYS),
+    "dispatch": (
+        *("stt", "language", "stt_options", "stt_fallback", "llm", "tts", *TURN_KEYS),
+        "record_calls",  # this call's audio goes with its report (agent/reports.py)
+    ),
     "participant": ("stt", "language"),
 }
 CLI_FLAGS = {
@@ -117,6 +120,14 @@ class Settings(BaseModel):
     web_port: int = Field(8000, ge=0, le=65535)
     token_endpoint_secret: SecretStr = SecretStr("")  # required to bind beyond loopback
     web_allowed_origins: str = ""  # comma-separated origins allowed cross-origin (CORS)
+    # a report per call (agent/reports.py, docs/calls.md), pruned oldest first beyond either
+    # limit (0: no limit)
+    call_reports: bool = True
+    call_reports_dir: str = ".run/calls"
+    call_reports_max_mb: float = Field(500, ge=0)
+    call_reports_max_days: float = Field(30, ge=0)
+    record_calls: bool = False  # the caller's and the agent's audio (ogg) with each report
+    prometheus_port: int = Field(0, ge=0, le=65535)  # the worker's /metrics; 0: none
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")

@@ -2,6 +2,7 @@
 // the agent's audio, show both sides' transcripts from the `lk.transcription` text streams, and
 // set the `language` / `stt` participant attributes the agent listens to.
 import { Room, RoomEvent, Track } from 'livekit-client';
+import { setupCalls, watchCall } from './calls.js';
 
 const $ = (id) => document.getElementById(id);
 const TRANSCRIPTION_TOPIC = 'lk.transcription';
@@ -237,6 +238,7 @@ function wire(r) {
     console.info('disconnected', reason);
   });
   r.registerTextStreamHandler(TRANSCRIPTION_TOPIC, onTranscription);
+  watchCall(r); // each turn's latency and the two levels, live (calls.js)
 }
 
 function setButtons(connected) {
@@ -333,3 +335,4 @@ window.addEventListener('keyup', (e) => {
 });
 window.addEventListener('pagehide', () => room?.disconnect());
 loadCatalog().catch((e) => showError(e.message));
+setupCalls(accessKey); // the Calls view (calls.js)
