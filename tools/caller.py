@@ -146,7 +146,7 @@ class Caller:
         self.attributes = attributes or {}
         self.metadata = metadata  # the dispatch's metadata: JSON settings for this call
         self.room = rtc.Room()
-        self.called_at = 0.0
+        self.called_at = self.joined_at = 0.0
         self.transcripts: list[Transcription] = []
         # (arrival, 16 kHz float32) per RECORD_SLICE_MS of the agent's audio
         self.agent_frames: list[tuple[float, np.ndarray]] = []
@@ -180,6 +180,7 @@ class Caller:
         self.room.on("track_subscribed", self._on_track)
         self.room.register_text_stream_handler(TRANSCRIPTION_TOPIC, self._on_text)
         await self.room.connect(self.url, token)
+        self.joined_at = time.time()
         self._source = rtc.AudioSource(SAMPLE_RATE, 1, queue_size_ms=MIC_QUEUE_MS)
         track = rtc.LocalAudioTrack.create_audio_track("microphone", self._source)
         options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
