@@ -47,7 +47,7 @@ MESSAGES = {
 }
 BUSY_ATTRIBUTE = "busy"  # "true" on the agent participant that answers busy
 STATE_ATTRIBUTE = "lk.agent.state"
-AT_ONCE = 4  # busy answers in progress at once; more wait their turn
+AT_ONCE = 8  # busy answers in progress at once; more wait their turn
 CALLER_WAIT_S = 10.0  # for the caller to join and subscribe; a dispatch may precede its join
 FRAME_MS = 100
 
