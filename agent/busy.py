@@ -47,7 +47,9 @@ MESSAGES = {
 }
 BUSY_ATTRIBUTE = "busy"  # "true" on the agent participant that answers busy
 STATE_ATTRIBUTE = "lk.agent.state"
-AT_ONCE = 8  # busy answers in progress at once; more wait their turn
+# busy answers at once, more wait their turn: each spent 0.7 CPU-s of the worker process over
+# ~5 s (benchmarks.busy, a loaded machine), so 4 take at most ~0.6 core from the calls
+AT_ONCE = 4
 CALLER_WAIT_S = 10.0  # for the caller to join and subscribe; a dispatch may precede its join
 FRAME_MS = 100
 

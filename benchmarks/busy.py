@@ -32,6 +32,7 @@ from .latency import UTTERANCES, percentiles, since
 TURNS = 4  # per phase
 BURST_SPACING_S = 0.1
 TOLD_WAIT_S = 15.0  # for a busy caller's audio once told
+AGENT_WAIT_S = 30.0
 
 
 async def busy_caller(server: stack.Server, agent_name: str, start_at: float) -> dict:
@@ -39,11 +40,14 @@ async def busy_caller(server: stack.Server, agent_name: str, start_at: float) ->
     out: dict = {"text_after_s": None, "audio_after_s": None, "told": "", "error": ""}
     try:
         async with Caller(server.url, stack.API_KEY, stack.API_SECRET, agent_name) as c:
-            try:
-                await c.wait_for_agent()
+            try:  # the time it takes, not the no-worker timer: a loaded machine is slow
+                await c.wait_for_agent(timeout=AGENT_WAIT_S)
                 out["error"] = "served"
                 return out
             except AgentsBusyError as e:
+                if not c.agent_finals():
+                    out["error"] = e.message
+                    return out
                 out["told"] = e.message
             joined = c.joined_at
             out["text_after_s"] = since(c.agent_finals()[-1].at, joined)
