@@ -172,7 +172,7 @@ class Answerer:
                 await room.connect(self.settings.livekit_url, self._token(room_name))
                 caller = await asyncio.wait_for(_caller(room), CALLER_WAIT_S)
                 message = self.message(rendered, _language(caller, metadata))
-                await asyncio.wait_for(_say(room, message), CALLER_WAIT_S + 30)
+                await _say(room, message)
                 logger.info("told the caller in room %s that all agents are busy", room_name)
             except Exception as e:  # the caller left, or the room closed: nothing more to do
                 logger.warning("could not tell room %s that all agents are busy: %r", room_name, e)
@@ -208,7 +208,8 @@ async def _say(room: rtc.Room, message: Message) -> None:
     track = rtc.LocalAudioTrack.create_audio_track("busy", source)
     options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
     publication = await room.local_participant.publish_track(track, options)
-    await publication.wait_for_subscription()  # audio sent before it would be lost
+    # audio sent before it would be lost; a caller who left never subscribes
+    await asyncio.wait_for(publication.wait_for_subscription(), CALLER_WAIT_S)
     local = room.local_participant
     await local.set_attributes({STATE_ATTRIBUTE: "speaking"})
     # one segment, final at once: the text shows as the audio starts
