@@ -81,6 +81,9 @@ def run_worker(argv: list[str]) -> None:
         print(config.describe(settings, resolved), file=sys.stderr)
         config.import_plugins(settings)  # on the main thread, as LiveKit requires
         config.check_components(settings)  # before the worker registers, not in every call
+        from . import busy
+
+        busy.check(settings)  # the busy message has a local voice
     except config.ConfigError as e:
         fail(str(e))
     if argv[0] in NEEDS_SERVER:

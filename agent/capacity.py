@@ -1,19 +1,24 @@
-"""How many calls a worker takes. Two limits, whichever is reached first:
+"""How many calls a worker takes, and what a caller beyond them gets (docs/capacity.md). Two
+limits, whichever is reached first:
 
-- MAX_CALLS calls, calibrated by `benchmarks.capacity` on the machine the worker runs on. The
-  worker reports its load to livekit-server as calls / MAX_CALLS, full at 1.0, where the
-  shipped server config stops dispatching to it (`agents.target_load: 1.0`).
+- MAX_CALLS calls, calibrated by `benchmarks.capacity` on the machine the worker runs on.
 - The worker's CPU: while its threads have waited for a core more than CPU_PRESSURE_LIMIT
-  percent of the last 2 s (CpuWait), the worker turns new calls down at their request, and
-  livekit-server offers them to another worker, or to none (the caller hears "busy"). The same
-  code costs 3-4x more CPU on a slow or crowded machine than on the one MAX_CALLS was
-  calibrated on (measured: a call 0.12 cores on one day, 0.41-0.48 on another), and there the
-  calls in progress would lose their latency long before MAX_CALLS.
+  percent of the last 2 s (CpuWait), the worker takes no new call. The same code costs 3-4x
+  more CPU on a slow or crowded machine than on the one MAX_CALLS was calibrated on (measured:
+  a call 0.12 cores on one day, 0.41-0.48 on another), and there the calls in progress would
+  lose their latency long before MAX_CALLS.
+
+A call beyond them is answered "busy" in the room (agent/busy.py, BUSY_ANSWER), so the worker
+must still be offered it: livekit-server offers a call only to a worker whose reported load is
+under its `agents.target_load` (0.7 by default, 1.0 in the shipped configs). The worker reports
+calls / MAX_CALLS scaled to FULL_LOAD, under both; the server's choice among workers (weighted
+by 1 - load) still prefers the emptier ones. With BUSY_ANSWER=false the load is full at 1.0, as
+LiveKit's default, and a call beyond capacity is not offered (the caller waits in silence).
 
 Whatever the pressure, a worker with no call takes one (a busy build next door must not turn
-away every caller), and a call in progress is always taken back: a dispatch into a room older
-than NEW_CALL_S is a call whose process or worker died (agent/recovery.py, agent/redispatch.py),
-and an admitted call is not dropped to keep the others fast.
+away every caller), and below MAX_CALLS a call in progress is taken back: a dispatch into a
+room older than NEW_CALL_S is a call whose process or worker died (agent/recovery.py,
+agent/redispatch.py), and an admitted call is not dropped to keep the others fast.
 """
 
 from __future__ import annotations
@@ -29,15 +34,17 @@ from pathlib import Path
 import psutil
 from livekit.agents import AgentServer, JobRequest
 
+from .busy import Answerer
+
 logger = logging.getLogger("agent.capacity")
 
 PRESSURE_FILE = Path("/proc/pressure/cpu")
 # a new call's room is created at most seconds before its dispatch (the page, the caller, the
 # React starter's room config); a recovered call's caller has been talking in it for longer
 NEW_CALL_S = 5.0
-# a call's load shows in the worker's wait this long after it is taken (its start-up, then half
-# of CpuWait's window)
-SETTLE_S = 3.0
+# the load a full worker reports while it answers "busy": under LiveKit's default target_load
+# (0.7), so that the server still offers it the calls it will answer busy
+FULL_LOAD = 0.5
 
 
 def cpu_pressure() -> float | None:
@@ -137,73 +144,50 @@ def saturated(calls: int, pressure: float | None, limit: float) -> bool:
 class Admission:
     """The worker's `load_fnc` and its calls' `on_request`."""
 
-    def __init__(self, max_calls: int, pressure_limit_percent: float) -> None:
+    def __init__(
+        self, max_calls: int, pressure_limit_percent: float, busy: Answerer | None = None
+    ) -> None:
         self.max_calls = max_calls
         self.limit = pressure_limit_percent / 100
+        self.busy = busy  # who answers the calls not taken (None: they are turned down)
+        self.full_load = FULL_LOAD if busy else 1.0
+        self.accepting = 0  # calls accepted and not yet running (not in server.active_jobs)
         self.pressure = CpuWait()
-        # The wait grows with the square of the calls, as a queue's does as it fills (measured
-        # on two machines, 2-8 calls: wait / calls² within 3.4-5.1 % on one, 5.9-8.4 % on the
-        # other; a lone call's, 6 and 13 %, errs on the safe side). The factor is learnt while
-        # no call is starting; until then, MAX_CALLS calls are taken to fill the limit.
-        self.per_call_squared = self.limit / max_calls**2
-        self._settled_wait = 0.0  # the last wait read while no call was starting
-        self._taken: deque[float] = deque()  # when the calls still starting were taken
-        self._taken_lock = threading.Lock()  # load() runs on a thread, on_request on the loop
-
-    def starting(self) -> int:
-        """Calls taken in the last SETTLE_S: the wait does not show their load yet (callers
-        0.5 s apart were all let in before it rose: 5 calls at 1.95x a single call's p95)."""
-        now = time.monotonic()
-        with self._taken_lock:
-            while self._taken and now - self._taken[0] > SETTLE_S:
-                self._taken.popleft()
-            return len(self._taken)
-
-    def projected(self, wait: float | None, calls: int) -> float | None:
-        """The wait to judge a new call by, with `calls` running. While some are starting,
-        their start-ups swamp the wait (2-3 calls starting read 65-199 %, where 3 settled ones
-        wait 25-30 %: 4 callers 0.5 s apart got 2 calls), and their load is not in it yet
-        (counted linearly, 3 calls and a starting fourth let a fifth in, at 1.84x): it is
-        then the square law's for all of them, or the last settled wait if higher (a load
-        next door)."""
-        if wait is None or not self.starting():
-            return wait
-        return max(self._settled_wait, self.per_call_squared * calls**2)
 
     def load(self, server: AgentServer) -> float:
-        calls, wait = len(server.active_jobs), self.pressure()  # a sample for the next request
-        if wait is not None and not self.starting():
-            self._settled_wait = wait
-            # not from a lone call: its wait is mostly what any worker waits, not a call's
-            # share (7 % with 1 call, 17 % with 2, 43 % with 4), and the last call of a busy
-            # spell reads its neighbours' teardown: learnt from it, the factor turned away a
-            # fourth call that the machine served at 1.13x a lone call's p95
-            if calls >= 2:
-                self.per_call_squared += 0.2 * (wait / calls**2 - self.per_call_squared)
-        return min(calls / self.max_calls, 1.0)
+        self.pressure()  # a sample every load report: the window holds the last 2 s
+        return self.full_load * min(len(server.active_jobs) / self.max_calls, 1.0)
 
     def takes(self, calls: int, room_age: float, pressure: float | None) -> bool:
         """Whether to take a call into a room `room_age` seconds old, with `calls` running."""
+        if calls >= self.max_calls:
+            return False
         return room_age >= NEW_CALL_S or not saturated(calls, pressure, self.limit)
 
     def on_request(self, server: AgentServer):
         async def request(req: JobRequest) -> None:
-            calls = len(server.active_jobs)
-            pressure = self.projected(self.pressure(), calls)
+            calls = len(server.active_jobs) + self.accepting
+            pressure = self.pressure()
             if self.takes(calls, time.time() - req.room.creation_time, pressure):
-                self._taken.append(time.monotonic())
-                await req.accept()
+                self.accepting += 1
+                try:
+                    await req.accept()
+                finally:
+                    self.accepting -= 1
                 return
-            logger.warning(
-                "call in room %s turned down: CPU pressure %.0f %% >= CPU_PRESSURE_LIMIT "
-                "%g %% with %d calls running, %d of them starting (MAX_CALLS %d)",
-                req.room.name,
-                100 * (pressure or 0),
-                100 * self.limit,
-                calls,
-                self.starting(),
-                self.max_calls,
+            why = (
+                f"MAX_CALLS {self.max_calls} calls running"
+                if calls >= self.max_calls
+                else f"CPU pressure {100 * (pressure or 0):.0f} % >= CPU_PRESSURE_LIMIT "
+                f"{100 * self.limit:g} % with {calls} calls running"
             )
-            await req.reject(terminate=False)  # another worker may have cores to spare
+            if self.busy:
+                logger.warning("call in room %s answered busy: %s", req.room.name, why)
+                # done, for the server: no other worker is offered it
+                await req.reject(terminate=True)
+                self.busy.answer(req.room.name, req.job.metadata)
+            else:
+                logger.warning("call in room %s turned down: %s", req.room.name, why)
+                await req.reject(terminate=False)  # another worker may have cores to spare
 
         return request

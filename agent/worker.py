@@ -12,7 +12,7 @@ from livekit.agents import (
     inference,
 )
 
-from . import capacity, config, push_to_talk, recovery, reports, switching
+from . import busy, capacity, config, push_to_talk, recovery, reports, switching
 from .plugins.onset_vad import OnsetVAD
 
 INSTRUCTIONS = (
@@ -73,17 +73,18 @@ async def entrypoint(ctx: JobContext) -> None:
 
 def make_server(settings: config.Settings) -> AgentServer:
     config.import_plugins(settings)  # on the main thread, as LiveKit requires
-    admission = capacity.Admission(settings.max_calls, settings.cpu_pressure_limit)
+    # beyond capacity a caller is told "busy" in the room, by this process (agent/busy.py)
+    answerer = busy.Answerer(settings) if settings.busy_answer else None
+    admission = capacity.Admission(settings.max_calls, settings.cpu_pressure_limit, answerer)
     server = AgentServer(
         # A process per call: a crash ends only its own call, and the calls' Python runs on
         # every core instead of sharing one interpreter lock. The models load once, in the
         # forkserver every call's process is forked from (agent/preload.py).
         job_executor_type=JobExecutorType(settings.job_executor),
         preload_modules=["agent.preload"],
-        # The reported load is this worker's calls / MAX_CALLS, full at 1.0; livekit-server
-        # dispatches only to a worker under its agents.target_load, which the shipped configs
-        # set to 1.0 to match. Below it, a new call is turned down while this worker's threads
-        # wait for a core beyond CPU_PRESSURE_LIMIT (agent/capacity.py).
+        # The reported load is this worker's calls / MAX_CALLS, kept under livekit-server's
+        # agents.target_load while calls beyond capacity are answered busy; whether a call is
+        # served or told busy is decided at its request (agent/capacity.py).
         load_fnc=admission.load,
         load_threshold=1.0,
         setup_fnc=prewarm,
@@ -93,4 +94,6 @@ def make_server(settings: config.Settings) -> AgentServer:
     on_request = reports.count_refusals(admission.on_request(server))
     server.rtc_session(agent_name=settings.agent_name, on_request=on_request)(entrypoint)
     server.on("worker_started", lambda: recovery.watch(server, settings))
+    if answerer:
+        server.on("worker_started", answerer.prepare)
     return server

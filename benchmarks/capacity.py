@@ -21,6 +21,11 @@ the most callers served at a single caller's latency. Levels above the worker's 
 measure refusals; to calibrate MAX_CALLS on a machine, give the worker room:
 
     uv run python -m benchmarks.capacity --max-calls 16 --levels 1,4,5,6,7,8 --out /tmp/cal
+
+`--burst B` adds B callers beyond capacity, BURST_SPACING_S apart, BURST_AFTER_S after a
+level's last caller joined (while its calls are in their turns): what a burst of busy answers
+costs the calls in progress (docs/capacity.md). `--env KEY=VALUE` sets the worker's settings
+(e.g. BUSY_ANSWER=false).
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ STAGGER_S = 0.5  # between two callers' joins
 CALLERS_PER_PROCESS = 8
 MIN_TURNS = 12  # per level, so that even one caller gives a p95 over 12 turns
 TURNS_PER_CALLER = 4
+BURST_AFTER_S = 10.0
+BURST_SPACING_S = 0.1
 QUIET_PRESSURE = 0.1  # a level starts once the CPU pressure is under this (the worker idle)
 
 
@@ -224,20 +231,25 @@ def crashes(log: Path) -> int:
 
 
 async def level(
-    server: stack.Server, worker: stack.Worker, n: int, speech: dict, meter: WorkerMeter
+    server: stack.Server,
+    worker: stack.Worker,
+    n: int,
+    speech: dict,
+    meter: WorkerMeter,
+    burst: int = 0,
 ) -> dict:
     turns = max(TURNS_PER_CALLER, math.ceil(MIN_TURNS / n))
     crashed_before = crashes(worker.log)
     plans = [
         [UTTERANCES[(i * turns + k) % len(UTTERANCES)] for k in range(turns)] for i in range(n)
-    ]
+    ] + [[] for _ in range(burst)]  # the burst's callers say nothing: they are told busy
     meter.peak_rss = meter.peak_pss = 0.0
     idle_rss, idle_pss = meter.sample_memory()
     spawn = multiprocessing.get_context("spawn")
     load_before = os.getloadavg()[0]
     # caller i in process i % processes: each process's callers start spread over the level
-    processes = math.ceil(n / CALLERS_PER_PROCESS)
-    groups = [list(range(p, n, processes)) for p in range(processes)]
+    processes = math.ceil((n + burst) / CALLERS_PER_PROCESS)
+    groups = [list(range(p, n + burst, processes)) for p in range(processes)]
     with ProcessPoolExecutor(max_workers=processes, mp_context=spawn, initializer=far_end) as pool:
         # every caller process up (busy tasks: one process each) with its modules imported,
         # and the CPU pressure of that and of the level before gone: the worker would take
@@ -246,13 +258,17 @@ async def level(
         await asyncio.gather(*up)
         pressure_at_start = await quiet_machine()
         start_at = time.time() + 1
+        starts = [start_at + i * STAGGER_S for i in range(n)] + [
+            start_at + (n - 1) * STAGGER_S + BURST_AFTER_S + j * BURST_SPACING_S
+            for j in range(burst)
+        ]
         futures = [
             asyncio.wrap_future(
                 pool.submit(
                     callers_process,
                     server.url,
                     worker.agent_name,
-                    [start_at + i * STAGGER_S for i in group],
+                    [starts[i] for i in group],
                     [plans[i] for i in group],
                     {t: speech[t] for i in group for t in plans[i]},
                 )
@@ -288,6 +304,7 @@ async def level(
     # the calls' processes are gone by now: wait for the next level's idle memory
     return {
         "calls": n,
+        "burst": burst,
         "served": len(served),
         "refused": len(refused),
         "failed": len(failed),
@@ -417,13 +434,15 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-async def run(server: stack.Server, worker: stack.Worker, levels: list[int]) -> list[dict]:
+async def run(
+    server: stack.Server, worker: stack.Worker, levels: list[int], burst: int = 0
+) -> list[dict]:
     speech = {text: synthesize(text) for text in UTTERANCES}
     meter = WorkerMeter(worker.process.pid)
     rows = []
     for n in levels:
         await asyncio.sleep(5)  # the previous level's call processes end
-        rows.append(await level(server, worker, n, speech, meter))
+        rows.append(await level(server, worker, n, speech, meter, burst))
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -432,16 +451,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", default="1,2,4,6,8,12,16")
     parser.add_argument("--max-calls", type=int, help="MAX_CALLS for the worker (its default)")
+    parser.add_argument("--burst", type=int, default=0, help="callers beyond capacity, at once")
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the worker")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     env = {"MAX_CALLS": str(args.max_calls)} if args.max_calls else {}
+    env.update(item.split("=", 1) for item in args.env)
     server = stack.start_server("capacity-livekit-server")
     worker = stack.start_worker(server, env, name="capacity-worker", cpu_admission=True)
     try:
-        rows = asyncio.run(run(server, worker, levels))
+        rows = asyncio.run(run(server, worker, levels, args.burst))
     finally:
         stack.stop(worker.process)
         stack.stop(server.process)
@@ -455,6 +477,8 @@ def main() -> None:
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
             "max_calls": settings.max_calls,
             "cpu_pressure_limit_pct": settings.cpu_pressure_limit,
+            "busy_answer": settings.busy_answer,
+            "burst": args.burst,
             "job_executor": settings.job_executor,
             # how far above its process Moonshine's engine thread runs (0: not allowed here)
             "stt_engine_priority_boost": os.getpriority(os.PRIO_PROCESS, 0)

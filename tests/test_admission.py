@@ -2,15 +2,17 @@
 when they want one (their run-queue waits, read here under real load); and how the calls it has
 spend less as the machine's CPU pressure rises (Moonshine's interims)."""
 
+import asyncio
 import os
 import subprocess
 import sys
 import time
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
-from agent import capacity, config
+from agent import busy, capacity, config
 
 pytestmark = pytest.mark.unit
 
@@ -31,41 +33,107 @@ def test_a_worker_is_saturated_only_with_a_call_running_and_the_pressure_at_its_
     assert capacity.saturated(calls, pressure, limit) is expected
 
 
-def test_calls_still_starting_count_at_what_calls_have_cost():
-    """A call's load shows in the wait seconds after it is taken, and its start-up swamps the
-    wait meanwhile: until then the worker counts all the calls at what calls have cost (the
-    wait grows with their square), so callers a moment apart are neither all let in nor all
-    turned away."""
-    admission = capacity.Admission(max_calls=5, pressure_limit_percent=50)
-    assert admission.per_call_squared == pytest.approx(0.02)  # nothing learnt: 5 fill the limit
-    assert admission.projected(0.3, calls=3) == pytest.approx(0.3)  # none starting: the wait
-    admission.per_call_squared = 0.036  # learnt: 3 settled calls waited ~33 %
-    admission._taken.append(time.monotonic())  # and one was just taken
-    assert admission.projected(1.5, calls=3) == pytest.approx(0.036 * 9)  # a start-up's spike
-    assert admission.takes(calls=3, room_age=1.0, pressure=admission.projected(1.5, 3))
-    assert admission.projected(0.3, calls=4) == pytest.approx(0.036 * 16)
-    assert not admission.takes(calls=4, room_age=1.0, pressure=admission.projected(0.3, 4))
-    admission._settled_wait = 0.7  # a load next door made the settled calls wait
-    assert admission.projected(0.3, calls=2) == pytest.approx(0.7)
-    admission._taken.clear()
-    admission._taken.extend([time.monotonic() - capacity.SETTLE_S - 1] * 2 + [time.monotonic()])
-    assert admission.starting() == 1  # calls taken longer ago show in the wait already
-    assert admission.projected(None, calls=3) is None  # no schedstat: MAX_CALLS alone
+class Request:
+    """What on_request reads of LiveKit's JobRequest, and how it answered."""
+
+    def __init__(self, room_age: float, metadata: str = "") -> None:
+        self.room = SimpleNamespace(name="call-x", creation_time=time.time() - room_age)
+        self.job = SimpleNamespace(metadata=metadata)
+        self.answer = ""
+
+    async def accept(self) -> None:
+        self.answer = "accepted"
+
+    async def reject(self, terminate: bool = False) -> None:
+        self.answer = "done" if terminate else "turned down"
 
 
-def test_the_factor_is_learnt_from_two_settled_calls_up():
-    admission = capacity.Admission(max_calls=5, pressure_limit_percent=50)
-    running = SimpleNamespace(active_jobs=[object()])
-    admission.pressure = lambda: 0.2  # a lone call, as its neighbours' processes end
-    for _ in range(20):
-        admission.load(running)
-    assert admission.per_call_squared == pytest.approx(0.02)  # nothing learnt
-    running.active_jobs.append(object())
-    admission.pressure = lambda: 0.16
-    for _ in range(20):
-        admission.load(running)
-    assert admission.per_call_squared == pytest.approx(0.04, abs=0.001)  # 0.16 / 2**2
-    assert admission._settled_wait == pytest.approx(0.16)
+class Busy:
+    def __init__(self) -> None:
+        self.rooms: list[str] = []
+
+    def answer(self, room: str, metadata: str) -> None:
+        self.rooms.append(room)
+
+
+def decide(admission: capacity.Admission, calls: int, room_age: float = 1.0) -> str:
+    server = SimpleNamespace(active_jobs=[object()] * calls)
+    req = Request(room_age)
+    asyncio.run(admission.on_request(server)(req))
+    return req.answer
+
+
+def test_beyond_capacity_a_call_is_answered_busy_by_a_worker_livekit_still_offers_it_to():
+    """livekit-server offers a call only to a worker whose load is under its target_load (0.7
+    by default): a full worker that answers busy reports less, and its request ends the
+    dispatch (no other worker is offered it) while the worker says "busy" in the room."""
+    busy = Busy()
+    admission = capacity.Admission(max_calls=2, pressure_limit_percent=0, busy=busy)
+    admission.pressure = lambda: None
+    full = SimpleNamespace(active_jobs=[object(), object()])
+    assert admission.load(full) == capacity.FULL_LOAD < 0.7
+    assert decide(admission, calls=1) == "accepted"
+    assert decide(admission, calls=2) == "done" and busy.rooms == ["call-x"]
+    assert decide(admission, calls=2, room_age=60) == "done"  # a call back after a crash too
+
+    # BUSY_ANSWER=false: full at 1.0, where the server offers it nothing more
+    silent = capacity.Admission(max_calls=2, pressure_limit_percent=0)
+    silent.pressure = lambda: None
+    assert silent.load(full) == 1.0
+    assert decide(silent, calls=2) == "turned down"
+
+
+def test_a_saturated_worker_answers_busy_and_takes_back_a_call_in_progress():
+    busy = Busy()
+    admission = capacity.Admission(max_calls=5, pressure_limit_percent=50, busy=busy)
+    admission.pressure = lambda: 0.9
+    assert decide(admission, calls=1) == "done" and busy.rooms == ["call-x"]
+    assert decide(admission, calls=1, room_age=60) == "accepted"  # back after a crash
+    assert decide(admission, calls=0) == "accepted"  # the first call, whatever the pressure
+
+
+@pytest.mark.parametrize(
+    "env,caller_language,expected",
+    [
+        ({}, "fr", busy.MESSAGES["fr"]),  # the caller's language
+        ({}, "fr-CA", busy.MESSAGES["fr"]),
+        ({}, "ja", busy.MESSAGES["en"]),  # no built-in message in it: the worker's language
+        ({"LANGUAGE": "de"}, "", busy.MESSAGES["de"]),
+        ({"BUSY_LANGUAGE": "es"}, "fr", busy.MESSAGES["es"]),  # always BUSY_LANGUAGE
+        ({"BUSY_MESSAGE": "Line busy."}, "fr", "Line busy."),
+        ({"BUSY_MESSAGE": "Bezet.", "BUSY_LANGUAGE": "nl"}, "", "Bezet."),
+    ],
+)
+def test_the_busy_message_is_in_the_calls_language_unless_set(env, caller_language, expected):
+    settings = config.Settings.from_env(env, dotenv=False)
+    texts = busy.messages(settings)
+    rendered = {
+        lang: busy.Message(lang, text, np.zeros(1, np.int16), 16000) for lang, text in texts.items()
+    }
+    assert busy.Answerer(settings).message(rendered, caller_language).text == expected
+
+
+@pytest.mark.parametrize(
+    "env,error",
+    [
+        ({"BUSY_LANGUAGE": "ja"}, "no built-in busy message"),  # espeak speaks it: say what
+        ({"BUSY_LANGUAGE": "xx", "BUSY_MESSAGE": "?"}, "no local voice speaks 'xx'"),
+    ],
+)
+def test_a_busy_message_that_cannot_be_said_stops_the_worker_at_startup(env, error):
+    with pytest.raises(config.ConfigError, match=error):
+        busy.check(config.Settings.from_env(env, dotenv=False))
+    assert (
+        busy.check(config.Settings.from_env({**env, "BUSY_ANSWER": "false"}, dotenv=False)) is None
+    )
+
+
+def test_the_call_language_is_the_callers_attribute_else_the_dispatchs():
+    caller = SimpleNamespace(attributes={"language": "it"})
+    assert busy._language(caller, '{"language": "fr"}') == "it"
+    caller.attributes = {}
+    assert busy._language(caller, '{"language": "fr"}') == "fr"
+    assert busy._language(caller, "not json") == ""
 
 
 def busy_loops(n: int, nice: int) -> list[subprocess.Popen]:

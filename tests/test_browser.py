@@ -140,13 +140,13 @@ async def web_participant(livekit_url: str, room: str) -> api.ParticipantInfo | 
 
 async def join_with_agent(page, attempts: int = 3) -> None:
     """Start, until the agent's audio plays. If no agent joins within the page's wait (a
-    machine shared with other suites can be that slow) the page says all agents are busy and
+    machine shared with other suites can be that slow) the page says no agent answered and
     leaves; a new Start is a new room and a new dispatch."""
     for _ in range(attempts):
         await page.click("#start")
         await page.wait_for_function(
             f"""() => ({AGENT_AUDIO_PLAYING_JS})() ||
-                /all agents are busy/.test(document.getElementById('error').textContent)""",
+                /no agent answered/.test(document.getElementById('error').textContent)""",
             timeout=60_000,
         )
         if await page.evaluate(AGENT_AUDIO_PLAYING_JS):

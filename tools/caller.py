@@ -36,19 +36,22 @@ FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
 MIC_QUEUE_MS = 1000
 SILENCE_QUEUE_S = 0.1
 TRANSCRIPTION_TOPIC = "lk.transcription"
-# A worker with a free slot joins within a second or two; beyond its MAX_CALLS livekit-server
-# dispatches the call to no one, so no agent ever comes. Counted from the call's start (the
-# room's creation), as the page counts from the click (web/src/main.js), so that the caller
-# hears "busy" within 5 s of calling even when creating the room took a while.
+# Beyond capacity a worker answers in the room: an agent joins, says and writes that all agents
+# are busy, with its `busy` attribute set (agent/busy.py), and leaves. No agent at all within
+# this long (from the call's start, the room's creation, as the page counts from the click) means
+# no worker is running for the agent's name.
 AGENT_JOIN_TIMEOUT = 4.5
-BUSY = "all agents are busy, try again"
+BUSY_ATTRIBUTE = "busy"
+BUSY_TIMEOUT = 10.0  # more, for the busy agent's transcript once it joined
+NO_WORKER = "no agent answered: is a worker running for this agent name?"
 
 
 class AgentsBusyError(ServiceError):
-    """No agent joined: every worker is at capacity (or none is running)."""
+    """The agent said all agents are busy (its message), or none answered (NO_WORKER)."""
 
-    def __init__(self) -> None:
-        super().__init__(BUSY)
+    def __init__(self, message: str = NO_WORKER) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 @dataclass
@@ -143,7 +146,7 @@ class Caller:
         self.attributes = attributes or {}
         self.metadata = metadata  # the dispatch's metadata: JSON settings for this call
         self.room = rtc.Room()
-        self.called_at = 0.0
+        self.called_at = self.joined_at = 0.0
         self.transcripts: list[Transcription] = []
         # (arrival, 16 kHz float32) per RECORD_SLICE_MS of the agent's audio
         self.agent_frames: list[tuple[float, np.ndarray]] = []
@@ -177,6 +180,7 @@ class Caller:
         self.room.on("track_subscribed", self._on_track)
         self.room.register_text_stream_handler(TRANSCRIPTION_TOPIC, self._on_text)
         await self.room.connect(self.url, token)
+        self.joined_at = time.time()
         self._source = rtc.AudioSource(SAMPLE_RATE, 1, queue_size_ms=MIC_QUEUE_MS)
         track = rtc.LocalAudioTrack.create_audio_track("microphone", self._source)
         options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
@@ -192,10 +196,18 @@ class Caller:
         )
 
     async def wait_for_agent(self, timeout: float = AGENT_JOIN_TIMEOUT) -> None:
-        """Return once an agent is in the room; AgentsBusyError if none joined within `timeout`."""
-        deadline = self.called_at + timeout
-        while not self.agent_joined():
-            if time.time() >= deadline:
+        """Return once an agent that serves the call is in the room. AgentsBusyError with the
+        agent's message once an agent said all agents are busy (its transcript), or with
+        NO_WORKER if no agent joined within `timeout`."""
+        deadline, told_busy = self.called_at + timeout, False
+        while True:
+            agents = [p for p in self.room.remote_participants.values() if _is_agent(p)]
+            told_busy = told_busy or any(p.attributes.get(BUSY_ATTRIBUTE) for p in agents)
+            if told_busy and self.agent_finals():
+                raise AgentsBusyError(self.agent_finals()[-1].text)
+            if agents and not told_busy:
+                return
+            if time.time() >= deadline + (BUSY_TIMEOUT if told_busy else 0):
                 raise AgentsBusyError()
             await asyncio.sleep(0.05)
 

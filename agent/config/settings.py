@@ -114,6 +114,12 @@ class Settings(BaseModel):
     # runs of 4, 4 calls in 2, 5 in none; their threads waited 29-33 % (2 calls), 46-53 % (3),
     # 76-134 % (4) (benchmarks.capacity, worker_cpu_wait_pct p50)
     cpu_pressure_limit: float = Field(50, ge=0)
+    # beyond capacity a caller is answered in the room, by a short spoken and written message
+    # (agent/busy.py), rather than left without an agent; its text (empty: the built-in one in
+    # the call's language) and language (empty: the call's)
+    busy_answer: bool = True
+    busy_message: str = ""
+    busy_language: str = ""
     agent_http_port: int = Field(8081, ge=0, le=65535)  # the worker's health endpoint; 0 = any
     # the browser page and its token endpoint (agent/web.py)
     web_host: str = "127.0.0.1"

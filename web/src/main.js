@@ -6,15 +6,18 @@ import { setupCalls, watchCall } from './calls.js';
 
 const $ = (id) => document.getElementById(id);
 const TRANSCRIPTION_TOPIC = 'lk.transcription';
-// The token dispatches the agent; a worker with a free slot joins within a second or two. A
-// worker at its MAX_CALLS is not offered the call (livekit-server's agents.target_load), so no
-// agent ever comes: say so, and leave, rather than wait (the `call` command waits as long).
-const AGENT_WAIT_MS = 4_500; // from the click: "busy" within 5 s of pressing Start
-const BUSY = 'all agents are busy, try again';
+// The token dispatches the agent; a worker with a free slot joins within a second or two, and a
+// full one answers too: an agent with the `busy` attribute says and writes that all agents are
+// busy, then leaves (agent/busy.py); the page shows its words and leaves as well. No agent at
+// all by AGENT_WAIT_MS means no worker is running: say so rather than wait (as `call` does).
+const AGENT_WAIT_MS = 4_500;
+const NO_WORKER = 'no agent answered: is a worker running? try again later';
 const languageNames = new Intl.DisplayNames(['en'], { type: 'language' });
 
 let room = null;
 let catalog = null;
+let agentCame = false; // to this room: the no-worker timer stays quiet
+let toldBusy = false; // the busy agent's words are shown: later errors must not replace them
 
 function showError(message) {
   $('error').textContent = message;
@@ -133,6 +136,15 @@ function speakerOf(participantIdentity, trackId) {
   return mine ? 'you' : 'agent';
 }
 
+function isBusyAgent(participant) {
+  return !!participant?.isAgent && participant.attributes.busy === 'true';
+}
+
+function showBusy(message) {
+  toldBusy = true;
+  showError(message);
+}
+
 async function onTranscription(reader, participantInfo) {
   const attributes = reader.info.attributes ?? {};
   const segmentId = attributes['lk.segment_id'] ?? reader.info.id;
@@ -152,6 +164,7 @@ async function onTranscription(reader, participantInfo) {
   // the agent's final flag comes in the stream's trailer, merged into info after the end
   const final = (reader.info.attributes ?? {})['lk.transcription_final'] === 'true';
   item.dataset.final = String(final || speaker === 'agent');
+  if (isBusyAgent(room?.remoteParticipants.get(participantInfo.identity))) showBusy(text);
 }
 
 // -- the call ---------------------------------------------------------------------------------
@@ -217,6 +230,7 @@ function wire(r) {
   });
   r.on(RoomEvent.ParticipantConnected, (p) => {
     if (!p.isAgent) return;
+    agentCame = true;
     agentIdentity = p.identity;
     showAgent({ 'lk.agent.state': 'joined', ...p.attributes });
   });
@@ -224,6 +238,7 @@ function wire(r) {
     if (!p.isAgent) return;
     $('agent-state').textContent = 'left';
     showPushToTalk(false);
+    if (isBusyAgent(p)) r.disconnect(); // it said all agents are busy: the call is over
   });
   r.on(RoomEvent.AudioPlaybackStatusChanged, () => {
     if (!r.canPlaybackAudio) showError('the browser blocked audio playback: press Start again');
@@ -258,7 +273,8 @@ async function start() {
   const clickedAt = Date.now();
   // Once "busy" is shown, the microphone still starting (slow on a loaded machine) fails
   // because the room is gone: that error must not replace the one that says why.
-  let toldBusy = false;
+  toldBusy = false;
+  agentCame = false;
   const explain = (message) => toldBusy || showError(message);
   showError('');
   $('start').disabled = true;
@@ -276,11 +292,10 @@ async function start() {
     }
     $('room').textContent = r.name;
     setTimeout(() => {
-      const joined = [...r.remoteParticipants.values()].some((p) => p.isAgent);
+      const joined = agentCame || [...r.remoteParticipants.values()].some((p) => p.isAgent);
       if (room === r && !joined) {
-        console.info('no agent joined: all workers are at capacity, or none is running');
-        toldBusy = true;
-        showError(BUSY); // first: leaving the room takes a while on a loaded machine
+        console.info('no agent joined: no worker is running for this agent name');
+        showBusy(NO_WORKER); // first: leaving the room takes a while on a loaded machine
         r.disconnect();
       }
     }, AGENT_WAIT_MS - (Date.now() - clickedAt));
