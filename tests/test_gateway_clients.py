@@ -47,7 +47,8 @@ def openai_client(base: str, key: str = KEY, version: str = "2025-04-16") -> Ope
 
 
 def sessions(base: str) -> list[dict]:
-    return json.loads(urllib.request.urlopen(f"{base}/sessions").read())
+    request = urllib.request.Request(f"{base}/sessions", headers={"X-API-Key": KEY})
+    return json.loads(urllib.request.urlopen(request).read())
 
 
 def test_status_is_what_the_sdk_validates(client):
@@ -289,6 +290,9 @@ def test_sdk_websocket_ink2(client, base):
         *((v, 200) for v in ("2024-11-13", "2025-04-16", "2026-03-01", "2026-08-14")),
         ("2025-09-30", 200),  # a date between versions: served as 2025-04-16
         ("2024-01-01", 400),  # before the first version
+        ("2026-12-01", 400),  # after the newest: an unknown future version
+        ("9999-99-99", 400),  # not a date
+        ("2025-02-30", 400),
         ("latest", 400),
         (None, 400),
     ],
