@@ -74,6 +74,7 @@ class Server:
     process: subprocess.Popen
     log: Path
     since: int = 0  # where this run's lines begin in the (appended) log
+    ports: tuple[int, int, int] = (0, 0, 0)  # signal, rtc TCP, rtc UDP
 
     def output(self) -> str:
         """This run's log."""
@@ -89,11 +90,14 @@ class Server:
         return re.search(r'"nodeID": "(ND_\w+)"', self.output()).group(1)
 
 
-def start_server(name: str = "livekit-server", config: str = "") -> Server:
-    """One livekit-server in dev mode (keys devkey/secret) on free ports; `config` is more YAML,
-    e.g. `redis:` to make it a node of a cluster (see start_redis)."""
-    port, tcp = free_port(), free_port()
-    udp = free_port()  # a UDP port number free on TCP is almost surely free on UDP here
+def start_server(
+    name: str = "livekit-server", config: str = "", ports: tuple[int, int, int] | None = None
+) -> Server:
+    """One livekit-server in dev mode (keys API_KEY/API_SECRET) on free ports (or `ports`:
+    signal, rtc TCP, rtc UDP, e.g. a restarted server's); `config` is more YAML, e.g. `redis:`
+    to make it a node of a cluster (see start_redis)."""
+    # a UDP port number free on TCP is almost surely free on UDP here
+    port, tcp, udp = ports or (free_port(), free_port(), free_port())
     ARTIFACTS.mkdir(exist_ok=True)
     log = ARTIFACTS / f"{name}.log"
     since = log.stat().st_size if log.exists() else 0
@@ -121,7 +125,7 @@ def start_server(name: str = "livekit-server", config: str = "") -> Server:
         stderr=subprocess.STDOUT,
     )
     wait_for(lambda: _listening(port), 30, "livekit-server", log)
-    server = Server(port, process, log, since)
+    server = Server(port, process, log, since, (port, tcp, udp))
     wait_for(lambda: "starting LiveKit server" in server.output(), 30, "livekit-server", log)
     return server
 
