@@ -365,7 +365,7 @@ bodies = st.one_of(
     json_values.map(lambda v: json.dumps(v).encode()),
     st.binary(max_size=300),
 )
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _assert_clean(status: int, data: bytes) -> None:
@@ -384,7 +384,15 @@ def test_fuzzed_bodies_never_fail_the_server(dev, body):
 @FUZZ
 @given(
     body=bodies,
-    auth=st.one_of(st.none(), st.text(st.characters(min_codepoint=32, max_codepoint=126))),
+    auth=st.one_of(
+        st.none(),
+        st.text(st.characters(min_codepoint=32, max_codepoint=126)),
+        # bytes as a header carries them: latin-1 maps each to one byte, not UTF-8 (issue 33)
+        # (control characters make the request itself malformed: aiohttp's 400)
+        st.binary(max_size=40)
+        .filter(lambda b: all(c >= 32 and c != 127 for c in b))
+        .map(lambda b: "Bearer " + b.decode("latin-1")),
+    ),
 )
 def test_fuzzed_requests_with_credentials_never_fail_or_leak(guarded, body, auth):
     headers = {"Content-Type": "application/json"}

@@ -33,7 +33,12 @@ def test_kill_int_stops_up_sh_started_in_the_background_by_a_script():
     up = int(launcher.stdout.readline())
     try:
         # the gateway and the page are up, the worker is starting: services of every kind
-        stack.wait_for(lambda: "starting the agent worker" in log.read_text(), 300, "up.sh", log)
+        stack.wait_for(
+            lambda: log.exists() and "starting the agent worker" in log.read_text(),
+            300,
+            "up.sh",
+            log,
+        )
         assert stack_processes(agent_name), "could not see the stack's processes"
         os.kill(up, signal.SIGINT)
         launcher.wait(30)  # up.sh exited
