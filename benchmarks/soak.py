@@ -9,8 +9,8 @@ calls alternate between the embedded STT and the gateway's (cartesia/ink-whisper
 LIVEKIT_INFERENCE_URL), so the gateway's websockets come and go too. Each of --calls lanes
 places call after call: greeted, 1-4 turns, each turn barging in on the agent's reply (30 %) or
 hung up mid-reply (20 %). Every SAMPLE_EVERY seconds: RSS and fds of livekit-server, the
-gateway, the worker's main process, its call processes (summed; they come and go), and this
-process (the callers). Prints JSON and writes soak.{json,png}: slopes (per minute, by least
+gateway, the worker's main process, its call processes (their PSS summed: they are forked from
+one parent and come and go), and this process (the callers). Prints JSON and writes soak.{json,png}: slopes (per minute, by least
 squares over the samples after the first WARMUP seconds), the samples, and the calls' outcomes.
 """
 
@@ -39,10 +39,12 @@ BARGE_IN, HANG_UP = 0.3, 0.2  # chances per turn
 STTS = ({}, {"stt": "cartesia/ink-whisper", "language": "en"})  # embedded, through the gateway
 
 
-def usage(process: psutil.Process) -> tuple[float, int]:
-    """(RSS in MB, open fds) of one process; (0, 0) once it is gone."""
+def usage(process: psutil.Process, pss: bool = False) -> tuple[float, int]:
+    """(RSS in MB, open fds) of one process; (0, 0) once it is gone. `pss`: its proportional
+    share instead, for processes forked from one parent, whose RSS counts shared pages each."""
     try:
-        return process.memory_info().rss / 2**20, process.num_fds()
+        memory = process.memory_full_info().pss if pss else process.memory_info().rss
+        return memory / 2**20, process.num_fds()
     except psutil.Error:
         return 0.0, 0
 
@@ -65,8 +67,8 @@ def sample(
     for name, process in named.items():
         rss, fds = usage(process)
         out[name] = {"rss_mb": round(rss, 1), "fds": fds}
-    per_job = [usage(p) for p in jobs]
-    out["worker call processes (sum)"] = {
+    per_job = [usage(p, pss=True) for p in jobs]
+    out["worker call processes (sum, PSS)"] = {
         "rss_mb": round(sum(r for r, _ in per_job), 1),
         "fds": sum(f for _, f in per_job),
         "count": len(jobs),

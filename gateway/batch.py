@@ -85,9 +85,9 @@ async def transcribe(request: web.Request) -> web.Response:
             audio = await asyncio.to_thread(decode, upload, encoding, rate, gw.limits)
             result = await asyncio.to_thread(run_engine, descriptor, audio, language, words, gone)
     except BadRequestError as e:
-        return invalid(str(e)).response(rid)
+        return refused(rid, invalid(str(e)))
     except CartesiaError as e:
-        return e.response(rid)
+        return refused(rid, e)
     except BusyError as e:
         logger.warning("batch %s turned away: %s", rid, e)
         busy = CartesiaError(429, "too_many_requests", "Too many requests", str(e))
@@ -99,6 +99,11 @@ async def transcribe(request: web.Request) -> web.Response:
         return web.Response(status=499)  # nobody reads it
     logger.info("batch %s: %.1f s of audio, %s, %s", rid, audio.duration, descriptor, request.path)
     return web.json_response({**result.to_json(words), "request_id": rid})
+
+
+def refused(rid: str, e: CartesiaError) -> web.Response:
+    logger.info("batch %s refused (%d): %.200s", rid, e.status, e.message)
+    return e.response(rid)
 
 
 @contextlib.asynccontextmanager

@@ -119,6 +119,7 @@ async def access_token(request: web.Request) -> web.Response:
             raise invalid('the body must be JSON, e.g. {"grants": {"stt": true}}') from None
         grants, expires_in = token_request(body)
     except CartesiaError as e:
+        logger.info("access token refused (%d): %.200s", e.status, e.message)
         return e.response(rid)
     token = Keys(gw.cartesia_key).issue(grants, expires_in)
     logger.info("access token issued: grants=%s, expires in %d s", grants, expires_in)
