@@ -10,8 +10,10 @@ LIVEKIT_INFERENCE_URL), so the gateway's websockets come and go too. Each of --c
 places call after call: greeted, 1-4 turns, each turn barging in on the agent's reply (30 %) or
 hung up mid-reply (20 %). Every SAMPLE_EVERY seconds: RSS and fds of livekit-server, the
 gateway, the worker's main process, its call processes (their PSS summed: they are forked from
-one parent and come and go), and this process (the callers). Prints JSON and writes soak.{json,png}: slopes (per minute, by least
-squares over the samples after the first WARMUP seconds), the samples, and the calls' outcomes.
+one parent and come and go), and this process (the callers). Prints JSON and writes
+soak.{json,png}: slopes per minute (least squares over the samples after the first WARMUP
+seconds, while the calls ran), the samples, one sample once the calls ended, and the calls'
+outcomes.
 """
 
 from __future__ import annotations
@@ -145,12 +147,12 @@ async def soak(
         await asyncio.sleep(SAMPLE_EVERY)
     await asyncio.gather(*lanes)
     await asyncio.sleep(5)  # the last calls' processes exit
-    samples.append(sample(server, gateway, worker, started))
     return {
         "minutes": minutes,
         "calls_at_once": calls,
         "outcomes": dict(outcomes),
-        "slopes_per_minute": slopes(samples),
+        "slopes_per_minute": slopes(samples),  # while the calls ran
+        "after_the_calls": sample(server, gateway, worker, started),
         "samples": samples,
     }
 
@@ -217,7 +219,7 @@ def main() -> None:
         stack.stop(worker.process)
         gateway.stop()
         stack.stop(server.process)
-    summary = {k: v for k, v in result.items() if k != "samples"}
+    summary = {k: v for k, v in result.items() if k not in ("samples", "after_the_calls")}
     print(json.dumps(summary, indent=2), flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
