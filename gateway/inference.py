@@ -132,18 +132,18 @@ class InferenceSession:
         settings = data.get("settings") or {}
         current = {
             "model": data.get("model") or self.query_model or "auto",
-            "language": settings.get("language", ""),
+            "language": settings.get("language") or "",
             "options": dict(settings.get("extra") or {}),
         }
-        encoding = settings.get("encoding", "pcm_s16le")
+        encoding = settings.get("encoding") or "pcm_s16le"  # null, as absent: the default
         self.record.model, self.record.language = current["model"], current["language"]
         self.record.options, self.record.settings = current["options"], dict(current)
         self.record.encoding = encoding
         self.record.fallback = [
-            m.get("model") for m in (data.get("fallback") or {}).get("models", [])
+            m.get("model") for m in (data.get("fallback") or {}).get("models") or []
         ]
         self.record.sample_rate = rate = check_audio_format(
-            settings.get("sample_rate", 16000), encoding
+            16000 if settings.get("sample_rate") is None else settings["sample_rate"], encoding
         )
         _validate_inference(current)
         self.recognizer = engine_for(
@@ -153,7 +153,8 @@ class InferenceSession:
         return False
 
     async def audio(self, data: dict[str, Any]) -> bool:
-        results = await self.recognizer.push(base64.b64decode(data.get("audio", ""), validate=True))
+        audio = base64.b64decode(data.get("audio") or "", validate=True)
+        results = await self.recognizer.push(audio)
         self.record.audio_seconds = round(self.recognizer.position, 3)
         await self.send_transcripts(results)
         return False
@@ -162,7 +163,8 @@ class InferenceSession:
         update = data.get("settings") or {}
         self.record.updates.append(update)
         merged = dict(self.record.settings)
-        merged.update({k: update[k] for k in ("model", "language") if k in update})
+        # null, as absent, leaves a setting as it was
+        merged.update({k: update[k] for k in ("model", "language") if update.get(k) is not None})
         merged["options"] = {**merged["options"], **(update.get("extra") or {})}
         _validate_inference(merged)
         language = merged["language"] or "en"

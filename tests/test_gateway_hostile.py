@@ -323,6 +323,20 @@ def test_wrong_shaped_later_messages_get_the_error_event(gw, clean_log, frame):
     assert replies[1]["type"] == "error" and replies[1]["code"] == 400, replies
 
 
+def test_null_settings_leave_the_session_as_it_was(gw, clean_log):
+    """Found by the fuzz test: `"model": null` in session.update and `"audio": null` were
+    tracebacks; null is taken as absent."""
+    nulls = {"model": None, "language": None, "extra": None, "encoding": None, "sample_rate": None}
+    frames = [
+        {"type": "session.create", "settings": nulls, "fallback": {"models": None}},
+        {"type": "session.update", "settings": nulls},
+        {"type": "input_audio", "audio": None},
+        {"type": "session.close"},
+    ]
+    replies = gw.run(inference_session(gw.port, frames, read=2))
+    assert [r["type"] for r in replies] == ["session.created", "session.closed"], replies
+
+
 # -- item 11: Cartesia-Version, and huge requests ----------------------------------------------
 
 
