@@ -33,6 +33,24 @@ def setup(level: int = logging.INFO) -> None:
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT, datefmt="%H:%M:%S"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.getLogger("aiohttp.server").addFilter(one_line_for_bad_http)
+
+
+def one_line_for_bad_http(record: logging.LogRecord) -> bool:
+    """A malformed request (a 20 KB header, a broken request line) is the client's error:
+    aiohttp answers it with a 400 and logs a traceback at ERROR; make that one WARNING line."""
+    from aiohttp.http_exceptions import HttpProcessingError
+
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, HttpProcessingError) and exc.code < 500:
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        # the type, not the message: that quotes the request's bytes, perhaps a credential
+        record.msg, record.args = (
+            "bad HTTP request refused (%d): %s",
+            (exc.code, type(exc).__name__),
+        )
+        record.exc_info = record.exc_text = None
+    return True
 
 
 def worker_text_logs() -> None:

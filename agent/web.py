@@ -4,12 +4,21 @@
 
   GET  /              the page (web/dist, built by `npm run build` in web/)
   GET  /api/catalog   the STT models and languages the page's pickers offer (agent/catalog.py)
-  POST /api/token     LiveKit's standard token-endpoint shape: JSON with optional room_name,
-                      participant_identity, participant_name, participant_metadata,
-                      participant_attributes, room_config -> {server_url, participant_token}
+  POST /api/token     LiveKit's standard token-endpoint shape: JSON with optional
+                      participant_name, participant_metadata, participant_attributes,
+                      room_config (and, with the operator grant, room_name and
+                      participant_identity) -> {server_url, participant_token}
   GET  /api/calls                 the recent calls' summaries (agent/reports.py, docs/calls.md)
   GET  /api/calls/<room>          one call's report
   GET  /api/calls/<room>/audio    its recording (audio/ogg), when it was recorded
+
+Calls belong to their callers. As in LiveKit's own starters, the server chooses the room (a new,
+unguessable name per token) and the identity; a client may only suggest its display name. So a
+token never lets anyone into a call that is not theirs: naming an existing room, or an identity
+(another caller's, the agent's), needs the operator grant, `Authorization: Bearer
+<TOKEN_ENDPOINT_SECRET>`, for an operator or a second participant the operator invites. Without
+TOKEN_ENDPOINT_SECRET there is no such grant, and `room_name` or `participant_identity` is
+refused with 403.
 
 What a token allows: joining that one room for 10 minutes, publishing the microphone and
 data, subscribing, and setting its own attributes (the page's language and STT pickers set
@@ -22,7 +31,10 @@ Who may ask for one: by default the server binds to loopback and needs no creden
 mode). It refuses to bind elsewhere unless TOKEN_ENDPOINT_SECRET is set; then /api/token
 requires `Authorization: Bearer <secret>`. The page sends the key given in its URL fragment
 (`http://host:8000/#key=<secret>`, never sent to the server in the URL) or typed in when asked.
-Cross-origin requests are refused unless their origin is in WEB_ALLOWED_ORIGINS.
+A request that carries an Origin (every browser POST does) is refused unless the origin is in
+WEB_ALLOWED_ORIGINS (default: the page's own, http://127.0.0.1:PORT and http://localhost:PORT),
+never compared with the request's Host header, which a DNS-rebinding page controls.
+See docs/security.md.
 """
 
 from __future__ import annotations
@@ -59,6 +71,8 @@ FIELDS = {
     "participant_attributes",
     "room_config",
 }
+# naming the room or the identity joins someone else's call: the operator grant only
+OPERATOR_FIELDS = {"room_name", "participant_identity"}
 SETTINGS_KEY = web.AppKey("settings", config.Settings)
 ORIGINS_KEY = web.AppKey("origins", set)
 CATALOG_KEY = web.AppKey("catalog", dict)
@@ -80,10 +94,10 @@ class RefusedError(Exception):
 # -- the token --------------------------------------------------------------------------------
 
 
-def _name(body: dict, key: str) -> str:
+def _name(body: dict, key: str, prefix: str) -> str:
     value = body.get(key)
-    if value is None:
-        return f"web-{secrets.token_hex(4)}"
+    if value is None:  # the server's choice: unguessable, so nobody can aim at it
+        return f"{prefix}-{secrets.token_hex(8)}"
     if not isinstance(value, str) or not NAME.fullmatch(value):
         raise RefusedError(400, f"{key} must be 1-64 letters, digits, '_' or '-'")
     return value
@@ -135,15 +149,23 @@ def _check_room_config(body: dict, agent_name: str) -> None:
         raise RefusedError(403, f"room_config may only dispatch the agent {agent_name!r}")
 
 
-def mint(settings: config.Settings, body: dict[str, Any]) -> dict[str, str]:
-    """A request body -> {server_url, participant_token}, or RefusedError."""
+def mint(settings: config.Settings, body: dict[str, Any], operator: bool = False) -> dict[str, str]:
+    """A request body -> {server_url, participant_token}, or RefusedError. Only an `operator`
+    (who sent the operator grant, see the module doc) may name the room or the identity."""
     unknown = set(body) - FIELDS
     if unknown:
         raise RefusedError(
             400, f"unknown field {sorted(unknown)[0][:70]!r}; fields: {sorted(FIELDS)}"
         )
-    room = _name(body, "room_name")
-    identity = _name(body, "participant_identity")
+    named = sorted(OPERATOR_FIELDS & set(body))
+    if named and not operator:
+        raise RefusedError(
+            403,
+            f"{named[0]} needs the operator grant (Authorization: Bearer "
+            "<TOKEN_ENDPOINT_SECRET>): the server chooses the room and identity of a new call",
+        )
+    room = _name(body, "room_name", "call")
+    identity = _name(body, "participant_identity", "web")
     display_name = _text(body, "participant_name", MAX_DISPLAY_NAME)
     metadata = _text(body, "participant_metadata", MAX_METADATA)
     attributes = _attributes(body)
@@ -189,21 +211,24 @@ async def _read_json(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _authorized(request: web.Request, secret: str) -> bool:
-    if not secret:
-        return True
+def _bearer_matches(request: web.Request, secret: str) -> bool:
+    """Whether the request carries `Authorization: Bearer <secret>` (a non-empty secret)."""
     given = request.headers.get("Authorization", "")
     scheme, _, value = given.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(
-        value.strip().encode(), secret.encode()
+    # surrogateescape: a header is bytes, and a non-UTF-8 one is just a wrong key, not an error
+    value = value.strip().encode("utf-8", "surrogateescape")
+    return (
+        bool(secret) and scheme.lower() == "bearer" and hmac.compare_digest(value, secret.encode())
     )
 
 
 async def token(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS_KEY]
-    if not _authorized(request, settings.token_endpoint_secret.get_secret_value()):
+    secret = settings.token_endpoint_secret.get_secret_value()
+    operator = _bearer_matches(request, secret)
+    if secret and not operator:
         raise RefusedError(401, "token refused: send Authorization: Bearer <TOKEN_ENDPOINT_SECRET>")
-    return web.json_response(mint(settings, await _read_json(request)))
+    return web.json_response(mint(settings, await _read_json(request), operator=operator))
 
 
 # -- the catalog the pickers show -------------------------------------------------------------
@@ -283,22 +308,30 @@ async def index(request: web.Request) -> web.StreamResponse:
 # -- origins, errors ---------------------------------------------------------------------------
 
 
-def _allowed_origins(settings: config.Settings) -> set[str]:
-    return {o.strip().rstrip("/") for o in settings.web_allowed_origins.split(",") if o.strip()}
+def allowed_origins(settings: config.Settings) -> set[str]:
+    """WEB_ALLOWED_ORIGINS, else the page's own origins on its configured port: never derived
+    from a request, whose Host header a DNS-rebinding page chooses."""
+    listed = {o.strip().rstrip("/") for o in settings.web_allowed_origins.split(",") if o.strip()}
+    if listed:
+        return listed
+    hosts = {"127.0.0.1", "localhost", settings.web_host} - {"0.0.0.0", "::", ""}
+    return {f"http://{h}:{settings.web_port}" for h in hosts}
 
 
 @web.middleware
 async def api_guard(request: web.Request, handler) -> web.StreamResponse:
-    """JSON errors for /api/*, and CORS: same origin, or an origin in WEB_ALLOWED_ORIGINS."""
+    """JSON errors for /api/*, and origins: a request carrying an Origin (every browser POST
+    does) is served only when that origin is in the allowlist (allowed_origins)."""
     if not request.path.startswith("/api/"):
         return await handler(request)
     origin = request.headers.get("Origin")
-    cross = origin is not None and origin != f"{request.scheme}://{request.host}"
-    allowed = cross and origin in request.app[ORIGINS_KEY]
+    allowed = origin is not None and origin in request.app[ORIGINS_KEY]
     cors = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"} if allowed else {}
     try:
-        if cross and not allowed:
-            raise RefusedError(403, f"origin {origin[:100]} is not allowed (WEB_ALLOWED_ORIGINS)")
+        if origin is not None and not allowed:
+            raise RefusedError(
+                403, f"origin {origin[:100]!r} is not allowed (set WEB_ALLOWED_ORIGINS)"
+            )
         if request.method == "OPTIONS" and allowed:  # CORS preflight
             return web.Response(
                 status=204,
@@ -335,7 +368,7 @@ def make_app(settings: config.Settings) -> web.Application:
             )
     app = web.Application(client_max_size=MAX_BODY, middlewares=[api_guard])
     app[SETTINGS_KEY] = settings
-    app[ORIGINS_KEY] = _allowed_origins(settings)
+    app[ORIGINS_KEY] = allowed_origins(settings)
     app[CATALOG_KEY] = catalog_json(settings)
     app.router.add_get("/", index)
     app.router.add_get("/api/catalog", catalog_view)
@@ -354,7 +387,7 @@ def _calls_folder(request: web.Request) -> Path:
     them, so beyond loopback they take the same key as a token (TOKEN_ENDPOINT_SECRET)."""
     settings = request.app[SETTINGS_KEY]
     secret = settings.token_endpoint_secret.get_secret_value()
-    if secret and not _authorized(request, secret):
+    if secret and not _bearer_matches(request, secret):
         raise RefusedError(401, "the calls need the access key (TOKEN_ENDPOINT_SECRET)")
     return reports.reports_dir(settings)
 
@@ -416,7 +449,8 @@ def main(argv: list[str]) -> None:
             "TOKEN_ENDPOINT_SECRET (then open the page as http://HOST:PORT/#key=<secret>), "
             "or bind to 127.0.0.1"
         )
-    app = make_app(settings)
+    # the page's own origins follow the address it is served on
+    app = make_app(settings.model_copy(update={"web_host": args.host, "web_port": args.port}))
     logs.setup()
     if not (DIST / "index.html").exists():
         logger.warning("web/dist is missing: run `npm ci && npm run build` in web/")

@@ -12,7 +12,7 @@ from livekit.agents import (
     inference,
 )
 
-from . import busy, capacity, config, push_to_talk, recovery, reports, switching
+from . import busy, capacity, config, lost_calls, push_to_talk, recovery, reports, switching
 from .plugins.onset_vad import OnsetVAD
 
 INSTRUCTIONS = (
@@ -63,6 +63,7 @@ async def entrypoint(ctx: JobContext) -> None:
     await ctx.connect()
     if not ctx.is_fake_job():  # console: no room IO, so no caller attributes to follow
         live.follow(session, agent, ctx.room)  # `stt`/`language` attributes switch the STT live
+        lost_calls.end_when_lost(ctx)  # livekit-server went away: free the slot
     if live.settings.turn_detection == "manual":  # push-to-talk: the caller commits each turn
         if ctx.is_fake_job():
             push_to_talk.enable_console_key(session)

@@ -8,19 +8,24 @@ An access token comes from `POST /access-token` (made with the key, never with a
 a JWT signed with a secret derived from the key, carrying its grants (`{"stt": true}`) and an
 expiry of at most 3600 s. An expired token is refused with 401, one without the grant with 403.
 
-Cartesia-Version (header, or `?cartesia_version=` on websockets) is required. The rule: any
-date YYYY-MM-DD on or after the first version, 2024-06-10, is accepted and served as the newest
-version in API_VERSIONS dated on or before it (the versions the real clients send are listed
-there). A missing, malformed or earlier value is refused with 400.
+Cartesia-Version (header, or `?cartesia_version=` on websockets) is required. Cartesia's API
+reference lists it as an enum of dated versions (seed 001), so a version is a real date
+YYYY-MM-DD from the first, 2024-06-10, to the newest this gateway knows (API_VERSIONS[-1]),
+served as the newest version in API_VERSIONS dated on or before it (the versions the real
+clients send are listed there). A missing, malformed, earlier or later value (an unknown future
+version) is refused with 400.
+
+A credential is compared as bytes: one that is not ASCII (a header is bytes, perhaps not UTF-8)
+is simply a wrong credential, a 401.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import time
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import jwt
@@ -32,7 +37,6 @@ API_VERSIONS = ("2024-06-10", "2024-11-13", "2025-04-16", "2026-03-01", "2026-08
 GRANTS = ("stt", "tts", "agent")  # what a token may be granted (the gateway serves stt)
 MAX_TOKEN_SECONDS = 3600
 DEFAULT_TOKEN_SECONDS = 60
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 class CartesiaError(Exception):
@@ -63,15 +67,22 @@ def api_version(request: web.Request) -> str:
             "Missing Cartesia-Version",
             f"send the Cartesia-Version header, e.g. 'Cartesia-Version: {API_VERSIONS[-1]}'",
         )
-    if not _DATE.match(asked) or asked < API_VERSIONS[0]:
+    if not _is_date(asked) or not API_VERSIONS[0] <= asked <= API_VERSIONS[-1]:
         raise CartesiaError(
             400,
             "invalid_version",
             "Invalid Cartesia-Version",
-            f"Cartesia-Version {asked[:20]!r} is not a date YYYY-MM-DD on or after "
-            f"{API_VERSIONS[0]}; versions: {', '.join(API_VERSIONS)}",
+            f"Cartesia-Version {asked[:20]!r} is not a date YYYY-MM-DD from "
+            f"{API_VERSIONS[0]} to {API_VERSIONS[-1]}; versions: {', '.join(API_VERSIONS)}",
         )
     return max(v for v in API_VERSIONS if v <= asked)
+
+
+def _is_date(text: str) -> bool:
+    try:
+        return len(text) == 10 and date.fromisoformat(text).isoformat() == text
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -116,10 +127,13 @@ class Keys:
                 "send your API key in the X-API-Key header or as 'Authorization: Bearer <key>' "
                 "(websockets: ?api_key= or ?access_token=)",
             )
-        if hmac.compare_digest(credential.encode(), self.api_key.encode()):
+        given = credential.encode("utf-8", "surrogateescape")  # see the module doc
+        if hmac.compare_digest(given, self.api_key.encode()):
             return Caller("api_key", GRANTS)
         try:
-            claims = jwt.decode(credential, self._secret, algorithms=["HS256"])
+            if not given.isascii():  # a JWT is ASCII
+                raise jwt.InvalidTokenError("not ASCII")
+            claims = jwt.decode(given, self._secret, algorithms=["HS256"])
         except jwt.ExpiredSignatureError:
             raise CartesiaError(
                 401, "token_expired", "Unauthorized", "the access token has expired"

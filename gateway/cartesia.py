@@ -27,6 +27,7 @@ from agent.errors import ConfigError
 
 from .auth import API_VERSIONS, CartesiaError, Keys, api_version, token_request
 from .engine import Hypothesis, Recognizer, engine_for
+from .limits import messages
 from .sessions import GATEWAY, Gateway, SessionRecord
 from .validation import BadRequestError, check_audio_format, vad_settings, validate
 
@@ -118,6 +119,7 @@ async def access_token(request: web.Request) -> web.Response:
             raise invalid('the body must be JSON, e.g. {"grants": {"stt": true}}') from None
         grants, expires_in = token_request(body)
     except CartesiaError as e:
+        logger.info("access token refused (%d): %.200s", e.status, e.message)
         return e.response(rid)
     token = Keys(gw.cartesia_key).issue(grants, expires_in)
     logger.info("access token issued: grants=%s, expires in %d s", grants, expires_in)
@@ -198,7 +200,7 @@ class CartesiaSession:
     last: float = 0.0  # the plugin lays transcripts end to end: durations run from the last one
 
     async def run(self) -> None:
-        async for msg in self.ws:
+        async for msg in messages(self.ws, self.gw.limits.ws_idle_timeout, self.idle):
             if msg.type == WSMsgType.BINARY:
                 await self.audio(msg.data)
             elif msg.type != WSMsgType.TEXT:
@@ -227,18 +229,32 @@ class CartesiaSession:
             with contextlib.suppress(ConnectionResetError):
                 await self.ws.send_str(json.dumps({**msg, "request_id": self.record.id}))
 
-    async def error(self, title: str, message: str) -> None:
+    async def error(
+        self, title: str, message: str, status: int = 400, code: str = "invalid_request"
+    ) -> None:
         """Cartesia's websocket error event (the LiveKit plugin reads `code`, SDK 4.x
         `status_code`); the session goes on."""
         await self.send(
             {
                 "type": "error",
-                "status_code": 400,
-                "code": 400,
-                "error_code": "invalid_request",
+                "status_code": status,
+                "code": status,
+                "error_code": code,
                 "title": title,
                 "message": message,
             }
+        )
+
+    async def idle(self) -> None:
+        """Cartesia closes a websocket idle for 5 minutes (its docs on timeouts); so do we,
+        after GATEWAY_WS_IDLE_TIMEOUT, saying why first."""
+        self.record.error = "idle timeout"
+        timeout = self.gw.limits.ws_idle_timeout
+        await self.error(
+            "Idle timeout",
+            f"no message for {timeout:.0f} s: the connection is closed (GATEWAY_WS_IDLE_TIMEOUT)",
+            status=408,
+            code="idle_timeout",
         )
 
     async def send_transcripts(self, results: list[Hypothesis]) -> None:
@@ -271,7 +287,7 @@ class TurnsSession(CartesiaSession):
 
     async def run(self) -> None:
         await self.send({"type": "connected"})
-        async for msg in self.ws:
+        async for msg in messages(self.ws, self.gw.limits.ws_idle_timeout, self.idle):
             if msg.type == WSMsgType.BINARY:
                 await self.audio(msg.data)
                 continue

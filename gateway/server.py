@@ -12,7 +12,12 @@ written for Cartesia or OpenAI's SDK run offline, unchanged:
                             compatible twin (gateway/batch.py)
   POST /access-token        Cartesia access tokens (gateway/auth.py: keys, tokens, versions)
   GET /                     Cartesia's status object ({"ok": true, "version": ...})
-  /sessions                 what the last 1000 sessions asked for, as JSON (no secrets)
+  GET /sessions             what the last 1000 sessions asked for and heard, as JSON (no
+                            secrets); it holds what callers said, so it needs the Cartesia key
+
+Every route answers bad input with its protocol's error (Cartesia's error object, the
+Inference websocket's error event) and a 4xx, and logs one line. Its limits (upload size,
+audio duration, batch work at once, idle websockets) are settings: gateway/limits.py.
 
 The session's language picks the engine (gateway/engine.py), as `local/auto` does for the agent:
 English on Moonshine tiny-en, the other 99 languages of Whisper (which are Cartesia ink-whisper's)
@@ -34,9 +39,11 @@ from agent import config, logs
 from agent.errors import ConfigError
 from agent.plugins.moonshine import load_transcriber
 
-from .batch import MAX_UPLOAD, transcribe
-from .cartesia import access_token, cartesia_stt, cartesia_turns, status
+from .auth import CartesiaError, Keys
+from .batch import transcribe
+from .cartesia import access_token, cartesia_stt, cartesia_turns, request_id, status
 from .inference import inference_stt
+from .limits import Limits
 from .sessions import GATEWAY, Gateway
 
 DEFAULT_PORT = 8089
@@ -44,11 +51,17 @@ DEFAULT_CARTESIA_KEY = "local-dev-key"
 
 
 async def list_sessions(request: web.Request) -> web.Response:
-    return web.json_response([r.to_json() for r in request.app[GATEWAY].sessions])
+    gw = request.app[GATEWAY]
+    try:
+        if Keys(gw.cartesia_key).authenticate(request).via != "api_key":
+            raise CartesiaError(403, "forbidden", "Forbidden", "/sessions needs the API key itself")
+    except CartesiaError as e:
+        return e.response(request_id())
+    return web.json_response([r.to_json() for r in gw.sessions])
 
 
 def make_app(gateway: Gateway) -> web.Application:
-    app = web.Application(client_max_size=MAX_UPLOAD)
+    app = web.Application(client_max_size=gateway.limits.max_upload_bytes)
     app[GATEWAY] = gateway
     app.router.add_get("/v1/stt", inference_stt)
     app.router.add_get("/stt", inference_stt)  # LIVEKIT_INFERENCE_URL given without the /v1
@@ -83,6 +96,7 @@ def main(argv: list[str]) -> None:
         cartesia_key=args.cartesia_key
         or settings.cartesia_api_key.get_secret_value()
         or DEFAULT_CARTESIA_KEY,
+        limits=Limits.from_settings(settings),
     )
     logs.setup()
     load_transcriber()  # the first session should not wait for the model

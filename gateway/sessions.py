@@ -1,4 +1,5 @@
-"""What the recent gateway sessions asked for and got, kept for `/sessions` (never secrets)."""
+"""The gateway's state: its keys and limits, and what the recent sessions asked for and got,
+kept for `GET /sessions` (which needs the Cartesia key: callers' words are in it)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from .engine import Hypothesis
+from .limits import BatchSlots, Limits
 
 logger = logging.getLogger("gateway")
 # the sessions /sessions lists: a gateway that runs for weeks must not keep every one
@@ -49,7 +51,12 @@ class Gateway:
     api_key: str
     api_secret: str
     cartesia_key: str
+    limits: Limits = field(default_factory=Limits)
     sessions: deque[SessionRecord] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    batch: BatchSlots = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.batch = BatchSlots(self.limits.batch_concurrency, self.limits.batch_queue)
 
     def new_record(self, route: str, request_id: str, **values: Any) -> SessionRecord:
         record = SessionRecord(request_id, route, **values)

@@ -11,6 +11,12 @@ PORT="${LIVEKIT_PORT:-7880}"
 # (default 0.7). The worker reports calls / MAX_CALLS and is full at 1.0 (agent/worker.py),
 # so 1.0 here: every one of its MAX_CALLS slots is dispatchable, and no call beyond them.
 AGENTS_CONFIG="agents: {target_load: 1.0}"
+# info, not --dev's debug: at debug the server logs every participant's refresh token (a live
+# JWT). The keys are given, not left to --dev, whose placeholder-keys line logs the secret;
+# through the environment, so that they are not in the process list either. Dev keys unless
+# LIVEKIT_API_KEY/SECRET are exported.
+LOG_CONFIG="logging: {level: info}"
+export LIVEKIT_KEYS="${LIVEKIT_API_KEY:-devkey}: ${LIVEKIT_API_SECRET:-secret}"
 
 install() {
   if command -v livekit-server >/dev/null; then return; fi
@@ -31,11 +37,12 @@ start() {
     die "port $PORT is in use by another program: stop it, or set LIVEKIT_PORT"
   fi
   step "starting livekit-server on ws://127.0.0.1:$PORT (dev keys devkey/secret)"
-  # rtc ports follow LiveKit's own layout (7880 signal, 7881 TCP, 7882 UDP) from LIVEKIT_PORT
+  # rtc ports follow LiveKit's own layout (7880 signal, 7881 TCP, 7882 UDP) from LIVEKIT_PORT;
+  # the log is appended to: a restart after a crash keeps what led to it
   nohup livekit-server --dev --bind 127.0.0.1 --node-ip 127.0.0.1 \
-    --config-body "$(printf 'port: %s\nrtc:\n  tcp_port: %s\n  udp_port: %s\n%s\n' \
-      "$PORT" $((PORT + 1)) $((PORT + 2)) "$AGENTS_CONFIG")" \
-    >"$RUN/livekit-server.log" 2>&1 &
+    --config-body "$(printf 'port: %s\nrtc:\n  tcp_port: %s\n  udp_port: %s\n%s\n%s\n' \
+      "$PORT" $((PORT + 1)) $((PORT + 2)) "$AGENTS_CONFIG" "$LOG_CONFIG")" \
+    >>"$RUN/livekit-server.log" 2>&1 &
   echo $! >"$RUN/livekit-server.pid"
   for _ in $(seq 100); do running && return; sleep 0.1; done
   die "livekit-server did not start: see $RUN/livekit-server.log"

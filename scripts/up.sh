@@ -3,6 +3,11 @@
 # browser page + token endpoint, and the agent worker on the embedded local defaults. One readable log line per event (LOG_FORMAT=json for
 # JSON). Ctrl+C (or closing the terminal) stops everything within a few seconds.
 set -euo pipefail
+# Started in the background by a script, bash ignores SIGINT here, and a signal ignored on entry
+# cannot be trapped: start again with it restored, so that `kill -INT` stops the stack too.
+if [ -z "${UP_SIGINT_RESTORED:-}" ] && env --default-signal=INT true 2>/dev/null; then
+  UP_SIGINT_RESTORED=1 exec env --default-signal=INT bash "$0" "$@"
+fi
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 bash scripts/setup.sh

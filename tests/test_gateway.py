@@ -51,7 +51,7 @@ async def gateway_http():
 
 
 async def sessions(http: aiohttp.ClientSession) -> list[dict]:
-    async with http.get(f"{BASE}/sessions") as r:
+    async with http.get(f"{BASE}/sessions", headers={"X-API-Key": CARTESIA_KEY}) as r:
         return await r.json()
 
 

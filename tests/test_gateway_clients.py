@@ -8,6 +8,7 @@ The audio is real speech shipped in the moonshine-voice wheel (Samuel Beckett, 1
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import urllib.request
@@ -47,7 +48,8 @@ def openai_client(base: str, key: str = KEY, version: str = "2025-04-16") -> Ope
 
 
 def sessions(base: str) -> list[dict]:
-    return json.loads(urllib.request.urlopen(f"{base}/sessions").read())
+    request = urllib.request.Request(f"{base}/sessions", headers={"X-API-Key": KEY})
+    return json.loads(urllib.request.urlopen(request).read())
 
 
 def test_status_is_what_the_sdk_validates(client):
@@ -128,6 +130,23 @@ def test_long_file_is_chunked_and_whole(client):
     assert wer(DICKENS_SAID, result.text) <= 0.15, result.text
     assert result.duration == pytest.approx(44.37, abs=0.05)
     assert result.words and result.words[-1].end > 40.0
+
+
+def test_silence_after_speech_adds_no_invented_words(client, tmp_path):
+    """Whisper says "you" on silence (75 times in a 30-min silent WAV, issue 33): a minute of
+    silence after speech adds no word, its windows go to no model."""
+    path = tmp_path / "speech-then-silence.wav"
+    ffmpeg("-i", BECKETT, "-af", "apad=pad_dur=60", "-ac", "1", "-ar", "16000", path)
+    with path.open("rb") as f:
+        result = client.stt.transcribe(file=f, model="ink-whisper", language="en")
+    with BECKETT.open("rb") as f:
+        alone = client.stt.transcribe(file=f, model="ink-whisper", language="en")
+    assert result.duration > 60
+
+    def words(text: str) -> list[str]:
+        return re.findall(r"[a-z']+", text.lower())
+
+    assert words(result.text) == words(alone.text)  # without it: "... Fail better. you you"
 
 
 def test_batch_errors_have_cartesia_shape(client, tmp_path):
@@ -289,6 +308,9 @@ def test_sdk_websocket_ink2(client, base):
         *((v, 200) for v in ("2024-11-13", "2025-04-16", "2026-03-01", "2026-08-14")),
         ("2025-09-30", 200),  # a date between versions: served as 2025-04-16
         ("2024-01-01", 400),  # before the first version
+        ("2026-12-01", 400),  # after the newest: an unknown future version
+        ("9999-99-99", 400),  # not a date
+        ("2025-02-30", 400),
         ("latest", 400),
         (None, 400),
     ],

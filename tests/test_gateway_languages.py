@@ -61,7 +61,7 @@ async def transcripts(stream) -> list[stt.SpeechData]:
 
 
 async def sessions(http, base) -> list[dict]:
-    async with http.get(f"{base}/sessions") as r:
+    async with http.get(f"{base}/sessions", headers={"X-API-Key": CARTESIA_KEY}) as r:
         return await r.json()
 
 

@@ -98,7 +98,10 @@ def test_up_logs_readably_answers_and_stops_on_ctrl_c():
         # the page's cloud choice, offline: the caller picks Ink Whisper as the page does
         replies = asyncio.run(call(stt="cartesia/ink-whisper", language="en"))
         assert answered(replies), replies
-        gateway = f"http://127.0.0.1:{env['GATEWAY_PORT']}/sessions"
+        gateway = urllib.request.Request(
+            f"http://127.0.0.1:{env['GATEWAY_PORT']}/sessions",
+            headers={"X-API-Key": "local-dev-key"},  # the gateway's default Cartesia key
+        )
         sessions = json.loads(urllib.request.urlopen(gateway, timeout=5).read())
         heard = [s for s in sessions if s["model"] == "cartesia/ink-whisper" and s["finals"]]
         assert heard and heard[0]["route"] == "inference", sessions

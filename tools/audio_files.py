@@ -15,7 +15,7 @@ import av
 import numpy as np
 
 from agent.audio import ENGINE_RATE as SAMPLE_RATE
-from agent.audio import RAW_ENCODINGS, resample
+from agent.audio import RAW_ENCODINGS, SPEECH_RMS, resample
 from agent.errors import AudioFileError
 
 WINDOW_SECONDS = 30.0  # long files go to the local engines in windows of at most this
@@ -31,6 +31,10 @@ MAGIC = {
 }
 
 
+class TooLongError(AudioFileError):
+    """The file holds more audio than the caller accepts (found before decoding all of it)."""
+
+
 @dataclass
 class Audio:
     path: Path
@@ -43,8 +47,15 @@ class Audio:
         return len(self.samples) / SAMPLE_RATE
 
 
-def load(path: str | Path, encoding: str | None = None, sample_rate: int | None = None) -> Audio:
-    """Decode a file to 16 kHz mono, or raise AudioFileError saying what is wrong with it."""
+def load(
+    path: str | Path,
+    encoding: str | None = None,
+    sample_rate: int | None = None,
+    max_seconds: float | None = None,
+) -> Audio:
+    """Decode a file to 16 kHz mono, or raise AudioFileError saying what is wrong with it.
+    `max_seconds`: TooLongError as soon as the header, or the decoding so far, says the file is
+    longer: a small file of hours of silence is refused without decoding hours."""
     path = Path(path)
     if not path.is_file():
         raise AudioFileError(f"{path}: no such file")
@@ -52,8 +63,15 @@ def load(path: str | Path, encoding: str | None = None, sample_rate: int | None 
         raise AudioFileError(f"{path} is empty")
     check_raw_args(encoding, sample_rate)
     if encoding:
-        return _load_raw(path, encoding, sample_rate)
-    return _load_container(path)
+        return _load_raw(path, encoding, sample_rate, max_seconds)
+    return _load_container(path, max_seconds)
+
+
+def _too_long(path: Path, seconds: float, max_seconds: float | None, at_least: str = "") -> None:
+    if max_seconds is not None and seconds > max_seconds:
+        raise TooLongError(
+            f"{path} holds {at_least}{seconds:.0f} s of audio, over the limit of {max_seconds:.0f} s"
+        )
 
 
 def check_raw_args(encoding: str | None, sample_rate: int | None) -> None:
@@ -70,7 +88,9 @@ def check_raw_args(encoding: str | None, sample_rate: int | None) -> None:
         raise AudioFileError(f"--sample-rate {sample_rate} is not an audio sample rate in Hz")
 
 
-def _load_raw(path: Path, encoding: str, sample_rate: int) -> Audio:
+def _load_raw(path: Path, encoding: str, sample_rate: int, max_seconds: float | None) -> Audio:
+    width = RAW_ENCODINGS[encoding][0]
+    _too_long(path, path.stat().st_size / width / sample_rate, max_seconds)
     raw = path.read_bytes()
     for magic, name in MAGIC.items():
         if raw.startswith(magic):
@@ -94,7 +114,7 @@ def _load_raw(path: Path, encoding: str, sample_rate: int) -> Audio:
     return Audio(path, resample(samples, sample_rate), sample_rate, encoding)
 
 
-def _load_container(path: Path) -> Audio:
+def _load_container(path: Path, max_seconds: float | None = None) -> Audio:
     _check_riff_size(path)
     try:
         container = av.open(str(path))
@@ -107,11 +127,16 @@ def _load_container(path: Path) -> Audio:
             raise AudioFileError(f"{path} has no audio stream")
         stream = container.streams.audio[0]
         declared = container.duration / av.time_base if container.duration else 0.0
+        _too_long(path, declared, max_seconds)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         chunks: list[np.ndarray] = []
+        decoded = 0  # samples: a header may lie about the duration, or not say it
         try:
             for frame in container.decode(stream):
-                chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
+                for f in resampler.resample(frame):
+                    chunks.append(f.to_ndarray().reshape(-1))
+                    decoded += len(chunks[-1])
+                _too_long(path, decoded / SAMPLE_RATE, max_seconds, at_least="at least ")
         except av.error.FFmpegError as e:
             done = sum(len(c) for c in chunks) / SAMPLE_RATE
             raise AudioFileError(
@@ -165,3 +190,11 @@ def windows(samples: np.ndarray, seconds: float = WINDOW_SECONDS) -> list[tuple[
         start = cut
     out.append((start / SAMPLE_RATE, samples[start:]))
     return out
+
+
+def has_speech(samples: np.ndarray) -> bool:
+    """Whether any 50 ms of the audio is loud enough to be speech (SPEECH_RMS, the threshold
+    the streaming engines gate on): a silent window is never handed to a model."""
+    hop = SAMPLE_RATE // 20
+    frames = np.pad(samples, (0, -len(samples) % hop)).reshape(-1, hop)
+    return bool((np.sqrt(np.mean(np.square(frames), axis=1)) >= SPEECH_RMS).any())

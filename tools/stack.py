@@ -20,7 +20,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
-API_KEY, API_SECRET = "devkey", "secret"
+API_KEY = "devkey"
+# not --dev's "secret": a value no log line holds by chance, so tests/test_secrets_in_logs.py
+# can look for it in every log of the run
+API_SECRET = "e2e-secret-5b0c2f7d9a8e41c6b3d2a1f0e9d8c7b6"
 AGENT_TARGET_LOAD = 1.0
 
 
@@ -70,6 +73,12 @@ class Server:
     port: int
     process: subprocess.Popen
     log: Path
+    since: int = 0  # where this run's lines begin in the (appended) log
+    ports: tuple[int, int, int] = (0, 0, 0)  # signal, rtc TCP, rtc UDP
+
+    def output(self) -> str:
+        """This run's log."""
+        return self.log.read_bytes()[self.since :].decode(errors="replace")
 
     @property
     def url(self) -> str:
@@ -78,22 +87,28 @@ class Server:
     @property
     def node_id(self) -> str:
         """The node's id in a cluster (what CreateRoomRequest.node_id places a room on)."""
-        return re.search(r'"nodeID": "(ND_\w+)"', self.log.read_text()).group(1)
+        return re.search(r'"nodeID": "(ND_\w+)"', self.output()).group(1)
 
 
-def start_server(name: str = "livekit-server", config: str = "") -> Server:
-    """One livekit-server in dev mode (keys devkey/secret) on free ports; `config` is more YAML,
-    e.g. `redis:` to make it a node of a cluster (see start_redis)."""
-    port, tcp = free_port(), free_port()
-    udp = free_port()  # a UDP port number free on TCP is almost surely free on UDP here
+def start_server(
+    name: str = "livekit-server", config: str = "", ports: tuple[int, int, int] | None = None
+) -> Server:
+    """One livekit-server in dev mode (keys API_KEY/API_SECRET) on free ports (or `ports`:
+    signal, rtc TCP, rtc UDP, e.g. a restarted server's); `config` is more YAML, e.g. `redis:`
+    to make it a node of a cluster (see start_redis)."""
+    # a UDP port number free on TCP is almost surely free on UDP here
+    port, tcp, udp = ports or (free_port(), free_port(), free_port())
     ARTIFACTS.mkdir(exist_ok=True)
     log = ARTIFACTS / f"{name}.log"
+    since = log.stat().st_size if log.exists() else 0
     # agents.target_load as scripts/livekit-server.sh ships it (see agent/worker.py), unless
     # the caller's YAML sets its own `agents:` (a YAML key may appear only once)
     agents = (
         "" if "\nagents:" in f"\n{config}" else f"agents:\n  target_load: {AGENT_TARGET_LOAD}\n"
     )
-    config = f"port: {port}\nrtc:\n  tcp_port: {tcp}\n  udp_port: {udp}\n{agents}{config}"
+    # logging at info as scripts/livekit-server.sh ships it (debug logs every refresh token)
+    logging = "" if "\nlogging:" in f"\n{config}" else "logging:\n  level: info\n"
+    config = f"port: {port}\nrtc:\n  tcp_port: {tcp}\n  udp_port: {udp}\n{agents}{logging}{config}"
     process = subprocess.Popen(
         [
             livekit_binary(),
@@ -105,12 +120,14 @@ def start_server(name: str = "livekit-server", config: str = "") -> Server:
             "--config-body",
             config,
         ],
-        stdout=log.open("w"),
+        env={**os.environ, "LIVEKIT_KEYS": f"{API_KEY}: {API_SECRET}"},  # not in argv
+        stdout=log.open("a"),  # appended: a restarted server keeps what led to it
         stderr=subprocess.STDOUT,
     )
     wait_for(lambda: _listening(port), 30, "livekit-server", log)
-    wait_for(lambda: "starting LiveKit server" in log.read_text(), 30, "livekit-server", log)
-    return Server(port, process, log)
+    server = Server(port, process, log, since, (port, tcp, udp))
+    wait_for(lambda: "starting LiveKit server" in server.output(), 30, "livekit-server", log)
+    return server
 
 
 def _listening(port: int) -> bool:
@@ -278,4 +295,8 @@ class Gateway:
             self.process.wait()
 
     def sessions(self) -> list[dict]:
-        return json.loads(urllib.request.urlopen(self.base + "/sessions").read())
+        """GET /sessions, with the key it needs (it holds what callers said)."""
+        request = urllib.request.Request(
+            self.base + "/sessions", headers={"X-API-Key": self.cartesia_key}
+        )
+        return json.loads(urllib.request.urlopen(request).read())

@@ -70,6 +70,9 @@ class LocalEngine:
     def transcribe(self, audio: Audio, language: str, words: bool, progress: Progress):
         segments: list[Segment] = []
         for offset, chunk in audio_files.windows(audio.samples):
+            if not audio_files.has_speech(chunk):  # Whisper invents words ("you") on silence
+                progress(len(chunk) / SAMPLE_RATE)
+                continue
             for seg in self._stt.transcribe_samples(chunk, word_timestamps=words):
                 shifted = [Word(w.word, offset + w.start, offset + w.end) for w in seg.words]
                 segments.append(Segment(offset + seg.start, offset + seg.end, seg.text, shifted))

@@ -134,6 +134,12 @@ class Settings(BaseModel):
     call_reports_max_days: float = Field(30, ge=0)
     record_calls: bool = False  # the caller's and the agent's audio (ogg) with each report
     prometheus_port: int = Field(0, ge=0, le=65535)  # the worker's /metrics; 0: none
+    # the local gateway's limits (gateway/limits.py, docs/security.md)
+    gateway_max_upload_mb: float = Field(100, gt=0)  # a batch file's size
+    gateway_max_audio_seconds: float = Field(1800, gt=0)  # a batch file's decoded duration
+    gateway_batch_concurrency: int = Field(1, ge=1)  # files transcribed at once
+    gateway_batch_queue: int = Field(4, ge=0)  # files waiting beyond them; more get a 429
+    gateway_ws_idle_timeout: float = Field(300, gt=0)  # Cartesia closes idle sockets at 5 min
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
