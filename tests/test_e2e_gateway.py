@@ -1,7 +1,7 @@
 """The production STT setting, unchanged, runs a whole call offline: the agent configured as
 `cartesia/ink-whisper:en` (or `ink-2`) reaches the local gateway (LiveKit Inference's wire
 protocol, or Cartesia's with the user's own key) and transcribes a participant through
-livekit-server. The worker is configured exactly as the README's gateway example: LLM and TTS
+livekit-server. The worker is configured exactly as docs/gateway.md's example: LLM and TTS
 are left unset, and since the gateway serves STT only they stay local."""
 
 import pytest
@@ -38,7 +38,7 @@ SAID = "What a lovely day it is."
 async def test_ink_transcribes_a_participant_through_the_gateway(
     livekit_server, gateway, stt, route, env
 ):
-    extra = {"STT": stt, **env(gateway.base)}  # no LLM, no TTS: as the README writes it
+    extra = {"STT": stt, **env(gateway.base)}  # no LLM, no TTS: as docs/gateway.md writes it
     worker = stack.start_worker(livekit_server, extra_env=extra, name=f"worker-{route}")
     try:
         startup = worker.output()
