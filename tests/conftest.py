@@ -1,8 +1,22 @@
+import re
+
 import pytest
 
 from tools import stack
 
-TIERS = ("unit", "slow", "e2e")  # -m unit is the fast tier (under a minute)
+TIERS = ("unit", "slow", "e2e")  # -m unit is the fast tier (about 30 s)
+MODULE_TIER = re.compile(r"^pytestmark = \[?pytest\.mark\.(\w+)", re.MULTILINE)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """`-m <tier>` does not import the other tiers' modules: their imports alone (a browser
+    driver, the providers' SDKs) cost the fast tier seconds. A module whose tier cannot be read
+    from its text is collected, and deselected by its marks as usual."""
+    wanted = config.getoption("markexpr")
+    if wanted not in TIERS or not collection_path.name.startswith("test_"):
+        return None
+    tier = MODULE_TIER.search(collection_path.read_text())
+    return True if tier and tier.group(1) in TIERS and tier.group(1) != wanted else None
 
 
 def pytest_collection_modifyitems(items):
@@ -43,3 +57,32 @@ def gateway(request):
     gw.start()
     yield gw
     gw.stop()
+
+
+class FakeFileSTT:
+    """Stands in for `tools.transcribe.make_engine` where a test is about what a tool does with
+    transcripts (tables, JSON, plots), not about the engines, which are tested on real speech:
+    the engine for descriptor D "hears" `heard[str(D)]` in every file, and `asked` records each
+    (descriptor, file, language) it was given."""
+
+    def __init__(self) -> None:
+        self.heard: dict[str, str] = {}
+        self.asked: list[tuple[str, str, str]] = []
+
+    def make_engine(self, desc, settings, api="cartesia", base_url=""):
+        from tools.transcribe import FileTranscript
+
+        fake = self
+
+        class Engine:
+            def transcribe(self, audio, language, words, progress):
+                fake.asked.append((str(desc), str(audio.path), language))
+                progress(audio.duration)
+                return FileTranscript(fake.heard[str(desc)], language, audio.duration)
+
+        return Engine()
+
+
+@pytest.fixture
+def fake_file_stt() -> FakeFileSTT:
+    return FakeFileSTT()
