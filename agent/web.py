@@ -39,6 +39,7 @@ from aiohttp import web
 from livekit import api
 
 from . import catalog, config, logs
+from .errors import ServiceError
 
 logger = logging.getLogger("agent.web")
 
@@ -383,6 +384,6 @@ def main(argv: list[str]) -> None:
             access_log=None,
         )
     except OSError as e:
-        raise config.ConfigError(
+        raise ServiceError(
             f"cannot listen on {args.host}:{args.port} ({e.strerror}): pass --port or set WEB_PORT"
         ) from None

@@ -50,10 +50,11 @@ def worker(livekit_server):
     stack.stop(w.process)
 
 
-@pytest.fixture(scope="module")
-def gateway(request):
-    """A local gateway subprocess per test module (the fallback tests kill and restart theirs)."""
-    gw = stack.Gateway(f"gateway-{request.module.__name__.rsplit('.', 1)[-1]}")
+@pytest.fixture(scope="session")
+def gateway():
+    """One local gateway subprocess for the session (its start loads the models): a test
+    counts the sessions it added. test_fallback.py, which kills it, starts its own."""
+    gw = stack.Gateway("gateway")
     gw.start()
     yield gw
     gw.stop()
