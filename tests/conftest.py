@@ -87,3 +87,36 @@ class FakeFileSTT:
 @pytest.fixture
 def fake_file_stt() -> FakeFileSTT:
     return FakeFileSTT()
+
+
+class FakeLocalSTT:
+    """Stands in for a local STT plugin's file path (`transcribe_samples`) where a test is about
+    the logic around it (windows, offsets, progress): it hears `text` once in each window it is
+    given, as one segment whose words are spread evenly over the window."""
+
+    def __init__(self, text: str, rate: int = 16000) -> None:
+        self.text, self.rate = text, rate
+        self.windows: list[int] = []  # the length of each window it was given, in samples
+
+    def prewarm(self) -> None:
+        pass
+
+    def transcribe_samples(self, samples, word_timestamps: bool = False):
+        from agent.plugins import Segment, Word
+
+        self.windows.append(len(samples))
+        seconds = len(samples) / self.rate
+        words = self.text.split()
+        step = seconds / len(words)
+        timed = [Word(w, i * step, (i + 1) * step) for i, w in enumerate(words)]
+        return [Segment(0.0, seconds, self.text, timed if word_timestamps else [])]
+
+
+@pytest.fixture
+def fake_local_stt(monkeypatch) -> FakeLocalSTT:
+    """A FakeLocalSTT that `agent.config.build` returns for every descriptor."""
+    from agent import config
+
+    fake = FakeLocalSTT("every word heard")
+    monkeypatch.setattr(config, "build", lambda desc, settings: fake)
+    return fake

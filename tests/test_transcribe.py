@@ -137,7 +137,10 @@ def test_srt_and_text_formats(files, capsys):
     assert wer(SENTENCE, capsys.readouterr().out) <= 0.1
 
 
-def test_long_audio_is_windowed_and_fully_transcribed(speech):
+def test_long_audio_is_windowed_and_every_window_transcribed(speech, fake_local_stt):
+    """The windows' logic on a fake engine: every sample in a window, each window's words at its
+    place in the file, progress for all of it. Real speech across a window's cut:
+    test_transcribe_long.py (slow tier)."""
     long = np.concatenate([speech, np.zeros(TTS_RATE // 2, np.float32)] * 7)  # ~41 s
     samples = resample(long, TTS_RATE)
     windows = audio_files.windows(samples)
@@ -145,10 +148,14 @@ def test_long_audio_is_windowed_and_fully_transcribed(speech):
     audio = audio_files.Audio(Path("long.wav"), samples, TTS_RATE, "wav")
     engine = transcribe.make_engine(config.parse("stt", "local/moonshine-tiny"), config.Settings())
     done = []
-    result = engine.transcribe(audio, "en", False, done.append)
-    assert wer(" ".join([SENTENCE] * 7), result.text) <= 0.1
+    result = engine.transcribe(audio, "en", True, done.append)
+    assert fake_local_stt.windows == [len(w) for _, w in windows]
+    assert result.text == " ".join([fake_local_stt.text] * 2)
     assert sum(done) == pytest.approx(audio.duration)
-    assert [s.start for s in result.segments] == sorted(s.start for s in result.segments)
+    second = windows[1][0]  # seconds: where the second window starts
+    assert [s.start for s in result.segments] == pytest.approx([0.0, second])
+    assert result.words[3].start == pytest.approx(second)  # its first word, shifted there
+    assert result.words[-1].end == pytest.approx(audio.duration)
 
 
 @pytest.fixture(scope="module")
