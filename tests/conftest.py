@@ -44,8 +44,9 @@ def livekit_server():
 
 @pytest.fixture(scope="session")
 def worker(livekit_server):
-    """The agent on its embedded local defaults, as `python -m agent start` runs it."""
-    w = stack.start_worker(livekit_server)
+    """The agent on its embedded local defaults, as `python -m agent start` runs it, logging
+    JSON lines as in the image (test_capacity reads which process runs which room from them)."""
+    w = stack.start_worker(livekit_server, {"LOG_FORMAT": "json"})
     yield w
     stack.stop(w.process)
 
