@@ -4,10 +4,10 @@
 # downloads at run time), and the same start command as on a developer machine.
 #   docker build -t voice-agent .
 #   docker run --rm -e LIVEKIT_URL=wss://... -e LIVEKIT_API_KEY=... -e LIVEKIT_API_SECRET=... voice-agent
-# Settings are the README's environment variables (STT, LLM, TTS, AGENT_NAME, MAX_CALLS, ...).
+# Settings are the environment variables of docs/configuration.md (STT, LLM, TTS, AGENT_NAME, MAX_CALLS, ...).
 # `lk agent deploy` (livekit.toml) builds this same file for LiveKit Cloud.
 ARG PYTHON_VERSION=3.11
-# a machine that cannot reach ghcr.io passes a local image of the same shape (see README)
+# a machine that cannot reach ghcr.io passes a local image of the same shape (see docs/deployment.md)
 ARG BASE_IMAGE=ghcr.io/astral-sh/uv:python${PYTHON_VERSION}-bookworm-slim
 FROM ${BASE_IMAGE}
 

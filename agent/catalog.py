@@ -7,7 +7,7 @@ Local engines use the same shape under the `local` provider (`local/moonshine-ti
 Each entry says how it is reached (its route), which languages it accepts, which options it
 takes and which LiveKit plugin class builds it; agent/config/ only looks things up here, it
 never names a provider. Adding a provider plugin or a local engine is a row here (and, for a
-local engine, its plugin module in agent/plugins/): see the README, "Adding a provider".
+local engine, its plugin module in agent/plugins/): see the README, "Adding a provider or a local engine".
 """
 
 from __future__ import annotations

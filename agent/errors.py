@@ -9,7 +9,10 @@ class AgentError(Exception):
 
 
 class ConfigError(AgentError, ValueError):
-    """A setting, descriptor or option that cannot work (found at startup, not mid-call)."""
+    """A setting, descriptor or option that cannot work, or a program or wheel it needs that is
+    missing. The worker's settings are checked at startup; a call's dispatch metadata when the
+    call starts, and a caller's attributes when they ask for a switch (refused: the call goes on
+    as it was)."""
 
 
 class AudioFileError(AgentError):
@@ -17,4 +20,5 @@ class AudioFileError(AgentError):
 
 
 class ServiceError(AgentError):
-    """A network service that cannot be reached or answered with an error."""
+    """A network service that cannot be reached or answered with an error, or an address this
+    process cannot listen on (a port in use)."""

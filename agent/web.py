@@ -54,6 +54,7 @@ from aiohttp import web
 from livekit import api
 
 from . import catalog, config, logs, reports
+from .errors import ServiceError
 
 logger = logging.getLogger("agent.web")
 
@@ -466,6 +467,6 @@ def main(argv: list[str]) -> None:
             access_log=None,
         )
     except OSError as e:
-        raise config.ConfigError(
+        raise ServiceError(
             f"cannot listen on {args.host}:{args.port} ({e.strerror}): pass --port or set WEB_PORT"
         ) from None

@@ -4,7 +4,7 @@ noise mixed in at 10, 5 and 0 dB SNR: word error rate with and without it.
 
     uv run --with pyrnnoise==0.4.5 python -m benchmarks.noise_suppression [--out benchmarks/results]
 
-pyrnnoise is not a project dependency: this measurement is why (see README, "Taking turns").
+pyrnnoise is not a project dependency: this measurement is why (results: benchmarks/README.md).
 Prints JSON and writes noise_suppression.{json,png}.
 """
 

@@ -36,7 +36,7 @@ import os
 from aiohttp import web
 
 from agent import config, logs
-from agent.errors import ConfigError
+from agent.errors import ServiceError
 from agent.plugins.moonshine import load_transcriber
 
 from .auth import CartesiaError, Keys
@@ -118,6 +118,6 @@ def main(argv: list[str]) -> None:
         )
     except OSError as e:
         reason = os.strerror(e.errno) if e.errno else str(e)
-        raise ConfigError(
+        raise ServiceError(
             f"cannot listen on {args.host}:{args.port} ({reason}): choose another --port"
         ) from None

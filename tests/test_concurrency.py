@@ -22,7 +22,7 @@ from agent.plugins.moonshine import MoonshineSTT
 from tools.caller import SAMPLE_RATE, synthesize
 from tools.wer import normalize
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.slow
 
 SENTENCES = [
     "Please book a table for two at seven.",

@@ -551,7 +551,7 @@ def test_describe_logs_no_secrets():
 @pytest.mark.parametrize(
     "env, expected",
     [
-        # the README's gateway example: the gateway serves STT only, so LLM and TTS stay local
+        # docs/gateway.md's example: the gateway serves STT only, so LLM and TTS stay local
         (
             {"STT": "cartesia/ink-whisper:en", **INF},
             ("cartesia/ink-whisper:en", "local/echo", "local/hibari:heart"),

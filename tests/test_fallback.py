@@ -31,6 +31,15 @@ FIRST, SECOND = "The weather is lovely today.", "Please book a table for two at 
 
 
 @pytest.fixture(scope="module")
+def gateway():
+    """A gateway of this module's own: the test stops it and starts it again."""
+    gw = stack.Gateway("gateway-fallback")
+    gw.start()
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture(scope="module")
 def speech() -> dict[str, np.ndarray]:
     return {text: resample(synthesize(text), 48000, RATE) for text in (FIRST, SECOND)}
 

@@ -19,11 +19,12 @@ from agent import config
 from gateway.server import make_app
 from gateway.sessions import Gateway
 from tests.speech import DICKENS, DICKENS_SAID, silence, spoken_16k
+from tools.stack import free_port
 from tools.wer import wer
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="session")]
 
-PORT = 18089
+PORT, CLI_PORT = free_port(), free_port()  # free ports: test runs side by side do not collide
 BASE = f"http://127.0.0.1:{PORT}"
 KEY, SECRET, CARTESIA_KEY = "devkey", "secret", "test-cartesia-key"
 RATE = 16000
@@ -459,17 +460,17 @@ async def test_messages_before_session_create_are_an_error(gateway_http):
 
 
 async def test_command_line_serves_and_refuses_a_busy_port(gateway_http):
-    cmd = [sys.executable, "-m", "agent", "gateway", "--port", str(PORT + 1)]
+    cmd = [sys.executable, "-m", "agent", "gateway", "--port", str(CLI_PORT)]
     server = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE)
     try:
         banner = (await server.stdout.readline()).decode()  # printed once it listens
-        assert f"http://127.0.0.1:{PORT + 1}" in banner
-        async with gateway_http.get(f"http://127.0.0.1:{PORT + 1}/") as r:
+        assert f"http://127.0.0.1:{CLI_PORT}" in banner
+        async with gateway_http.get(f"http://127.0.0.1:{CLI_PORT}/") as r:
             assert r.status == 200
         busy = await asyncio.create_subprocess_exec(*cmd, stderr=asyncio.subprocess.PIPE)
         _, stderr = await busy.communicate()
         assert busy.returncode == 2
-        assert stderr.decode().startswith(f"error: cannot listen on 127.0.0.1:{PORT + 1}")
+        assert stderr.decode().startswith(f"error: cannot listen on 127.0.0.1:{CLI_PORT}")
         assert b"Traceback" not in stderr
     finally:
         server.terminate()

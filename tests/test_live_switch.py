@@ -59,8 +59,9 @@ async def test_attributes_switch_the_stt_mid_call(livekit_server, gateway):
                 assert turn.user_final is not None, f"no transcript of {line!r}"
                 assert wer(line, turn.user_final.text) <= 0.2, turn.user_final.text
 
+            sessions = len(gateway.sessions())  # the gateway is shared by the session's tests
             await say(LINES[0])  # the local engine: the gateway sees nothing
-            assert not gateway.sessions()
+            assert len(gateway.sessions()) == sessions
 
             # 1. another model: the STT is swapped, the next utterance goes to the gateway
             await caller.room.local_participant.set_attributes({"stt": "cartesia/ink-whisper:en"})

@@ -6,8 +6,6 @@ import asyncio
 import base64
 import hashlib
 import os
-import subprocess
-import sys
 
 import pytest
 import pytest_asyncio
@@ -16,8 +14,9 @@ from google.protobuf.json_format import MessageToJson
 from livekit import api
 from livekit.protocol.models import DisconnectReason, ParticipantInfo
 
+from agent.__main__ import main as agent_cli
 from agent.redispatch import Redispatcher
-from tools.stack import ROOT, free_port
+from tools.stack import free_port
 
 pytestmark = pytest.mark.unit
 
@@ -103,19 +102,15 @@ async def test_a_lost_agent_is_dispatched_again_and_a_failure_is_reported(client
     assert status[0]["room"] == "call-1" and status[0]["dispatch_id"] == ""
 
 
-def test_missing_keys_stop_it_at_startup_with_one_line(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEKIT_")}
-    env.update(LIVEKIT_URL="ws://127.0.0.1:7880", PYTHONPATH=str(ROOT))
-    result = subprocess.run(  # in an empty folder: no .env with the keys in it
-        [sys.executable, "-m", "agent", "redispatch", "--port", str(free_port())],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+def test_missing_keys_stop_it_at_startup_with_one_line(tmp_path, monkeypatch, capsys):
+    for name in [k for k in os.environ if k.startswith("LIVEKIT_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("LIVEKIT_URL", "ws://127.0.0.1:7880")
+    monkeypatch.chdir(tmp_path)  # an empty folder: no .env with the keys in it
+    with pytest.raises(SystemExit) as exited:  # `python -m agent redispatch`, in this process
+        agent_cli(["redispatch", "--port", str(free_port())])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         "error: LIVEKIT_API_KEY, LIVEKIT_API_SECRET not set: the redispatcher calls the server's "
         "API with the same key pair the server signs its webhooks with"
     ]

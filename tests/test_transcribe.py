@@ -18,6 +18,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from agent import config
+from agent.__main__ import main as agent_cli
 from agent.audio import resample
 from tests.speech import VOICE_RATE as TTS_RATE
 from tests.speech import spoken
@@ -136,7 +137,10 @@ def test_srt_and_text_formats(files, capsys):
     assert wer(SENTENCE, capsys.readouterr().out) <= 0.1
 
 
-def test_long_audio_is_windowed_and_fully_transcribed(speech):
+def test_long_audio_is_windowed_and_every_window_transcribed(speech, fake_local_stt):
+    """The windows' logic on a fake engine: every sample in a window, each window's words at its
+    place in the file, progress for all of it. Real speech across a window's cut:
+    test_transcribe_long.py (slow tier)."""
     long = np.concatenate([speech, np.zeros(TTS_RATE // 2, np.float32)] * 7)  # ~41 s
     samples = resample(long, TTS_RATE)
     windows = audio_files.windows(samples)
@@ -144,10 +148,14 @@ def test_long_audio_is_windowed_and_fully_transcribed(speech):
     audio = audio_files.Audio(Path("long.wav"), samples, TTS_RATE, "wav")
     engine = transcribe.make_engine(config.parse("stt", "local/moonshine-tiny"), config.Settings())
     done = []
-    result = engine.transcribe(audio, "en", False, done.append)
-    assert wer(" ".join([SENTENCE] * 7), result.text) <= 0.1
+    result = engine.transcribe(audio, "en", True, done.append)
+    assert fake_local_stt.windows == [len(w) for _, w in windows]
+    assert result.text == " ".join([fake_local_stt.text] * 2)
     assert sum(done) == pytest.approx(audio.duration)
-    assert [s.start for s in result.segments] == sorted(s.start for s in result.segments)
+    second = windows[1][0]  # seconds: where the second window starts
+    assert [s.start for s in result.segments] == pytest.approx([0.0, second])
+    assert result.words[3].start == pytest.approx(second)  # its first word, shifted there
+    assert result.words[-1].end == pytest.approx(audio.duration)
 
 
 @pytest.fixture(scope="module")
@@ -184,22 +192,28 @@ def bad_files(files, tmp_path_factory) -> dict[str, Path]:
         (["--stt", "cartesia/ink-whisper", "good.wav"], "set CARTESIA_API_KEY"),
     ],
 )
-def test_bad_input_is_one_clear_line(bad_files, args, message):
+def test_bad_input_is_one_clear_line(bad_files, args, message, capsys, monkeypatch):
+    # `python -m agent transcribe`'s own entry point, in this process (a process per case cost
+    # ~2 s of imports); test_float_data_under_the_wrong_encoding runs it as a real process
+    monkeypatch.setenv("CARTESIA_API_KEY", "")
     args = [str(bad_files.get(a, a)) if a.endswith((".wav", ".raw", ".mp3")) else a for a in args]
-    done = run_cli("transcribe", *args, env={"CARTESIA_API_KEY": ""})
-    assert done.returncode == 2, done.stderr
-    assert "Traceback" not in done.stderr
-    lines = done.stderr.strip().splitlines()
+    with pytest.raises(SystemExit) as exited:
+        agent_cli(["transcribe", *args])
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2, err
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
-    assert done.stdout == ""
+    assert out == ""
 
 
 def test_float_data_under_the_wrong_encoding(files):
-    # 32-bit integers read as floats are mostly denormals and huge values: refused
+    # 32-bit integers read as floats are mostly denormals and huge values: refused, with exit
+    # status 2 from a real `python -m agent` process
     done = run_cli(
         "transcribe", "--encoding", "pcm_f32le", "--sample-rate", "8000", str(files["pcm_s32le"])
     )
     assert done.returncode == 2 and "does not look like pcm_f32le" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
 
 
 # -- the batch API, against a local server that speaks Cartesia's batch wire format -------------
@@ -256,22 +270,29 @@ async def cartesia():
     await runner.cleanup()
 
 
-async def run_cli_async(*args: str, env: dict) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent", *args,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await proc.communicate()
-    return proc.returncode, out.decode(), err.decode()
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """`python -m agent transcribe ARGS` in this process, on a thread (the fake server it calls
+    runs on the test's loop): (exit status, stdout, stderr)."""
+
+    async def run(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        try:
+            await asyncio.to_thread(agent_cli, ["transcribe", *args])
+            code = 0
+        except SystemExit as e:
+            code = e.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
-async def test_cartesia_batch_request_shape(cartesia, files):
+async def test_cartesia_batch_request_shape(cartesia, files, cli):
     env = {"CARTESIA_API_KEY": "sk-test", "CARTESIA_BASE_URL": cartesia.url}
     args = ["--stt", "cartesia/ink-whisper:de", "--timestamps", "word", str(files["mp3"])]
-    code, out, err = await run_cli_async("transcribe", *args, env=env)
+    code, out, err = await cli(*args, env=env)
     assert code == 0, err
     (req,) = cartesia.requests
     assert req["path"] == "/stt"
@@ -298,11 +319,11 @@ async def test_cartesia_batch_request_shape(cartesia, files):
     assert "sk-test" not in out + err
 
 
-async def test_raw_pcm_upload_names_its_format_and_openai_style(cartesia, files):
+async def test_raw_pcm_upload_names_its_format_and_openai_style(cartesia, files, cli):
     env = {"CARTESIA_API_KEY": "sk-test"}
     args = ["--stt", "cartesia/ink", "--api", "openai", "--base-url", cartesia.url]
     raw = ["--encoding", "pcm_mulaw", "--sample-rate", str(RAW_RATE), str(files["pcm_mulaw"])]
-    code, out, err = await run_cli_async("transcribe", *args, "--format", "text", *raw, env=env)
+    code, out, err = await cli(*args, "--format", "text", *raw, env=env)
     assert code == 0, err
     (req,) = cartesia.requests
     assert req["path"] == "/audio/transcriptions"
@@ -312,9 +333,9 @@ async def test_raw_pcm_upload_names_its_format_and_openai_style(cartesia, files)
     assert out.strip() == "Hallo Welt."
 
 
-async def test_rejected_key_is_one_line(cartesia, files):
+async def test_rejected_key_is_one_line(cartesia, files, cli):
     env = {"CARTESIA_API_KEY": "sk-wrong", "CARTESIA_BASE_URL": cartesia.url}
-    code, out, err = await run_cli_async("transcribe", "--stt", "cartesia/ink-whisper", str(files["wav"]), env=env)  # fmt: skip
+    code, out, err = await cli("--stt", "cartesia/ink-whisper", str(files["wav"]), env=env)  # fmt: skip
     assert code == 2 and out == ""
     assert (
         err.strip()
@@ -322,9 +343,9 @@ async def test_rejected_key_is_one_line(cartesia, files):
     )
 
 
-async def test_unreachable_provider_is_one_line(files):
+async def test_unreachable_provider_is_one_line(files, cli):
     env = {"CARTESIA_API_KEY": "sk-test", "CARTESIA_BASE_URL": "http://127.0.0.1:9"}
-    code, _, err = await run_cli_async("transcribe", "--stt", "cartesia/ink-whisper", str(files["wav"]), env=env)  # fmt: skip
+    code, _, err = await cli("--stt", "cartesia/ink-whisper", str(files["wav"]), env=env)  # fmt: skip
     assert code == 2 and err.startswith("error: cannot reach http://127.0.0.1:9/stt")
     assert len(err.strip().splitlines()) == 1
 
@@ -332,7 +353,12 @@ async def test_unreachable_provider_is_one_line(files):
 # -- bench-stt ---------------------------------------------------------------------------------
 
 
-def test_bench_stt_table_json_and_plot(files, tmp_path, capsys):
+def test_bench_stt_table_json_and_plot(files, tmp_path, capsys, monkeypatch, fake_file_stt):
+    """What bench-stt makes of its engines' transcripts (the engines hear real speech in the
+    tests above): one engine hears every word, the other misses one word in each file."""
+    monkeypatch.setattr(bench_stt, "make_engine", fake_file_stt.make_engine)
+    missed = SENTENCE.replace("lazy ", "")
+    fake_file_stt.heard = {"local/moonshine-tiny:en": SENTENCE, "local/whisper-tiny:en": missed}
     refs = tmp_path / "refs.tsv"
     refs.write_text(
         f"# file\treference\n{files['wav']}\t{SENTENCE}\n{files['ogg'].name}\t{SENTENCE}\n"
@@ -344,12 +370,19 @@ def test_bench_stt_table_json_and_plot(files, tmp_path, capsys):
     )  # fmt: skip
     table = capsys.readouterr().out
     assert "local/moonshine-tiny:en" in table and "local/whisper-tiny:en" in table
+    # the defaults, each given every file (the .ogg found by its name alone) in its language
+    assert fake_file_stt.asked == [
+        (stt, str(f), "en")
+        for stt in ("local/moonshine-tiny:en", "local/whisper-tiny:en")
+        for f in (files["wav"], files["ogg"])
+    ]
     results = json.loads(out_json.read_text())
     assert [r["stt"] for r in results] == ["local/moonshine-tiny:en", "local/whisper-tiny:en"]
+    words = len(SENTENCE.split())
+    assert [r["wer"] for r in results] == [0.0, round(2 / (2 * words), 4)]  # over both files
     for r in results:
-        assert r["wer"] <= 0.1 and r["seconds_per_audio_second"] > 0
-        assert len(r["files"]) == 2
-        print(f"{r['stt']}: WER {r['wer']:.3f}, {r['seconds_per_audio_second']:.3f} s/audio s")
+        assert r["seconds_per_audio_second"] >= 0 and len(r["files"]) == 2
+        assert r["audio_seconds"] == pytest.approx(2 * 5.3, abs=0.6)
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
