@@ -41,9 +41,9 @@ NEEDS_SERVER = ("start", "dev", "connect")
 # the project's own commands: name -> module whose main(argv) runs it. The local services and
 # developer tools are named, not imported, here: they build on the product, never the reverse.
 TOOLS = {
-    "web": "agent.web",
-    "redispatch": "agent.redispatch",
-    "gateway": "gateway.server",
+    "web": "services.web",
+    "redispatch": "services.redispatch",
+    "gateway": "services.gateway.server",
     "call": "tools.caller",
     "transcribe": "tools.transcribe",
     "bench-stt": "tools.bench_stt",
@@ -143,8 +143,8 @@ def main(argv: list[str] | None = None) -> None:
         except ModuleNotFoundError as e:
             if e.name != TOOLS[argv[0]].partition(".")[0]:
                 raise
-            # the image (Dockerfile) holds the product, agent/, and none of the tools
-            fail(f"{argv[0]} is a developer tool: run it from a checkout of the project")
+            # the image (Dockerfile) holds the product, agent/, and neither services/ nor tools/
+            fail(f"{argv[0]} is a local service or developer tool: run it from a checkout of the project")
         try:
             tool.main(argv[1:])
         except AgentError as e:

@@ -18,7 +18,7 @@ LiveKit's default, and a call beyond capacity is not offered (the caller waits i
 Whatever the pressure, a worker with no call takes one (a busy build next door must not turn
 away every caller), and below MAX_CALLS a call in progress is taken back: a dispatch into a
 room older than NEW_CALL_S is a call whose process or worker died (agent/recovery.py,
-agent/redispatch.py), and an admitted call is not dropped to keep the others fast.
+services/redispatch.py), and an admitted call is not dropped to keep the others fast.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """How every process of the stack logs: one human-readable line per event, JSON when asked.
 
-`LOG_FORMAT=text` (the default) prints `12:00:01 INFO  agent.web  message {extra}`, in LiveKit's
+`LOG_FORMAT=text` (the default) prints `12:00:01 INFO  services.web  message {extra}`, in LiveKit's
 own colored console style for the worker; `LOG_FORMAT=json` prints LiveKit's JSON lines, for log
 collectors.
 """

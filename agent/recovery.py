@@ -6,7 +6,7 @@ and livekit-server does not retry it; the caller would sit in a room with no age
 a call's process exits with a failure while a caller is still in its room, the worker creates
 a new dispatch of the agent for that room: a fresh process from the idle pool joins within a
 second and greets the caller again. (When the whole worker dies, nobody is left to notice:
-that is agent/redispatch.py's job, from livekit-server's webhooks, ~20 s later.)
+that is services/redispatch.py's job, from livekit-server's webhooks, ~20 s later.)
 """
 
 from __future__ import annotations

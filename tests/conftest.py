@@ -72,7 +72,7 @@ class FakeFileSTT:
         self.asked: list[tuple[str, str, str]] = []
 
     def make_engine(self, desc, settings, api="cartesia", base_url=""):
-        from tools.transcribe import FileTranscript
+        from agent.audio_files import FileTranscript
 
         fake = self
 

@@ -15,7 +15,7 @@ import pytest
 from livekit import api
 from playwright.async_api import async_playwright
 
-from agent.web import DIST
+from services.web import DIST
 from tools import stack
 from tools.caller import SAMPLE_RATE, synthesize
 from tools.wer import normalize, wer

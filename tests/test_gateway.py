@@ -16,8 +16,8 @@ from livekit.agents import APIConnectOptions, APIError, APIStatusError, inferenc
 from livekit.plugins import cartesia
 
 from agent import config
-from gateway.server import make_app
-from gateway.sessions import Gateway
+from services.gateway.server import make_app
+from services.gateway.sessions import Gateway
 from tests.speech import DICKENS, DICKENS_SAID, silence, spoken_16k
 from tools.stack import free_port
 from tools.wer import wer
@@ -482,8 +482,8 @@ async def test_nothing_is_lost_at_utterance_boundaries(gateway_http):
     the default 0.5 s silence cut-off: the finals together score within 1 WER point of the
     engine transcribing the same audio in one piece. (Stopping the Moonshine stream at each
     cut used to drop the next utterance's first words: 'that some of its noisiest' was lost.)"""
+    from agent.audio_files import load
     from agent.plugins.moonshine import load_transcriber
-    from tools.audio_files import load
 
     samples = load(DICKENS).samples
     direct = await asyncio.to_thread(

@@ -22,7 +22,7 @@ from cartesia.core.api_error import ApiError
 from openai import APIStatusError as OpenAIStatusError
 from openai import OpenAI
 
-from gateway.auth import API_VERSIONS
+from services.gateway.auth import API_VERSIONS
 from tests.speech import BECKETT, BECKETT_SAID, DICKENS, DICKENS_SAID
 from tools.wer import wer
 

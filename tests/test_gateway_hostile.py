@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 from livekit import api
 
 from agent import logs
-from gateway.limits import Limits
-from gateway.server import make_app
-from gateway.sessions import Gateway
+from services.gateway.limits import Limits
+from services.gateway.server import make_app
+from services.gateway.sessions import Gateway
 from tools import stack
 
 pytestmark = pytest.mark.unit

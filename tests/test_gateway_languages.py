@@ -15,9 +15,9 @@ from livekit import rtc
 from livekit.agents import APIConnectOptions, APIError, inference, stt
 from livekit.plugins import cartesia
 
-from gateway import engine
-from gateway.server import make_app
-from gateway.sessions import Gateway
+from services.gateway import engine
+from services.gateway.server import make_app
+from services.gateway.sessions import Gateway
 from tests.speech import silence, spoken_16k
 from tools import sentences, stack
 from tools.wer import cer, normalize, wer

@@ -9,8 +9,9 @@ import subprocess
 
 import pytest
 
-from agent import catalog, config, switching, web
+from agent import catalog, config, switching
 from agent.plugins import espeak
+from services import web
 
 pytestmark = pytest.mark.unit
 

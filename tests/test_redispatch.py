@@ -15,7 +15,7 @@ from livekit import api
 from livekit.protocol.models import DisconnectReason, ParticipantInfo
 
 from agent.__main__ import main as agent_cli
-from agent.redispatch import Redispatcher
+from services.redispatch import Redispatcher
 from tools.stack import free_port
 
 pytestmark = pytest.mark.unit

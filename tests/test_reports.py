@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from agent import config, reports, switching
 from agent.errors import AgentError
-from agent.web import make_app
+from services.web import make_app
 from tools import calls
 
 pytestmark = pytest.mark.unit

@@ -21,7 +21,7 @@ from livekit import api
 from pydantic import SecretStr
 
 from agent import config, logs
-from agent.web import FIELDS, MAX_BODY, make_app
+from services.web import FIELDS, MAX_BODY, make_app
 from tools import stack
 
 pytestmark = pytest.mark.unit
@@ -406,7 +406,8 @@ def test_fuzzed_requests_with_credentials_never_fail_or_leak(guarded, body, auth
 def test_catalog_says_where_each_model_runs():
     """With the local gateway (what scripts/up.sh starts), the cloud STT models are offered and
     marked as running on the gateway; the embedded engines run on this machine."""
-    from agent import config, web
+    from agent import config
+    from services import web
 
     env = {"LIVEKIT_API_KEY": "k", "LIVEKIT_API_SECRET": "s"}
     gateway = {**env, "LIVEKIT_INFERENCE_URL": "http://127.0.0.1:8089/v1"}

@@ -17,12 +17,12 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from agent import config
+from agent import audio_files, config
 from agent.__main__ import main as agent_cli
 from agent.audio import resample
 from tests.speech import VOICE_RATE as TTS_RATE
 from tests.speech import spoken
-from tools import audio_files, bench_stt, transcribe
+from tools import bench_stt, transcribe
 from tools.wer import wer
 
 pytestmark = pytest.mark.unit

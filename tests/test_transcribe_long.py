@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent import config
+from agent import audio_files, config
 from agent.audio import resample
 from tests.speech import VOICE_RATE as TTS_RATE
 from tests.speech import spoken
-from tools import audio_files, transcribe
+from tools import transcribe
 from tools.wer import wer
 
 pytestmark = pytest.mark.slow

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import jiwer
 
-from agent import config
+from agent import audio_files, config
 from agent.config import Settings
 from agent.errors import ConfigError
 
-from . import audio_files
 from .transcribe import add_audio_arguments, make_engine, stt_descriptor
 from .wer import normalize
 

@@ -17,69 +17,15 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import aiohttp
 
-from agent import catalog, config
+from agent import audio_files, catalog, config
+from agent.audio_files import Audio, FileTranscript, LocalEngine, Progress
 from agent.config import Descriptor, Settings
 from agent.errors import ConfigError, ServiceError
 from agent.plugins import Segment, Word
-
-from . import audio_files
-from .audio_files import SAMPLE_RATE, Audio
-
-Progress = Callable[[float], None]  # called with seconds of audio just finished
-
-
-@dataclass
-class FileTranscript:
-    text: str
-    language: str
-    duration: float
-    segments: list[Segment] = field(default_factory=list)
-    words: list[Word] = field(default_factory=list)
-
-    def to_json(self, words: bool) -> dict:
-        """Cartesia's batch response shape (`words` only when word timestamps were asked)."""
-        out = {
-            "type": "transcript",
-            "text": self.text,
-            "language": self.language,
-            "duration": round(self.duration, 3),
-        }
-        if words:
-            out["words"] = [
-                {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)}
-                for w in self.words
-            ]
-        return out
-
-
-# -- engines: a local plugin, or a provider's batch API -----------------------------------------
-
-
-class LocalEngine:
-    """Any local STT plugin that offers `transcribe_samples` (agent/plugins/__init__.py)."""
-
-    def __init__(self, desc: Descriptor, settings: Settings) -> None:
-        self._stt = config.build(desc, settings)
-        self._stt.prewarm()
-
-    def transcribe(self, audio: Audio, language: str, words: bool, progress: Progress):
-        segments: list[Segment] = []
-        for offset, chunk in audio_files.windows(audio.samples):
-            if not audio_files.has_speech(chunk):  # Whisper invents words ("you") on silence
-                progress(len(chunk) / SAMPLE_RATE)
-                continue
-            for seg in self._stt.transcribe_samples(chunk, word_timestamps=words):
-                shifted = [Word(w.word, offset + w.start, offset + w.end) for w in seg.words]
-                segments.append(Segment(offset + seg.start, offset + seg.end, seg.text, shifted))
-            progress(len(chunk) / SAMPLE_RATE)
-        text = " ".join(s.text for s in segments if s.text)
-        timed = [w for s in segments for w in s.words]
-        return FileTranscript(text, language, audio.duration, segments, timed)
 
 
 def transcribes_files(model: catalog.Model) -> bool:

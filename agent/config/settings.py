@@ -121,7 +121,7 @@ class Settings(BaseModel):
     busy_message: str = ""
     busy_language: str = ""
     agent_http_port: int = Field(8081, ge=0, le=65535)  # the worker's health endpoint; 0 = any
-    # the browser page and its token endpoint (agent/web.py)
+    # the browser page and its token endpoint (services/web.py)
     web_host: str = "127.0.0.1"
     web_port: int = Field(8000, ge=0, le=65535)
     token_endpoint_secret: SecretStr = SecretStr("")  # required to bind beyond loopback
@@ -134,7 +134,7 @@ class Settings(BaseModel):
     call_reports_max_days: float = Field(30, ge=0)
     record_calls: bool = False  # the caller's and the agent's audio (ogg) with each report
     prometheus_port: int = Field(0, ge=0, le=65535)  # the worker's /metrics; 0: none
-    # the local gateway's limits (gateway/limits.py, docs/security.md)
+    # the local gateway's limits (services/gateway/limits.py, docs/security.md)
     gateway_max_upload_mb: float = Field(100, gt=0)  # a batch file's size
     gateway_max_audio_seconds: float = Field(1800, gt=0)  # a batch file's decoded duration
     gateway_batch_concurrency: int = Field(1, ge=1)  # files transcribed at once

@@ -53,10 +53,10 @@ from typing import Any
 from aiohttp import web
 from livekit import api
 
-from . import catalog, config, logs, reports
-from .errors import ServiceError
+from agent import catalog, config, logs, reports
+from agent.errors import ServiceError
 
-logger = logging.getLogger("agent.web")
+logger = logging.getLogger("services.web")
 
 DIST = Path(__file__).resolve().parent.parent / "web" / "dist"
 TOKEN_TTL = timedelta(minutes=10)

@@ -29,7 +29,7 @@ from aiohttp import web
 from livekit import api
 from livekit.protocol.models import DisconnectReason, ParticipantInfo
 
-from . import config, logs
+from agent import config, logs
 
 logger = logging.getLogger(__name__)
 

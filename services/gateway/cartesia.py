@@ -31,7 +31,7 @@ from .limits import messages
 from .sessions import GATEWAY, Gateway, SessionRecord
 from .validation import BadRequestError, check_audio_format, vad_settings, validate
 
-logger = logging.getLogger("gateway.cartesia")
+logger = logging.getLogger("services.gateway.cartesia")
 
 # dated snapshots Cartesia lists under a model's family name
 MODEL_ALIASES = {"ink-whisper-2025-06-04": "ink-whisper"}

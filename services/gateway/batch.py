@@ -4,7 +4,7 @@
 
 The multipart form: `file` (required), `model` (ink-whisper), `language` (default en),
 `timestamp_granularities[]` (`word`). Query parameters `encoding` and `sample_rate` describe a
-headerless raw PCM file; any other file is decoded by FFmpeg (tools/audio_files.py: flac, m4a,
+headerless raw PCM file; any other file is decoded by FFmpeg (agent/audio_files.py: flac, m4a,
 mp3, mp4, mpeg, mpga, oga, ogg, wav, webm and more). Long files go to the engine in windows of
 at most 30 s, cut at quiet moments; a window without speech is not transcribed (Whisper
 invents words on silence). The answer is Cartesia's:
@@ -28,10 +28,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from agent import config
+from agent import audio_files, config
+from agent.audio_files import FileTranscript, LocalEngine
 from agent.errors import AudioFileError
-from tools import audio_files
-from tools.transcribe import FileTranscript, LocalEngine
 
 from .auth import CartesiaError, Keys, api_version
 from .cartesia import MODEL_ALIASES, invalid, request_id
@@ -40,7 +39,7 @@ from .limits import RETRY_AFTER, BusyError, Limits
 from .sessions import GATEWAY
 from .validation import BadRequestError, validate
 
-logger = logging.getLogger("gateway.batch")
+logger = logging.getLogger("services.gateway.batch")
 
 BATCH_MODELS = ("ink-whisper",)  # Cartesia: "must be in the ink-whisper family"
 FORM_FIELDS = ("file", "model", "language", "timestamp_granularities[]", "timestamp_granularities")

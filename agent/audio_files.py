@@ -1,4 +1,5 @@
-"""Audio files in, 16 kHz mono float32 out: what every local engine and the checks need.
+"""Audio files in, 16 kHz mono float32 out, and a whole file through a local engine: what
+`python -m agent transcribe` and the gateway's batch routes share.
 
 Containers (wav, flac, mp3, ogg, webm, m4a, ...) are decoded with PyAV (FFmpeg). Raw PCM has
 no header, so the caller names its encoding and sample rate, the same six encodings Cartesia's
@@ -8,15 +9,21 @@ any model or network is touched.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
 import numpy as np
 
-from agent.audio import ENGINE_RATE as SAMPLE_RATE
-from agent.audio import RAW_ENCODINGS, SPEECH_RMS, resample
-from agent.errors import AudioFileError
+from . import config
+from .audio import ENGINE_RATE as SAMPLE_RATE
+from .audio import RAW_ENCODINGS, SPEECH_RMS, resample
+from .config import Descriptor, Settings
+from .errors import AudioFileError
+from .plugins import Segment, Word
+
+Progress = Callable[[float], None]  # called with seconds of audio just finished
 
 WINDOW_SECONDS = 30.0  # long files go to the local engines in windows of at most this
 
@@ -198,3 +205,49 @@ def has_speech(samples: np.ndarray) -> bool:
     hop = SAMPLE_RATE // 20
     frames = np.pad(samples, (0, -len(samples) % hop)).reshape(-1, hop)
     return bool((np.sqrt(np.mean(np.square(frames), axis=1)) >= SPEECH_RMS).any())
+
+
+@dataclass
+class FileTranscript:
+    text: str
+    language: str
+    duration: float
+    segments: list[Segment] = field(default_factory=list)
+    words: list[Word] = field(default_factory=list)
+
+    def to_json(self, words: bool) -> dict:
+        """Cartesia's batch response shape (`words` only when word timestamps were asked)."""
+        out = {
+            "type": "transcript",
+            "text": self.text,
+            "language": self.language,
+            "duration": round(self.duration, 3),
+        }
+        if words:
+            out["words"] = [
+                {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)}
+                for w in self.words
+            ]
+        return out
+
+
+class LocalEngine:
+    """Any local STT plugin that offers `transcribe_samples` (agent/plugins/__init__.py)."""
+
+    def __init__(self, desc: Descriptor, settings: Settings) -> None:
+        self._stt = config.build(desc, settings)
+        self._stt.prewarm()
+
+    def transcribe(self, audio: Audio, language: str, words: bool, progress: Progress):
+        segments: list[Segment] = []
+        for offset, chunk in windows(audio.samples):
+            if not has_speech(chunk):  # Whisper invents words ("you") on silence
+                progress(len(chunk) / SAMPLE_RATE)
+                continue
+            for seg in self._stt.transcribe_samples(chunk, word_timestamps=words):
+                shifted = [Word(w.word, offset + w.start, offset + w.end) for w in seg.words]
+                segments.append(Segment(offset + seg.start, offset + seg.end, seg.text, shifted))
+            progress(len(chunk) / SAMPLE_RATE)
+        text = " ".join(s.text for s in segments if s.text)
+        timed = [w for s in segments for w in s.words]
+        return FileTranscript(text, language, audio.duration, segments, timed)

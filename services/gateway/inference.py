@@ -26,7 +26,7 @@ from .limits import messages
 from .sessions import GATEWAY, Gateway, SessionRecord
 from .validation import BadRequestError, check_audio_format, vad_settings, validate
 
-logger = logging.getLogger("gateway.inference")
+logger = logging.getLogger("services.gateway.inference")
 
 
 async def inference_stt(request: web.Request) -> web.StreamResponse:
