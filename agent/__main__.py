@@ -144,7 +144,9 @@ def main(argv: list[str] | None = None) -> None:
             if e.name != TOOLS[argv[0]].partition(".")[0]:
                 raise
             # the image (Dockerfile) holds the product, agent/, and neither services/ nor tools/
-            fail(f"{argv[0]} is a local service or developer tool: run it from a checkout of the project")
+            fail(
+                f"{argv[0]} is a local service or developer tool: run it from a checkout of the project"
+            )
         try:
             tool.main(argv[1:])
         except AgentError as e:
