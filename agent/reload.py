@@ -22,6 +22,7 @@ See docs/dev-loop.md.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import re
 import signal
@@ -32,13 +33,26 @@ from pathlib import Path
 import watchfiles
 
 PACKAGE = Path(__file__).resolve().parent  # agent/: what the worker runs
-READY = b"registered worker"  # LiveKit's log line once the server has accepted the worker
+# LiveKit's log lines: the server accepted the worker, which waited for its idle call processes
+# to warm up first, unless that took more than LiveKit's ~12 s (a busy machine): then the first
+# idle process to be ready
+READY = b"registered worker"
+COLD = b"timed out waiting for idle processes"
+WARM = re.compile(rb"process initialized|job runner initialized")
 REGISTER_TIMEOUT = 180  # s: a worker loading its models on a busy machine
 # Ctrl+C: how long the workers get to close before their groups are killed. scripts/up.sh
 # kills this process's group 2 s after its SIGTERM, and the workers are in groups of their own.
 STOP_GRACE = 1.5
 ANSI = re.compile(rb"\x1b\[[0-9;]*m")
 FRAME = re.compile(r'File "([^"]+)", line (\d+)')  # a traceback's frame
+PR_SET_PDEATHSIG = 1
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+
+def _die_with_supervisor() -> None:
+    """In the worker, before it runs: SIGKILL when the supervisor dies, however it dies (kill -9,
+    or scripts/up.sh's SIGKILL of the supervisor's group, which the workers are not in)."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def say(message: str) -> None:
@@ -72,7 +86,8 @@ class Worker:
         self.command = [sys.executable, "-m", "agent", "start", *args]
         self.env = env
         self.held: bytearray | None = None if show_startup else bytearray()
-        self.registered = asyncio.Event()
+        self.registered = asyncio.Event()  # and ready to answer a call at once
+        self.seen_ready = self.cold = False
         self.started = time.monotonic()
 
     async def start(self) -> None:
@@ -84,6 +99,7 @@ class Worker:
             # its own group: the terminal's Ctrl+C reaches only the supervisor, which drains or
             # stops the worker, and a SIGKILL of the group ends its call processes with it
             start_new_session=True,
+            preexec_fn=_die_with_supervisor if _prctl else None,
             limit=1 << 20,  # a log line can be long (a traceback in JSON)
         )
         self.pump = asyncio.create_task(self._pump())
@@ -96,7 +112,11 @@ class Worker:
                 out.flush()
             else:
                 self.held += line
-            if not self.registered.is_set() and READY in line:
+            self.cold = self.cold or COLD in line
+            self.seen_ready = self.seen_ready or READY in line
+            if self.cold and WARM.search(line):
+                self.cold = False
+            if not self.registered.is_set() and self.seen_ready and not self.cold:
                 self.registered.set()
                 if self.held:
                     out.write(self.held)
