@@ -13,7 +13,11 @@ import logging
 # still serves calls after a save must not run the saved code, broken or not.
 from . import config, worker  # noqa: F401
 
+# the settings of this worker, for its calls' processes (agent/worker.py's prewarm): read once,
+# when it started, so that a worker still serving calls after .env was saved keeps its own
+SETTINGS: config.Settings | None = None
 try:
-    config.prewarm(config.Settings.from_env(), forking=True)
+    SETTINGS = config.Settings.from_env()
+    config.prewarm(SETTINGS, forking=True)
 except Exception:  # the call's own prewarm loads them again and reports the error properly
     logging.getLogger("agent.preload").exception("could not preload the models")

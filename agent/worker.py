@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from livekit.agents import (
     Agent,
     AgentServer,
@@ -29,7 +31,10 @@ class Assistant(Agent):
 def prewarm(proc: JobProcess) -> None:
     """Load every model once per process (with process jobs, most are already loaded: see
     agent/preload.py)."""
-    settings = config.Settings.from_env()  # includes the CLI flags (config.CLI_ENV)
+    # as the forkserver read them when this worker started (agent/preload.py), else now; both
+    # include the CLI flags (config.CLI_ENV)
+    preloaded = sys.modules.get("agent.preload")
+    settings = getattr(preloaded, "SETTINGS", None) or config.Settings.from_env()
     config.prewarm(settings)
     # silero decides what is speech; OnsetVAD dates its edges by the signal's energy, which a
     # turn's end (and a pause told apart from it) is timed from

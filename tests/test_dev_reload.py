@@ -139,12 +139,16 @@ def test_a_broken_save_keeps_the_last_good_worker(dev):
         assert "SyntaxError" not in dev.output()[mark:]
 
         # a bad setting: the new worker exits before registering, in one line
+        mark = len(dev.output())
         (dev.root / ".env").write_text("MAX_CALLS=lots\n")
         line = dev.wait_for_line("dev: the new worker did not start", mark)
         assert "MAX_CALLS" in line, line
-        assert "Traceback" not in dev.output()[mark:]
         heard = asyncio.run(greeting(dev))
         assert wer(GREETING, heard) <= 0.2, heard
+        # and the call processes forked since hold the settings the worker started with
+        dev.wait_for_line("process initialized", mark)
+        assert "Traceback" not in dev.output()[mark:]
+        assert "error initializing process" not in dev.output()[mark:]
     finally:
         worker.write_text(good)
         (dev.root / ".env").unlink(missing_ok=True)
