@@ -1,18 +1,20 @@
 """`python -m agent dev`: the worker, started again with the new code whenever it is saved.
 
 LiveKit's Python CLI no longer reloads in-process (it points at `lk agent dev`, a Go CLI that
-air-gapped machines may not have), so `dev` is this supervisor. It imports nothing of the
-worker: it runs `python -m agent start <the same flags>` as a child in its own process group
+air-gapped machines may not have), so `dev` is this supervisor. It runs none of the
+worker itself: it starts `python -m agent start <the same flags>` as a child in its own group
 and watches what the worker runs from: the `agent/` package (every *.py, the catalog
 included: the worker imports nothing else of the project, tests/test_dev_reload.py checks it)
 and `./.env`. On a change:
 
-1. a new worker starts with the new code and settings (on a free health port, as the old one
-   still holds its own), while the old one keeps answering;
-2. once the new worker logs LiveKit's "registered worker" (its idle call processes are warm by
+1. a saved file that does not compile is told in one line, and nothing else happens;
+2. a new worker starts with the new code and settings (on a free health port, as the old one
+   still holds its own), while the old one keeps answering. It is the spare when there is one:
+   an interpreter that imported LiveKit while nothing was changing;
+3. once the new worker logs LiveKit's "registered worker" (its idle call processes are warm by
    then), the old one gets SIGTERM: LiveKit's `start` then drains it, telling the server it is
    full (so every new call goes to the new worker) and exiting when its last call ends;
-3. a new worker that exits before registering (a syntax error, a bad setting) prints one line
+4. a new worker that exits before registering (an import error, a bad setting) costs one line,
    and the old one keeps serving. A newer save replaces a worker still starting.
 
 Ctrl+C (or SIGTERM) stops every worker: SIGTERM, then SIGKILL of its group after STOP_GRACE.
@@ -253,7 +255,10 @@ class Supervisor:
             if stopping.is_set():
                 return 130
             if not ready.result():  # its own output said why (a bad setting, a syntax error)
-                return 1 if first.process.returncode is None else first.process.returncode
+                if first.process.returncode is None:
+                    say(first.error())
+                    return 1
+                return first.process.returncode
             self.serving = first
             self.spare = await self.spawn(self.next_env, show_startup=False, standby=True)
             await self.watch(stop)

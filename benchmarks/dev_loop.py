@@ -10,7 +10,8 @@
 - worker_start: one `python -m agent start`, its log lines dated as they arrive: the main
   process importing and checking its settings (to LiveKit's "starting worker"), then its call
   processes' forkserver importing and loading the models (to "registered worker"), and the CPU
-  seconds its processes used by then (what a reload costs on an idle machine).
+  seconds its processes used by then (what a reload costs on an idle machine). Ready as
+  agent/reload.py counts it: registered, with a warm call process.
 
 Every figure comes with the load average: the machine is shared, and a start is mostly CPU.
 Prints JSON and writes dev_loop.{json,png}.
@@ -175,6 +176,8 @@ def worker_start(server: stack.Server) -> dict:
     out = Lines(worker, started)
     try:
         registered = wait(lambda: out.first("registered worker"))
+        if out.first("timed out waiting for idle processes") is not None:  # a busy machine
+            registered = wait(lambda: out.first("process initialized", registered))
         tree = [psutil.Process(worker.pid), *psutil.Process(worker.pid).children(recursive=True)]
         cpu = {p.pid: sum(p.cpu_times()[:2]) for p in tree}
     finally:

@@ -180,3 +180,19 @@ def test_a_call_held_across_a_reload_loses_no_turn(dev):
     # the call in progress finishes on the code it started with
     assert any(wer(you_said.format(said), r) <= 0.3 for r in during), during
     assert any(wer("Reloaded, " + you_said.format(said), r) <= 0.3 for r in after), after
+
+
+def test_the_worker_runs_from_agent_alone():
+    # `dev` watches agent/ (and .env): the worker, its plugins and its call processes' preload
+    # must import nothing else of the project, or a save there would not reach it
+    code = (
+        "import sys\n"
+        "import agent.__main__, agent.worker\n"
+        "from agent import config\n"
+        "config.import_plugins(config.Settings.from_env(environ={}))\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules}))"
+    )
+    packages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
+    loaded = subprocess.check_output([sys.executable, "-c", code], cwd=ROOT, text=True)
+    assert "agent" in loaded
+    assert not [p for p in packages - {"agent"} if f"'{p}'" in loaded], loaded
