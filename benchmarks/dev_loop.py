@@ -6,7 +6,7 @@
   to its setup done, the page answering and the worker registered (ready: both), then its stop
   after SIGTERM.
 - reload: `python -m agent dev` on a copy of the agent; each run saves a change and times it to
-  the supervisor's "new worker registered" line.
+  the supervisor's "new worker registered" line, with the CPU seconds the dev processes used.
 - worker_start: one `python -m agent start`, its log lines dated as they arrive: the main
   process importing and checking its settings (to LiveKit's "starting worker"), then its call
   processes' forkserver importing and loading the models (to "registered worker"), and the CPU
@@ -132,6 +132,32 @@ def worker_env(server: stack.Server) -> dict[str, str]:
     return env
 
 
+def tree_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each of `pid`'s living descendants."""
+    cpu = {}
+    for p in psutil.Process(pid).children(recursive=True):
+        try:
+            cpu[p.pid] = sum(p.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            continue
+    return cpu
+
+
+def cpu_since(pid: int, before: dict[int, float]) -> float:
+    """CPU seconds `pid`'s living descendants used since `before` (the new ones: all of it)."""
+    return sum(cpu - before.get(p, 0.0) for p, cpu in tree_cpu(pid).items())
+
+
+def wait_idle(pid: int, timeout: float = 180.0) -> None:
+    """Until `pid`'s descendants use under 0.2 s of CPU in 2 s, as between a developer's saves."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = tree_cpu(pid)
+        time.sleep(2)
+        if cpu_since(pid, before) < 0.2:
+            return
+
+
 def reloads(server: stack.Server, runs: int) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,27 +175,33 @@ def reloads(server: stack.Server, runs: int) -> list[dict]:
             wait(lambda: out.first("dev: watching"))
             echo = Path(tmp) / "agent/plugins/echo.py"
             for n in range(runs):
+                wait_idle(dev.pid)  # the old worker has exited, the spare has imported LiveKit
                 load = os.getloadavg()[0]
+                cpu = tree_cpu(dev.pid)
                 saved = time.monotonic() - started
                 echo.write_text(echo.read_text().replace("You said", f"Run {n}, you said", 1))
                 registered = wait(lambda s=saved: out.first("dev: new worker registered", s))
                 rows.append(
-                    {"load_average": round(load, 1), "reload_s": round(registered - saved, 2)}
+                    {
+                        "load_average": round(load, 1),
+                        "reload_s": round(registered - saved, 2),
+                        # the new worker's processes (the spare's go on), the old one's idling
+                        "cpu_s": round(cpu_since(dev.pid, cpu), 2),
+                    }
                 )
-                time.sleep(3)  # the old worker drains and exits
         finally:
             dev.send_signal(signal.SIGINT)
             dev.wait(30)
     return rows
 
 
-def worker_start(server: stack.Server) -> dict:
+def worker_start(server: stack.Server, executor: str) -> dict:
     load = os.getloadavg()[0]
     started = time.monotonic()
     worker = subprocess.Popen(
         [sys.executable, "-m", "agent", "start"],
         cwd=ROOT,
-        env=worker_env(server),
+        env={**worker_env(server), "JOB_EXECUTOR": executor},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -186,11 +218,15 @@ def worker_start(server: stack.Server) -> dict:
     imported = out.first("starting worker")
     return {
         "load_average": round(load, 1),
-        "main_process_imports_and_settings_s": round(imported, 2),
-        "forkserver_models_and_call_processes_s": round(registered - imported, 2),
+        "job_executor": executor,
+        # imports (livekit.agents: most of it) and settings, to LiveKit's "starting worker"
+        "imports_and_settings_s": round(imported, 2),
+        # process: the forkserver (imports again, models), then the idle call processes;
+        # thread: the models, loaded in the worker's own process
+        "call_runners_s": round(registered - imported, 2),
         "registered_s": round(registered, 2),
-        "cpu_s_main_process": round(cpu[worker.pid], 2),
-        "cpu_s_forkserver_and_call_processes": round(sum(cpu.values()) - cpu[worker.pid], 2),
+        "cpu_s_worker_process": round(cpu[worker.pid], 2),
+        "cpu_s_other_processes": round(sum(cpu.values()) - cpu[worker.pid], 2),
     }
 
 
@@ -216,19 +252,14 @@ def plot(summary: dict, path: Path) -> None:
     a.axvline(TARGETS["warm_up_ready_s"], color="tab:red", ls="--", label="target")
     a.set(title="warm scripts/up.sh", xlabel="seconds", yticks=[])
     a.legend(loc="lower right", fontsize=8)
-    w = summary["worker_start"]
+    w = summary["worker_start"][0]  # JOB_EXECUTOR=process, the default
+    b.barh(0, w["imports_and_settings_s"], color="tab:orange", label="a start: imports, settings")
     b.barh(
         0,
-        w["main_process_imports_and_settings_s"],
-        color="tab:orange",
-        label="worker: imports, settings",
-    )
-    b.barh(
-        0,
-        w["forkserver_models_and_call_processes_s"],
-        left=w["main_process_imports_and_settings_s"],
+        w["call_runners_s"],
+        left=w["imports_and_settings_s"],
         color="tab:green",
-        label="forkserver: imports, models, call processes",
+        label="then the forkserver: imports, models, call processes",
     )
     for i, row in enumerate(summary["reload"], start=1):
         b.barh(
@@ -264,7 +295,7 @@ def main() -> None:
     print(json.dumps(summary["warm_up"], indent=2), flush=True)
     server = stack.start_server("livekit-server-dev-loop")
     try:
-        summary["worker_start"] = worker_start(server)
+        summary["worker_start"] = [worker_start(server, e) for e in ("process", "thread")]
         print(json.dumps(summary["worker_start"], indent=2), flush=True)
         summary["reload"] = reloads(server, args.runs)
         print(json.dumps(summary["reload"], indent=2), flush=True)
