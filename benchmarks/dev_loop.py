@@ -5,8 +5,9 @@
 - warm_up: a warm `scripts/up.sh` (everything installed and built) on free ports, from its start
   to its setup done, the page answering and the worker registered (ready: both), then its stop
   after SIGTERM.
-- reload: `python -m agent dev` on a copy of the agent; each run saves a change and times it to
-  the supervisor's "new worker registered" line, with the CPU seconds the dev processes used.
+- reload: `python -m agent dev` on a copy of the agent, with JOB_EXECUTOR=process (the default)
+  then thread; each run saves a change once the spare is ready and times it to the
+  supervisor's "new worker registered" line, with the CPU seconds the dev processes used.
 - worker_start: one `python -m agent start`, its log lines dated as they arrive: the main
   process importing and checking its settings (to LiveKit's "starting worker"), then its call
   processes' forkserver importing and loading the models (to "registered worker"), and the CPU
@@ -158,7 +159,7 @@ def wait_idle(pid: int, timeout: float = 180.0) -> None:
             return
 
 
-def reloads(server: stack.Server, runs: int) -> list[dict]:
+def reloads(server: stack.Server, runs: int, executor: str) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         copy_project(Path(tmp))
@@ -166,7 +167,7 @@ def reloads(server: stack.Server, runs: int) -> list[dict]:
         dev = subprocess.Popen(
             [sys.executable, "-m", "agent", "dev"],
             cwd=tmp,
-            env=worker_env(server),
+            env={**worker_env(server), "JOB_EXECUTOR": executor},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
@@ -183,6 +184,7 @@ def reloads(server: stack.Server, runs: int) -> list[dict]:
                 registered = wait(lambda s=saved: out.first("dev: new worker registered", s))
                 rows.append(
                     {
+                        "job_executor": executor,
                         "load_average": round(load, 1),
                         "reload_s": round(registered - saved, 2),
                         # the new worker's processes (the spare's go on), the old one's idling
@@ -271,7 +273,8 @@ def plot(summary: dict, path: Path) -> None:
         b.text(
             row["reload_s"],
             i,
-            f" {row['reload_s']:.1f} s (load {row['load_average']})",
+            f" {row['reload_s']:.1f} s, {row['cpu_s']:.1f} CPU s, {row['job_executor']} jobs"
+            f" (load {row['load_average']})",
             va="center",
         )
     b.axvline(TARGETS["reload_s"], color="tab:red", ls="--", label="target")
@@ -297,7 +300,10 @@ def main() -> None:
     try:
         summary["worker_start"] = [worker_start(server, e) for e in ("process", "thread")]
         print(json.dumps(summary["worker_start"], indent=2), flush=True)
-        summary["reload"] = reloads(server, args.runs)
+        summary["reload"] = [
+            *reloads(server, args.runs, "process"),
+            *reloads(server, args.runs, "thread"),
+        ]
         print(json.dumps(summary["reload"], indent=2), flush=True)
     finally:
         stack.stop(server.process)
