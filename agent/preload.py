@@ -11,13 +11,9 @@ import logging
 # agent.worker as well: a call's process then runs the entrypoint as it was when this worker
 # started, not as it is on disk now: under `python -m agent dev` (agent/reload.py) a worker that
 # still serves calls after a save must not run the saved code, broken or not.
-from . import config, worker  # noqa: F401
+from . import config, worker
 
-# the settings of this worker, for its calls' processes (agent/worker.py's prewarm): read once,
-# when it started, so that a worker still serving calls after .env was saved keeps its own
-SETTINGS: config.Settings | None = None
-try:
-    SETTINGS = config.Settings.from_env()
-    config.prewarm(SETTINGS, forking=True)
+try:  # the settings read here are the ones every call's process runs with
+    config.prewarm(worker.started_settings(), forking=True)
 except Exception:  # the call's own prewarm loads them again and reports the error properly
     logging.getLogger("agent.preload").exception("could not preload the models")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import functools
 
 from livekit.agents import (
     Agent,
@@ -28,13 +28,19 @@ class Assistant(Agent):
         super().__init__(instructions=INSTRUCTIONS)
 
 
+@functools.cache
+def started_settings() -> config.Settings:
+    """The settings (CLI flags included) as this worker read them when it started: in the
+    forkserver its call processes fork from (agent/preload.py), or in its own process (thread
+    jobs). Not .env as it is now: under `python -m agent dev` a worker still serving calls after
+    a save keeps its own settings."""
+    return config.Settings.from_env()
+
+
 def prewarm(proc: JobProcess) -> None:
     """Load every model once per process (with process jobs, most are already loaded: see
     agent/preload.py)."""
-    # as the forkserver read them when this worker started (agent/preload.py), else now; both
-    # include the CLI flags (config.CLI_ENV)
-    preloaded = sys.modules.get("agent.preload")
-    settings = getattr(preloaded, "SETTINGS", None) or config.Settings.from_env()
+    settings = started_settings()
     config.prewarm(settings)
     # silero decides what is speech; OnsetVAD dates its edges by the signal's energy, which a
     # turn's end (and a pause told apart from it) is timed from
