@@ -238,7 +238,7 @@ def plot(summary: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 5))
     for i, row in enumerate(summary["warm_up"]):
         a.barh(i, row["setup_done_s"], color="tab:gray", label="setup.sh" if i == 0 else None)
         a.barh(
@@ -253,7 +253,8 @@ def plot(summary: dict, path: Path) -> None:
         )
     a.axvline(TARGETS["warm_up_ready_s"], color="tab:red", ls="--", label="target")
     a.set(title="warm scripts/up.sh", xlabel="seconds", yticks=[])
-    a.legend(loc="lower right", fontsize=8)
+    a.set_xlim(0, max(r["ready_s"] for r in summary["warm_up"]) * 1.6)
+    a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize=8, ncol=2)
     w = summary["worker_start"][0]  # JOB_EXECUTOR=process, the default
     b.barh(0, w["imports_and_settings_s"], color="tab:orange", label="a start: imports, settings")
     b.barh(
@@ -262,6 +263,13 @@ def plot(summary: dict, path: Path) -> None:
         left=w["imports_and_settings_s"],
         color="tab:green",
         label="then the forkserver: imports, models, call processes",
+    )
+    cpu = w["cpu_s_worker_process"] + w["cpu_s_other_processes"]
+    b.text(
+        w["registered_s"],
+        0,
+        f" a cold start: {w['registered_s']:.1f} s, {cpu:.1f} CPU s",
+        va="center",
     )
     for i, row in enumerate(summary["reload"], start=1):
         b.barh(
@@ -279,7 +287,8 @@ def plot(summary: dict, path: Path) -> None:
         )
     b.axvline(TARGETS["reload_s"], color="tab:red", ls="--", label="target")
     b.set(title="python -m agent dev: a save", xlabel="seconds", yticks=[])
-    b.legend(loc="lower right", fontsize=8)
+    b.set_xlim(0, max(w["registered_s"], *(r["reload_s"] for r in summary["reload"])) * 1.6)
+    b.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize=8, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
