@@ -48,7 +48,7 @@ STOP_GRACE = 1.5
 ANSI = re.compile(rb"\x1b\[[0-9;]*m")
 FRAME = re.compile(r'File "([^"]+)", line (\d+)')  # a traceback's frame
 # A spare worker, started once the last one is up: an interpreter with LiveKit already imported
-# (3.5 s of CPU, most of what a worker's own process spends before it runs), waiting for a line
+# (1.5-3.5 s of CPU, most of what a worker's own process spends before it runs), waiting for a line
 # on its stdin to run `python -m agent` with whatever code and settings are saved by then.
 STANDBY = """
 import runpy, sys
