@@ -48,8 +48,8 @@ STOP_GRACE = 1.5
 ANSI = re.compile(rb"\x1b\[[0-9;]*m")
 FRAME = re.compile(r'File "([^"]+)", line (\d+)')  # a traceback's frame
 # A spare worker, started once the last one is up: an interpreter with LiveKit already imported
-# (1.5-3.5 s of CPU, most of what a worker's own process spends before it runs), waiting for a line
-# on its stdin to run `python -m agent` with whatever code and settings are saved by then.
+# (1.5-3.5 s of CPU, most of what a worker's own process spends before it runs), waiting for a
+# line on its stdin to run `python -m agent` with whatever code and settings are saved by then.
 STANDBY = """
 import runpy, sys
 import livekit.agents.cli
@@ -214,9 +214,8 @@ class Supervisor:
             say(f"not reloading, the worker keeps serving: {e.filename}:{e.lineno}: {e.msg}")
             return
         saved = time.monotonic()
-        say(
-            f"{', '.join(names[:3])}{' ...' if len(names) > 3 else ''} changed: starting a new worker"
-        )
+        shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        say(f"{shown} changed: starting a new worker")
         worker, self.spare = self.spare, None
         if worker is None or not worker.go():
             worker = await self.spawn(self.next_env, show_startup=False)

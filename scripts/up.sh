@@ -8,7 +8,8 @@
 set -euo pipefail
 WORKER_MODE="${WORKER_MODE:-dev}"
 [ "${1:-}" = --start ] && WORKER_MODE=start
-[[ "$WORKER_MODE" =~ ^(dev|start)$ ]] || { echo "error: WORKER_MODE=$WORKER_MODE: use dev or start" >&2; exit 2; }
+[[ "$WORKER_MODE" =~ ^(dev|start)$ ]] \
+  || { echo "error: WORKER_MODE=$WORKER_MODE: use dev or start" >&2; exit 2; }
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 bash scripts/setup.sh
