@@ -1,7 +1,8 @@
 """`python -m agent <command>`: LiveKit's worker CLI plus the project's own tools.
 
 start | dev | console | connect   LiveKit Agents' CLI on agent/worker.py (see --help of each);
-                                  also --stt, --language, --llm, --tts, --stt-fallback, --stt-options
+                                  also --stt, --language, --llm, --tts, --stt-fallback, --stt-options;
+                                  dev runs `start` again on every save (agent/reload.py)
 call                              join a room as a caller, speak, print both transcripts
 gateway                           local LiveKit Inference + Cartesia STT endpoints (Moonshine)
 transcribe FILE...                audio files to text/JSON/SRT with any STT descriptor
@@ -135,6 +136,10 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         return
+    if argv[0] == "dev":  # LiveKit's CLI no longer reloads in-process: a supervisor does
+        from .reload import main as dev
+
+        raise SystemExit(dev(argv[1:]))
     if argv[0] in LIVEKIT_COMMANDS:
         run_worker(argv)
     elif argv[0] in TOOLS:

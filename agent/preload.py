@@ -8,9 +8,12 @@ models. Engines that do not survive a fork (CTranslate2) load in the call's proc
 
 import logging
 
-from . import config
+# agent.worker as well: a call's process then runs the entrypoint as it was when this worker
+# started, not as it is on disk now: under `python -m agent dev` (agent/reload.py) a worker that
+# still serves calls after a save must not run the saved code, broken or not.
+from . import config, worker
 
-try:
-    config.prewarm(config.Settings.from_env(), forking=True)
+try:  # the settings read here are the ones every call's process runs with
+    config.prewarm(worker.started_settings(), forking=True)
 except Exception:  # the call's own prewarm loads them again and reports the error properly
     logging.getLogger("agent.preload").exception("could not preload the models")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from livekit.agents import (
     Agent,
     AgentServer,
@@ -26,10 +28,19 @@ class Assistant(Agent):
         super().__init__(instructions=INSTRUCTIONS)
 
 
+@functools.cache
+def started_settings() -> config.Settings:
+    """The settings (CLI flags included) as this worker read them when it started: in the
+    forkserver its call processes fork from (agent/preload.py), or in its own process (thread
+    jobs). Not .env as it is now: under `python -m agent dev` a worker still serving calls after
+    a save keeps its own settings."""
+    return config.Settings.from_env()
+
+
 def prewarm(proc: JobProcess) -> None:
     """Load every model once per process (with process jobs, most are already loaded: see
     agent/preload.py)."""
-    settings = config.Settings.from_env()  # includes the CLI flags (config.CLI_ENV)
+    settings = started_settings()
     config.prewarm(settings)
     # silero decides what is speech; OnsetVAD dates its edges by the signal's energy, which a
     # turn's end (and a pause told apart from it) is timed from

