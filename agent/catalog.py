@@ -644,3 +644,47 @@ INFERENCE_ENDPOINTS: dict[str, InferenceEndpoint] = {
     "gateway": InferenceEndpoint(("stt",), LOCAL_DEFAULTS),
     "": InferenceEndpoint((), LOCAL_DEFAULTS),
 }
+
+
+# Turn detection (TURN_DETECTION, agent/config/components.py). The languages each end-of-turn
+# model was trained on; in another language the call falls back to TURN_DETECTION_FALLBACK.
+TURN_DETECTOR_LANGUAGES: dict[str, frozenset[str]] = {
+    # pipecat's Smart Turn v3.2 (its model card's benchmark languages)
+    "smart-turn": frozenset(
+        [
+            "ar",
+            "bn",
+            "da",
+            "de",
+            "en",
+            "es",
+            "fi",
+            "fr",
+            "hi",
+            "id",
+            "it",
+            "ja",
+            "ko",
+            "mr",
+            "nl",
+            "no",
+            "pl",
+            "pt",
+            "ru",
+            "tr",
+            "uk",
+            "vi",
+            "zh",
+        ]
+    ),
+    # LiveKit's v1-mini (livekit.agents.inference.eot.languages.LOCAL_LANGUAGES)
+    "eot": frozenset(
+        ["ar", "de", "en", "es", "fr", "hi", "id", "it", "ja", "ko", "nl", "pt", "tr", "zh"]
+    ),
+}
+TURN_DETECTION_FALLBACK = "vad"  # silence alone: every language
+# TURN_DETECTION=auto (the default): the detector per call language, chosen by
+# benchmarks/latency.py (docs/turn-taking.md); TURN_DETECTION_DEFAULT for a language not listed
+# (and the fallback where that one does not speak it)
+TURN_DETECTION_DEFAULT = "smart-turn"
+TURN_DETECTION_BY_LANGUAGE: dict[str, str] = {}
