@@ -40,7 +40,7 @@ from agent.plugins.moonshine import MoonshineSTT
 from tests.speech import DICKENS
 from tools import stack
 from tools.caller import SAMPLE_RATE, Caller, insert_pause, resample, synthesize
-from tools.overlap import talk_over
+from tools.overlap import prompt_a_reply, talk_over
 from tools.wer import wer
 
 SENTENCES = {
@@ -254,8 +254,7 @@ async def run_call(server_url: str, agent_name: str, language: str) -> list[dict
     ) as caller:
         log(overlap_row(await talk_over(caller, said["overlap"][0], language), "greeting"))
         for text in said["overlap"][1:]:
-            prompt = said["complete"][0]
-            await caller.speak(synthesize(prompt, language))  # its reply is talked over
+            await prompt_a_reply(caller, said["complete"][0], language)  # talked over
             log(overlap_row(await talk_over(caller, text, language), "reply"))
         await caller.wait_until_quiet(2.0)
         # the same sentences, politely
@@ -397,16 +396,23 @@ def main() -> None:
             try:
                 for language in languages:
                     cpu, wall = cpu_seconds(worker.process.pid), time.time()
-                    rows = asyncio.run(run_call(server.url, worker.agent_name, language))
+                    try:
+                        rows = asyncio.run(run_call(server.url, worker.agent_name, language))
+                    except Exception as e:  # one failed call is reported, the others still run
+                        print(f"{name} {language}: {type(e).__name__}: {e}", flush=True)
+                        summary.setdefault("failed", []).append(f"{name} {language}: {e}")
+                        continue
                     cores = (cpu_seconds(worker.process.pid) - cpu) / (time.time() - wall)
                     summary["results"].append(summarize(name, language, env, rows, cores))
                     print(table(summary["results"][-1:]), flush=True)
+                    # after every call: a run cut short keeps what it measured
+                    (out / "turns.json").write_text(json.dumps(summary, indent=2))
             finally:
                 stack.stop(worker.process)
     finally:
         stack.stop(server.process)
     summary["conditions"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    (out / "turns.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+    (out / "turns.json").write_text(json.dumps(summary, indent=2))
     plot(summary["results"], out / "turns.png")
     print(json.dumps(summary["conditions"]))
     print(table(summary["results"]))

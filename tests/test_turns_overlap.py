@@ -1,6 +1,7 @@
 """A caller who talks over the agent is heard whole: speech that starts during the greeting, or
 during a reply, is transcribed from its first word, the agent stops, and it answers the whole
-utterance. In English (Moonshine) and German (Whisper base), on the local defaults."""
+utterance. In English (Moonshine) and German (Whisper base), on the local defaults and through
+the gateway (the agent on LiveKit Inference's protocol, the gateway's own segmenters)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from tools import stack
 from tools.caller import Caller, synthesize
-from tools.overlap import talk_over
+from tools.overlap import prompt_a_reply, talk_over
 from tools.wer import wer
 
 pytestmark = pytest.mark.e2e
@@ -34,17 +35,28 @@ CASES = {
 MARGIN = 0.1
 
 
+@pytest.fixture(scope="module")
+def gateway_worker(livekit_server, gateway):
+    """The agent with STT=cartesia/ink-whisper, reaching the gateway as LiveKit Inference."""
+    env = {"STT": "cartesia/ink-whisper:en", "LIVEKIT_INFERENCE_URL": f"{gateway.base}/v1"}
+    w = stack.start_worker(livekit_server, env, name="worker-overlap-gateway")
+    yield w
+    stack.stop(w.process)
+
+
+@pytest.mark.parametrize("route", ["local", "gateway"])
 @pytest.mark.parametrize("language", CASES)
 async def test_talking_over_the_greeting_and_a_reply_loses_no_word(
-    worker, livekit_server, language
+    request, livekit_server, language, route
 ):
+    worker = request.getfixturevalue("worker" if route == "local" else "gateway_worker")
     over_greeting, prompt, over_reply = CASES[language]
     metadata = json.dumps({"language": language}) if language != "en" else ""
     async with Caller(
         livekit_server.url, stack.API_KEY, stack.API_SECRET, worker.agent_name, metadata=metadata
     ) as caller:
         overlaps = [await talk_over(caller, over_greeting, language)]  # 0.5 s into the greeting
-        await caller.speak(synthesize(prompt, language))
+        await prompt_a_reply(caller, prompt, language)
         overlaps.append(await talk_over(caller, over_reply, language))  # 0.5 s into the reply
         for heard in overlaps:
             polite = await caller.say(heard.said, synthesize(heard.said, language))

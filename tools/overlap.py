@@ -39,6 +39,14 @@ async def wait_while_quiet(caller: Caller, timeout: float = 30) -> None:
     raise TimeoutError("the agent never spoke")
 
 
+async def prompt_a_reply(caller: Caller, text: str, language: str = "en") -> None:
+    """Say `text` and return once it is transcribed (its reply is about to play)."""
+    before = len(caller.user_finals())
+    await caller.speak(synthesize(text, language))
+    with contextlib.suppress(asyncio.TimeoutError):
+        await caller.wait_for(lambda: len(caller.user_finals()) > before, 30)
+
+
 async def talk_over(
     caller: Caller,
     text: str,
@@ -51,7 +59,7 @@ async def talk_over(
     agent's answer."""
     pcm = synthesize(text, language) if pcm is None else pcm
     prefix = phrases(language).you_said.split("{}")[0]
-    await wait_while_quiet(caller)
+    await wait_while_quiet(caller, 60)  # the first time: the agent joins and greets
     await asyncio.sleep(lead)
     users_before = len(caller.user_finals())
     started = time.time()
