@@ -123,8 +123,7 @@ async def test_push_to_talk_keeps_the_first_word(manual_worker, livekit_server):
         await caller.rpc("end_turn")
         await caller.wait_for(lambda: len(caller.user_finals()) > before, 20)
         heard = caller.user_finals()[-1].text
-        assert normalize(heard).startswith("please"), heard
-        assert wer(SENTENCE, heard) <= 0.2, heard
+        assert normalize(heard).startswith("please book a table"), heard
 
 
 async def test_a_dispatch_can_turn_push_to_talk_on(worker, livekit_server):
