@@ -364,10 +364,14 @@ def describe(settings: Settings, resolved: dict[Kind, Descriptor]) -> str:
     }
     parts += [f"{k.upper()}={v} [{settings.source(k)}]" for k, v in shown.items() if v]
     turns = [k for k in (*TURN_KEYS, "noise_cancellation") if settings.source(k) != "default"]
-    parts += [
-        f"{k.upper()}={getattr(settings, k)} [{settings.source(k)}]"
-        for k in dict.fromkeys(["turn_detection", *turns])
-    ]
+
+    def turn_part(k: str) -> str:
+        value = getattr(settings, k)
+        if k == "turn_detection" and (runs := turn_mode(settings).turn_detection) != value:
+            value = f"{value} ({runs})"  # auto, or a fallback: what this call runs
+        return f"{k.upper()}={value} [{settings.source(k)}]"
+
+    parts += [turn_part(k) for k in dict.fromkeys(["turn_detection", *turns])]
     parts += [
         f"{key}=set [{settings.source(key.lower())}]"
         for key in sorted({d.model.plugin_key for d in resolved.values() if d.model.plugin_key})
