@@ -194,6 +194,38 @@ def recording(path: Path, start: float, end: float) -> np.ndarray:
     return resample_audio(pcm[int(start * rate) : int(end * rate)], rate, SAMPLE_RATE)
 
 
+def smart_turn_offline() -> dict:
+    """Smart Turn's own verdicts, without a call (no CPU contention): per language, how many
+    of the PAUSED sentences it calls finished at their pause (0.2 s into it, when LiveKit asks)
+    and at their end."""
+    from agent.plugins import smart_turn
+
+    model, out = smart_turn.load(), {}
+    tail = np.zeros(int(0.2 * 16000), np.float32)
+
+    def done(pcm: np.ndarray) -> bool:
+        audio = resample_audio(pcm, SAMPLE_RATE).astype(np.float32) / 32768
+        return model.probability(np.concatenate([audio, tail])) > smart_turn.THRESHOLD
+
+    def verdicts(speech: list[np.ndarray], pauses: list[float]) -> dict[str, str]:
+        at_pause = [
+            done(pcm[: int(at * SAMPLE_RATE)]) for pcm, at in zip(speech, pauses, strict=True)
+        ]
+        return {
+            "done_at_pause": f"{sum(at_pause)}/{len(speech)}",
+            "done_at_end": f"{sum(done(pcm) for pcm in speech)}/{len(speech)}",
+        }
+
+    for language, said in SENTENCES.items():
+        speech = [synthesize(text, language) for text in said["paused"] + said["complete"]]
+        out[language] = verdicts(speech, [insert_pause(pcm, PAUSES_S[0])[1] for pcm in speech])
+    out["en-recorded"] = verdicts(
+        [recording(DICKENS, start, end) for (start, end), _, _ in DICKENS_CLAUSES],
+        [at - start for (start, _), _, (at, _) in DICKENS_CLAUSES],
+    )
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time of a process and its children (a worker forks one process per call)."""
     total = 0.0
@@ -388,6 +420,8 @@ def main() -> None:
     summary["stt_decode_s"] = percentiles(
         [asyncio.run(decode_time(synthesize(t))) for t in SENTENCES["en"]["complete"][:3]]
     )
+    summary["smart_turn_offline"] = smart_turn_offline()
+    print(json.dumps({"smart_turn_offline": summary["smart_turn_offline"]}), flush=True)
     server = stack.start_server("bench-livekit-server")
     try:
         for name in names:
