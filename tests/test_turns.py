@@ -69,7 +69,8 @@ def test_the_other_turn_settings_reach_turn_handling():
 
 def test_shipped_defaults():
     handling = config.turn_handling(settings({}))
-    assert handling["endpointing"] == {"min_delay": 0.45, "max_delay": 0.8}
+    assert handling["turn_detection"] == "vad"  # auto, in English (catalog, by measurement)
+    assert handling["endpointing"] == {"min_delay": 0.45, "max_delay": 0.45}
     assert handling["interruption"]["enabled"] is True
     assert handling["preemptive_generation"] == {"enabled": True, "preemptive_tts": True}
 

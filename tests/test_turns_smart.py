@@ -64,11 +64,11 @@ async def test_the_stream_predicts_from_the_last_8_s_and_a_flush_forgets_them():
 @pytest.mark.parametrize(
     "env,mode",
     [
-        ({}, "smart-turn"),  # the default: auto, by measurement (docs/turn-taking.md)
-        ({"TURN_DETECTION": "auto", "LANGUAGE": "hi"}, "smart-turn"),
-        ({"LANGUAGE": "de"}, "smart-turn"),
-        ({"LANGUAGE": "es"}, "smart-turn"),
-        ({"LANGUAGE": "sv"}, "vad"),  # not among Smart Turn's 23 languages
+        ({}, "vad"),  # the default: auto, by measurement (docs/turn-taking.md)
+        ({"LANGUAGE": "de"}, "vad"),
+        ({"TURN_DETECTION": "smart-turn", "LANGUAGE": "de"}, "smart-turn"),
+        ({"TURN_DETECTION": "smart-turn", "LANGUAGE": "es"}, "smart-turn"),
+        ({"TURN_DETECTION": "smart-turn", "LANGUAGE": "sv"}, "vad"),  # not among its 23
         ({"TURN_DETECTION": "smart-turn", "LANGUAGE": "el"}, "vad"),
         ({"TURN_DETECTION": "eot", "LANGUAGE": "pl"}, "vad"),  # not among v1-mini's 14
         ({"TURN_DETECTION": "eot", "LANGUAGE": "de"}, "eot"),
@@ -83,7 +83,9 @@ def test_the_fallback_is_said_once(caplog):
     components._fallbacks_logged.clear()
     with caplog.at_level(logging.INFO, logger="agent.config"):
         for _ in range(3):
-            handling = config.turn_handling(settings({"LANGUAGE": "sv"}))
+            handling = config.turn_handling(
+                settings({"TURN_DETECTION": "smart-turn", "LANGUAGE": "sv"})
+            )
     said = [r.getMessage() for r in caplog.records if "does not speak" in r.getMessage()]
     assert said == ["TURN_DETECTION=smart-turn does not speak 'sv': this call ends turns with vad"]
     assert handling["turn_detection"] == "vad"
