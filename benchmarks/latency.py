@@ -388,7 +388,7 @@ def plot(results: list[dict], path: Path) -> None:
     for i, r in enumerate(results, start=1):
         into = r["answers_into_pause"]
         ax.annotate(
-            f"into pause {into['400ms']}|{into['700ms']}\nWER {r["wer_overlap"] - r["wer_polite"]:+.2f}",
+            f"into pause {into['400ms']}|{into['700ms']}\nWER {r['wer_overlap'] - r['wer_polite']:+.2f}",
             (i, 0.97),
             ha="center",
             va="top",
