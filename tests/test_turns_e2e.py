@@ -116,7 +116,7 @@ async def test_push_to_talk_keeps_the_first_word(manual_worker, livekit_server):
         await caller.wait_for_greeting()
         before = len(caller.user_finals())
         speaking = asyncio.ensure_future(caller.speak(pcm))
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.35)  # "Please" is ~0.3 s long
         await caller.rpc("start_turn")
         speech_end = await speaking
         await asyncio.sleep(max(0.0, speech_end - time.time()))
