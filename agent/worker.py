@@ -55,7 +55,7 @@ async def entrypoint(ctx: JobContext) -> None:
     session = AgentSession(
         **live.components(vad),
         vad=vad,
-        turn_handling=config.turn_handling(live.settings),
+        **config.session_turn_options(live.settings),
     )
     # The caller hung up: end the job now rather than when the server closes the empty room
     # (~20 s later), so its MAX_CALLS slot is free for the next caller.

@@ -211,7 +211,8 @@ BAD = [
     # other settings
     (
         {"TURN_DETECTION": "semantic"},
-        "TURN_DETECTION (environment): Input should be 'eot', 'vad', 'stt', 'manual' or 'multilingual'",
+        "TURN_DETECTION (environment): Input should be 'auto', 'eot', 'smart-turn', 'vad', 'stt', "
+        "'manual' or 'multilingual'",
     ),
     ({"MAX_CALLS": "0"}, "MAX_CALLS (environment): Input should be greater than or equal to 1"),
     (

@@ -48,6 +48,8 @@ def test_the_other_turn_settings_reach_turn_handling():
                 "MIN_INTERRUPTION_WORDS": "2",
                 "PREEMPTIVE_GENERATION": "off",
                 "PREEMPTIVE_TTS": "no",
+                "RESUME_FALSE_INTERRUPTION": "false",
+                "FALSE_INTERRUPTION_TIMEOUT": "1.5",
             }
         )
     )
@@ -57,13 +59,18 @@ def test_the_other_turn_settings_reach_turn_handling():
         "mode": "vad",  # LiveKit's adaptive interruption is a cloud model
         "min_duration": 0.8,
         "min_words": 2,
+        "resume_false_interruption": False,
+        "false_interruption_timeout": 1.5,
+        # the caller's words over a reply that may not be interrupted are answered after it
+        "discard_audio_if_uninterruptible": False,
     }
     assert handling["preemptive_generation"] == {"enabled": False, "preemptive_tts": False}
 
 
 def test_shipped_defaults():
     handling = config.turn_handling(settings({}))
-    assert handling["endpointing"] == {"min_delay": 0.45, "max_delay": 0.8}
+    assert handling["turn_detection"] == "vad"  # auto, in English (catalog, by measurement)
+    assert handling["endpointing"] == {"min_delay": 0.45, "max_delay": 0.45}
     assert handling["interruption"]["enabled"] is True
     assert handling["preemptive_generation"] == {"enabled": True, "preemptive_tts": True}
 
@@ -79,8 +86,8 @@ def test_a_longer_min_delay_stretches_the_default_max():
 BAD = [
     (
         {"TURN_DETECTION": "semantic"},
-        "TURN_DETECTION (environment): Input should be 'eot', 'vad', 'stt', 'manual' or "
-        "'multilingual'",
+        "TURN_DETECTION (environment): Input should be 'auto', 'eot', 'smart-turn', 'vad', 'stt', "
+        "'manual' or 'multilingual'",
     ),
     (
         {"MIN_ENDPOINTING_DELAY": "0.8", "MAX_ENDPOINTING_DELAY": "0.5"},

@@ -17,7 +17,9 @@ from .components import (
     prewarm,
     room_options,
     session_components,
+    session_turn_options,
     turn_handling,
+    turn_mode,
 )
 from .descriptors import (
     Descriptor,
@@ -70,8 +72,10 @@ __all__ = [
     "resolve",
     "room_options",
     "session_components",
+    "session_turn_options",
     "split_cli_flags",
     "stt_chain",
     "turn_handling",
+    "turn_mode",
     "with_language",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 from typing import Any
 
 from .. import catalog
@@ -17,6 +18,7 @@ from ..errors import ConfigError
 from .descriptors import Descriptor, call_language, own_key, resolve, stt_chain
 from .settings import LAYERS, TURN_KEYS, Settings
 
+logger = logging.getLogger("agent.config")
 VARIANT_ARGUMENT = {"stt": "language", "tts": "voice", "llm": None}  # how a plugin takes it
 
 
@@ -183,6 +185,10 @@ def prewarm(settings: Settings, forking: bool = False) -> None:
                 not forking or getattr(component, "fork_safe", False)
             ):
                 component.prewarm()
+    if turn_mode(settings).turn_detection == "smart-turn":
+        from ..plugins.smart_turn import load
+
+        load()
 
 
 def check_components(settings: Settings) -> None:
@@ -202,6 +208,8 @@ def check_components(settings: Settings) -> None:
             raise ConfigError(
                 f"{settings.label(kind)}={desc} cannot be built: {type(e).__name__}: {e}"
             ) from None
+    if turn_mode(settings).turn_detection == "smart-turn":  # its model file is there
+        _smart_turn_detector(settings)
     if settings.job_executor == "thread":
         prewarm(settings)
 
@@ -228,20 +236,55 @@ def _multilingual_detector(settings: Settings):
     return MultilingualModel()
 
 
+def _smart_turn_detector(settings: Settings):
+    from ..plugins.smart_turn import SmartTurnDetector
+
+    return SmartTurnDetector()
+
+
 # TURN_DETECTION -> what LiveKit's turn_handling["turn_detection"] gets (a mode, or a builder)
 TURN_DETECTORS = {
     "eot": _eot_detector,
+    "smart-turn": _smart_turn_detector,  # pipecat's Smart Turn v3.2 (agent/plugins/smart_turn.py)
     "multilingual": _multilingual_detector,
     "vad": "vad",  # silence alone: MIN_ENDPOINTING_DELAY after the VAD's end of speech
     "stt": "stt",  # the STT's own end of speech (Moonshine's line end, a provider's endpointing)
     "manual": "manual",  # push-to-talk: agent/push_to_talk.py commits the turn
 }
+_fallbacks_logged: set[tuple[str, str]] = set()
+
+
+def turn_mode(settings: Settings) -> Settings:
+    """The settings with the turn detection this call uses: TURN_DETECTION=auto picks the
+    measured default for the call's language (catalog.TURN_DETECTION_BY_LANGUAGE); a detector
+    that does not speak the call's language (catalog.TURN_DETECTOR_LANGUAGES) gives way to
+    catalog.TURN_DETECTION_FALLBACK, said once per process and language."""
+    mode, language = settings.turn_detection, call_language(settings).split("-")[0]
+    if mode == "auto":
+        mode = catalog.TURN_DETECTION_BY_LANGUAGE.get(language, catalog.TURN_DETECTION_DEFAULT)
+    speaks = catalog.TURN_DETECTOR_LANGUAGES.get(mode)
+    if speaks is not None and language not in speaks:
+        if (mode, language) not in _fallbacks_logged:
+            _fallbacks_logged.add((mode, language))
+            logger.info(
+                "TURN_DETECTION=%s does not speak %r: this call ends turns with %s",
+                mode,
+                language,
+                catalog.TURN_DETECTION_FALLBACK,
+            )
+        mode = catalog.TURN_DETECTION_FALLBACK
+    if mode == settings.turn_detection:
+        return settings
+    resolved = settings.model_copy(update={"turn_detection": mode})
+    resolved._sources = dict(settings._sources)
+    return resolved
 
 
 def turn_handling(settings: Settings) -> dict[str, Any]:
     """AgentSession's `turn_handling`: end of turn, endpointing delays, interruptions and
     preemptive generation, from the TURN_KEYS settings. Nothing here calls the cloud:
     interruption is VAD-based (LiveKit's adaptive mode is a cloud model)."""
+    settings = turn_mode(settings)
     detector = TURN_DETECTORS[settings.turn_detection]
     return {
         "turn_detection": detector(settings) if callable(detector) else detector,
@@ -251,11 +294,25 @@ def turn_handling(settings: Settings) -> dict[str, Any]:
             "mode": "vad",
             "min_duration": settings.min_interruption_duration,
             "min_words": settings.min_interruption_words,
+            "resume_false_interruption": settings.resume_false_interruption,
+            "false_interruption_timeout": settings.false_interruption_timeout,
+            # LiveKit would feed the STT silence while a reply that may not be interrupted
+            # plays: the caller's words then are lost, not answered after it
+            "discard_audio_if_uninterruptible": False,
         },
         "preemptive_generation": {
             "enabled": settings.preemptive_generation,
             "preemptive_tts": settings.preemptive_tts,
         },
+    }
+
+
+def session_turn_options(settings: Settings) -> dict[str, Any]:
+    """AgentSession's turn arguments: `turn_handling`, and the AEC warm-up (0: none, so that
+    what the caller says over the greeting reaches the STT)."""
+    return {
+        "turn_handling": turn_handling(settings),
+        "aec_warmup_duration": settings.aec_warmup_duration or None,
     }
 
 
@@ -307,10 +364,14 @@ def describe(settings: Settings, resolved: dict[Kind, Descriptor]) -> str:
     }
     parts += [f"{k.upper()}={v} [{settings.source(k)}]" for k, v in shown.items() if v]
     turns = [k for k in (*TURN_KEYS, "noise_cancellation") if settings.source(k) != "default"]
-    parts += [
-        f"{k.upper()}={getattr(settings, k)} [{settings.source(k)}]"
-        for k in dict.fromkeys(["turn_detection", *turns])
-    ]
+
+    def turn_part(k: str) -> str:
+        value = getattr(settings, k)
+        if k == "turn_detection" and (runs := turn_mode(settings).turn_detection) != value:
+            value = f"{value} ({runs})"  # auto, or a fallback: what this call runs
+        return f"{k.upper()}={value} [{settings.source(k)}]"
+
+    parts += [turn_part(k) for k in dict.fromkeys(["turn_detection", *turns])]
     parts += [
         f"{key}=set [{settings.source(key.lower())}]"
         for key in sorted({d.model.plugin_key for d in resolved.values() if d.model.plugin_key})

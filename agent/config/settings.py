@@ -36,6 +36,9 @@ TURN_KEYS = (
     "min_interruption_words",
     "preemptive_generation",
     "preemptive_tts",
+    "resume_false_interruption",
+    "false_interruption_timeout",
+    "aec_warmup_duration",
 )
 LAYER_KEYS = {
     "dispatch": (
@@ -64,7 +67,9 @@ CLI_ENV = "AGENT_CLI_SETTINGS"
 # done (0.8: longer pauses are kept, p95 stays under 1.2 s). Push-to-talk and the STT's own end
 # of speech need no wait.
 ENDPOINTING_DEFAULTS: dict[str, tuple[float, float]] = {
+    "auto": (0.45, 0.8),  # only to validate the settings: each call resolves it first
     "eot": (0.45, 0.8),
+    "smart-turn": (0.45, 0.8),
     "multilingual": (0.45, 0.8),
     "vad": (0.45, 0.45),
     "stt": (0.0, 0.0),
@@ -92,7 +97,10 @@ class Settings(BaseModel):
     xai_api_key: SecretStr = SecretStr("")  # realtime/xai
     # turn-taking: LiveKit's turn_handling (see turn_handling()); defaults by measurement,
     # benchmarks/latency.py
-    turn_detection: Literal["eot", "vad", "stt", "manual", "multilingual"] = "eot"
+    # auto: the measured default for the call's language (catalog.TURN_DETECTION_BY_LANGUAGE)
+    turn_detection: Literal["auto", "eot", "smart-turn", "vad", "stt", "manual", "multilingual"] = (
+        "auto"
+    )
     # seconds of silence before the turn ends (min) or, when the end-of-turn model thinks the
     # user is not done, at most (max); unset: ENDPOINTING_DEFAULTS for the mode
     min_endpointing_delay: float | None = Field(None, ge=0, le=10)
@@ -102,6 +110,14 @@ class Settings(BaseModel):
     min_interruption_words: int = Field(0, ge=0, le=50)
     preemptive_generation: bool = True
     preemptive_tts: bool = True
+    # speech over the agent that gives no words (a cough, an "mhm" the STT drops) pauses it;
+    # after this many seconds without words it resumes (true) or stays stopped (false)
+    resume_false_interruption: bool = True
+    false_interruption_timeout: float = Field(2.0, ge=0, le=10)
+    # seconds of the agent's first speech in which LiveKit feeds the STT silence instead of
+    # the caller (while a caller's echo canceller converges): whatever the caller says over
+    # the greeting is lost. 0: browsers and phones cancel their own echo.
+    aec_warmup_duration: float = Field(0.0, ge=0, le=10)
     noise_cancellation: Literal["", "bvc", "bvc-telephony", "nc"] = ""
     job_executor: Literal["thread", "process"] = "process"  # see agent/worker.py
     # concurrent calls of this worker; beyond them new calls are refused (agent/worker.py).

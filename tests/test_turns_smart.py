@@ -1,0 +1,136 @@
+"""Smart Turn v3.2 as TURN_DETECTION (the real model on real read speech), the per-language
+choice of detector with its fallback, and push-to-talk's pre-roll."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import wave
+
+import numpy as np
+import pytest
+from livekit import rtc
+from livekit.agents.voice import io
+
+from agent import config
+from agent.audio import resample
+from agent.config import components
+from agent.plugins import smart_turn
+from agent.push_to_talk import PREROLL_S, PreRoll
+from tests.speech import DICKENS
+from tests.speech import frames as to_frames
+
+pytestmark = pytest.mark.unit
+
+
+def settings(env: dict[str, str]) -> config.Settings:
+    return config.Settings.from_env(env, dotenv=False, cli={})
+
+
+def dickens() -> np.ndarray:
+    with wave.open(str(DICKENS)) as w:
+        rate = w.getframerate()
+        pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16).reshape(-1, w.getnchannels())
+    return resample(pcm[:, 0].astype(np.float32) / 32768, rate)
+
+
+def with_silence(audio: np.ndarray, seconds: float = 0.2) -> np.ndarray:
+    return np.concatenate([audio, np.zeros(int(seconds * 16000), np.float32)])
+
+
+def test_smart_turn_tells_a_pause_between_clauses_from_the_end():
+    """Real read speech: "it was the best of times, it was the worst | of times, | it was the
+    age of wisdom, |" are pauses (a list goes on); the recording's last words end it."""
+    audio, model = dickens(), smart_turn.load()
+    for clause_end in (3.62, 6.12, 10.08):
+        p = model.probability(with_silence(audio[: int(clause_end * 16000)]))
+        assert p < smart_turn.THRESHOLD, (clause_end, p)
+    assert model.probability(with_silence(audio)) > smart_turn.THRESHOLD
+
+
+async def test_the_stream_predicts_from_the_last_8_s_and_a_flush_forgets_them():
+    detector = smart_turn.SmartTurnDetector()
+    stream = detector.stream()
+    for frame in to_frames(dickens()[: 12 * 16000], ms=40):
+        stream.push_audio(frame)
+    assert 8 * 16000 <= stream._samples < 8 * 16000 + 640
+    event = await stream.predict()
+    assert 0.0 <= event.end_of_turn_probability <= 1.0
+    assert await stream.supports_language("de") and not await stream.supports_language("sv")
+    stream.flush()
+    assert stream._samples == 0
+
+
+@pytest.mark.parametrize(
+    "env,mode",
+    [
+        ({}, "vad"),  # the default: auto, by measurement (docs/turn-taking.md)
+        ({"LANGUAGE": "de"}, "vad"),
+        ({"TURN_DETECTION": "smart-turn", "LANGUAGE": "de"}, "smart-turn"),
+        ({"TURN_DETECTION": "smart-turn", "LANGUAGE": "es"}, "smart-turn"),
+        ({"TURN_DETECTION": "smart-turn", "LANGUAGE": "sv"}, "vad"),  # not among its 23
+        ({"TURN_DETECTION": "smart-turn", "LANGUAGE": "el"}, "vad"),
+        ({"TURN_DETECTION": "eot", "LANGUAGE": "pl"}, "vad"),  # not among v1-mini's 14
+        ({"TURN_DETECTION": "eot", "LANGUAGE": "de"}, "eot"),
+        ({"TURN_DETECTION": "stt", "LANGUAGE": "sv"}, "stt"),  # speaks every language
+    ],
+)
+def test_each_call_language_gets_a_detector_that_speaks_it(env, mode):
+    assert config.turn_mode(settings(env)).turn_detection == mode
+
+
+def test_the_fallback_is_said_once(caplog):
+    components._fallbacks_logged.clear()
+    with caplog.at_level(logging.INFO, logger="agent.config"):
+        for _ in range(3):
+            handling = config.turn_handling(
+                settings({"TURN_DETECTION": "smart-turn", "LANGUAGE": "sv"})
+            )
+    said = [r.getMessage() for r in caplog.records if "does not speak" in r.getMessage()]
+    assert said == ["TURN_DETECTION=smart-turn does not speak 'sv': this call ends turns with vad"]
+    assert handling["turn_detection"] == "vad"
+    assert handling["endpointing"] == {"min_delay": 0.45, "max_delay": 0.45}
+
+
+def test_smart_turn_becomes_livekits_streaming_detector():
+    handling = config.turn_handling(settings({"TURN_DETECTION": "smart-turn"}))
+    assert isinstance(handling["turn_detection"], smart_turn.SmartTurnDetector)
+
+
+def test_a_missing_model_is_one_line_at_startup(monkeypatch, tmp_path):
+    monkeypatch.setattr(smart_turn, "MODEL_PATH", tmp_path / "none.onnx")
+    with pytest.raises(config.ConfigError) as error:
+        smart_turn.model_path()
+    assert "run scripts/setup.sh" in str(error.value) and "\n" not in str(error.value)
+
+
+class Microphone(io.AudioInput):
+    """20 ms frames numbered by their first sample, as the room's input delivers them."""
+
+    def __init__(self) -> None:
+        super().__init__(label="microphone")
+        self.n = 0
+
+    async def __anext__(self) -> rtc.AudioFrame:
+        await asyncio.sleep(0)
+        self.n += 1
+        pcm = np.full(320, self.n, np.int16)
+        return rtc.AudioFrame(pcm.tobytes(), 16000, 1, 320)
+
+
+async def test_push_to_talk_hears_the_audio_just_before_the_button_went_down():
+    mic = Microphone()
+    preroll = PreRoll(mic)
+    preroll.on_detached()  # the button is up: nothing comes out, the last PREROLL_S is kept
+    reader = asyncio.ensure_future(preroll.__anext__())
+    while mic.n < 100:
+        await asyncio.sleep(0)
+    assert not reader.done()
+    preroll.on_attached()  # pressed
+    pressed_at = mic.n
+    frames = [await reader] + [await preroll.__anext__() for _ in range(30)]
+    first = np.frombuffer(frames[0].data, np.int16)[0]
+    kept = round(PREROLL_S / 0.02)
+    assert pressed_at - kept - 1 <= first <= pressed_at - kept + 1
+    numbers = [int(np.frombuffer(f.data, np.int16)[0]) for f in frames]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))  # nothing dropped
