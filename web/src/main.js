@@ -1,7 +1,7 @@
 // The page: get a token from /api/token, join the room (the token dispatches the agent), play
 // the agent's audio, show both sides' transcripts from the `lk.transcription` text streams, and
 // set the `language` / `stt` participant attributes the agent listens to.
-import { Room, RoomEvent, Track } from 'livekit-client';
+import { DisconnectReason, Room, RoomEvent, Track } from 'livekit-client';
 import { setupCalls, watchCall } from './calls.js';
 
 const $ = (id) => document.getElementById(id);
@@ -244,7 +244,21 @@ function wire(r) {
     if (!r.canPlaybackAudio) showError('the browser blocked audio playback: press Start again');
   });
   r.on(RoomEvent.MediaDevicesError, (e) => showError(`microphone: ${e.message}`));
+  // livekit-server went away: the client retries; back in a room the agent has left (its call
+  // ended when the server did, agent/lost_calls.py), the call is over and the page says so
+  r.on(RoomEvent.Reconnecting, () => setState('reconnecting'));
+  r.on(RoomEvent.Reconnected, () => {
+    setState('connected');
+    const agentHere = [...r.remoteParticipants.values()].some((p) => p.isAgent);
+    if (agentCame && !agentHere) {
+      showError('the call ended: the server restarted and the agent left; press Start for a new call');
+      r.disconnect();
+    }
+  });
   r.on(RoomEvent.Disconnected, (reason) => {
+    if (reason !== undefined && reason !== DisconnectReason.CLIENT_INITIATED && !toldBusy) {
+      showError(`the call ended (${DisconnectReason[reason] ?? reason}): press Start for a new call`);
+    }
     setState('disconnected');
     for (const id of ['agent-state', 'room', 'stt-active']) $(id).textContent = '–';
     showPushToTalk(false);
