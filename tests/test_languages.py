@@ -19,6 +19,14 @@ def settings(env: dict[str, str], cli: dict[str, str] | None = None) -> config.S
     return config.Settings.from_env(env, dotenv=False, cli=cli)
 
 
+# a local gateway in place of LiveKit Inference: the cloud STT descriptors are reachable
+GATEWAY = {
+    "LIVEKIT_INFERENCE_URL": "http://127.0.0.1:8090",
+    "LIVEKIT_API_KEY": "devkey",
+    "LIVEKIT_API_SECRET": "secret",
+}
+
+
 def chosen(s: config.Settings) -> dict[str, str]:
     return {k: str(d) for k, d in config.resolve(s).items()}
 
@@ -74,16 +82,30 @@ def test_every_ink_whisper_language_is_real_or_refused_with_who_speaks_it():
 @pytest.mark.parametrize(
     "env,words",
     [
-        (
-            {"LANGUAGE": "multi"},
-            "local/auto does not support language 'multi'; models that do: auto",
-        ),
         ({"LANGUAGE": "tlh"}, "local/auto does not support language 'tlh'; no model"),
         (
             {"STT": "local/whisper-base:tlh"},
             "local/whisper-base does not support language 'tlh'; no model",
         ),
         ({"TTS": "local/espeak:jw"}, "local/espeak has no voice 'jw' offline"),
+        (
+            {"STT": "local/moonshine-tiny:multi"},
+            "local/moonshine-tiny does not support language 'multi'; models that do: auto, "
+            "deepgram/nova-3, local/auto, local/whisper-base",
+        ),
+        (
+            {**GATEWAY, "STT": "deepgram/nova-2:multi"},
+            "deepgram/nova-2 does not support language 'multi'; models that do: auto",
+        ),
+        (
+            {"LANGUAGE": "multi", "LANGUAGES": "en,xx"},
+            "LANGUAGES=en,xx (environment): 'xx' is not a language Whisper detects: use "
+            "comma-separated ISO 639-1 codes like en,de,es",
+        ),
+        (
+            {"LANGUAGE": "multi", "LANGUAGES": "en,jw"},
+            "no local voice speaks 'jw' (local/auto picks from local/hibari, local/espeak)",
+        ),
     ],
 )
 def test_a_language_no_local_engine_speaks_is_refused_in_one_line(env, words):
@@ -92,13 +114,48 @@ def test_a_language_no_local_engine_speaks_is_refused_in_one_line(env, words):
     assert words in str(error.value) and "\n" not in str(error.value)
 
 
+MULTI = {"stt": "local/whisper-base:multi", "llm": "local/echo", "tts": "local/hibari:heart"}
+
+
+@pytest.mark.parametrize(
+    "make,expected",
+    [
+        (lambda: settings({"LANGUAGE": "multi"}), MULTI),
+        (lambda: settings({"STT": "local/auto:multi"}), MULTI),
+        (lambda: switching.with_dispatch(settings({}), json.dumps({"language": "multi"})), MULTI),
+        (lambda: settings({}).with_layer("participant", {"language": "multi"}), MULTI),
+        (
+            lambda: settings({**GATEWAY, "STT": "deepgram/nova-3:multi"}),
+            {**MULTI, "stt": "deepgram/nova-3:multi"},
+        ),
+        (lambda: settings({**GATEWAY, "STT": "auto:multi"}), {**MULTI, "stt": "auto:multi"}),
+    ],
+    ids=["LANGUAGE", "local-auto", "dispatch", "participant", "nova-3", "auto"],
+)
+def test_multi_starts_on_whisper_or_the_cloud_stt_with_the_default_local_voice(make, expected):
+    assert chosen(make()) == expected
+
+
+def test_multi_builds_whisper_detecting_among_languages_and_an_echo_starting_in_english():
+    s = settings({"LANGUAGE": "multi", "LANGUAGES": "en, de,es"})
+    resolved = config.resolve(s)
+    whisper = config.build(resolved["stt"], s)
+    assert (whisper.language, whisper._opts.candidates) == ("multi", ("en", "de", "es"))
+    echo = config.build(resolved["llm"], s)
+    assert echo.language == "en"
+    echo.update_options(language="de")
+    assert echo.language == "de"
+    # without LANGUAGES, any of Whisper's languages
+    assert config.build(resolved["stt"], settings({"LANGUAGE": "multi"}))._opts.candidates == ()
+
+
 def test_the_page_offers_what_the_chosen_stt_really_speaks():
     page = web.catalog_json(settings({"LANGUAGE": "de"}))
     assert page["default"] == {"stt": "local/auto", "language": "de"}
     offered = {m["id"]: m for m in page["stt"]}
     assert offered["local/auto"]["available"]
-    assert offered["local/auto"]["languages"] == sorted(catalog.WHISPER_LANGUAGES)
-    assert offered["local/whisper-base"]["languages"] == list(catalog.WHISPER_LANGUAGES)
+    assert offered["local/auto"]["languages"] == sorted([*catalog.WHISPER_LANGUAGES, "multi"])
+    assert offered["local/whisper-base"]["languages"] == [*catalog.WHISPER_LANGUAGES, "multi"]
     assert offered["local/moonshine-tiny"]["languages"] == ["en"]
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from .. import catalog
 from ..catalog import Kind, Plugin
 from ..errors import ConfigError
-from .descriptors import Descriptor, call_language, own_key, resolve, stt_chain
+from .descriptors import Descriptor, call_language, candidates, own_key, resolve, stt_chain
 from .settings import LAYERS, TURN_KEYS, Settings
 
 VARIANT_ARGUMENT = {"stt": "language", "tts": "voice", "llm": None}  # how a plugin takes it
@@ -31,6 +31,8 @@ def _local(desc: Descriptor, settings: Settings):
     kwargs = {argument: desc.variant} if argument else {}
     if desc.model.plugin.takes_language:
         kwargs["language"] = call_language(settings)
+    if desc.model.plugin.detects_language and desc.variant == catalog.MULTI:
+        kwargs["languages"] = candidates(settings)
     return plugin_class(desc.model.plugin)(**kwargs)
 
 
