@@ -5,6 +5,9 @@ import { Room, RoomEvent, Track } from 'livekit-client';
 
 const $ = (id) => document.getElementById(id);
 const TRANSCRIPTION_TOPIC = 'lk.transcription';
+// the agent sends the language of each final user transcript here ({"text", "language"}), and
+// publishes the language it answers in as its `answer_language` attribute (agent/switching.py)
+const LANGUAGE_TOPIC = 'transcript_language';
 // The token dispatches the agent; a worker with a free slot joins within a second or two. A
 // worker at its MAX_CALLS is not offered the call (livekit-server's agents.target_load), so no
 // agent ever comes: say so, and leave, rather than wait (the `call` command waits as long).
@@ -14,6 +17,8 @@ const languageNames = new Intl.DisplayNames(['en'], { type: 'language' });
 
 let room = null;
 let catalog = null;
+let answerLanguage = '';
+const heardLanguages = new Map(); // transcript text -> language, until its line is final
 
 function showError(message) {
   $('error').textContent = message;
@@ -125,6 +130,34 @@ function segmentItem(segmentId, speaker) {
   return item;
 }
 
+// each line says its language: the user's from the agent's message about that transcript, the
+// agent's from the language it answered in when the line began
+function showLanguage(item, code) {
+  if (!code) return;
+  let tag = item.querySelector('.lang');
+  if (!tag) {
+    tag = document.createElement('span');
+    tag.className = 'lang';
+    item.querySelector('.who').after(tag);
+  }
+  tag.textContent = code;
+  tag.title = languageLabel(code);
+}
+
+function labelHeard() {
+  const finals = document.querySelectorAll('#transcript li[data-speaker="you"][data-final="true"]');
+  for (const item of finals) {
+    const code = heardLanguages.get(item.querySelector('.text').textContent);
+    if (code && !item.querySelector('.lang')) showLanguage(item, code);
+  }
+}
+
+async function onLanguage(reader) {
+  const { text, language } = JSON.parse(await reader.readAll());
+  heardLanguages.set(text, language);
+  labelHeard();
+}
+
 function speakerOf(participantIdentity, trackId) {
   const local = room.localParticipant;
   // the agent sends user transcripts on the user's behalf; the transcribed track tells for sure
@@ -138,6 +171,7 @@ async function onTranscription(reader, participantInfo) {
   const speaker = speakerOf(participantInfo.identity, attributes['lk.transcribed_track_id']);
   const item = segmentItem(segmentId, speaker);
   item.dataset.final = 'false';
+  if (speaker === 'agent' && !item.querySelector('.lang')) showLanguage(item, answerLanguage);
   let text = '';
   try {
     for await (const chunk of reader) {
@@ -151,6 +185,7 @@ async function onTranscription(reader, participantInfo) {
   // the agent's final flag comes in the stream's trailer, merged into info after the end
   const final = (reader.info.attributes ?? {})['lk.transcription_final'] === 'true';
   item.dataset.final = String(final || speaker === 'agent');
+  if (speaker === 'you' && final) labelHeard();
 }
 
 // -- the call ---------------------------------------------------------------------------------
@@ -197,6 +232,7 @@ function showAgent(attributes) {
   if ('turn_detection' in attributes) showPushToTalk(attributes.turn_detection === 'manual');
   if ('lk.agent.state' in attributes) $('agent-state').textContent = attributes['lk.agent.state'];
   if ('stt_active' in attributes) $('stt-active').textContent = attributes.stt_active;
+  if ('answer_language' in attributes) answerLanguage = attributes.answer_language;
   if ('stt_error' in attributes) showError(attributes.stt_error ? `agent: ${attributes.stt_error}` : '');
 }
 
@@ -237,6 +273,7 @@ function wire(r) {
     console.info('disconnected', reason);
   });
   r.registerTextStreamHandler(TRANSCRIPTION_TOPIC, onTranscription);
+  r.registerTextStreamHandler(LANGUAGE_TOPIC, onLanguage);
 }
 
 function setButtons(connected) {
