@@ -38,7 +38,16 @@ TURN_KEYS = (
     "preemptive_tts",
 )
 LAYER_KEYS = {
-    "dispatch": ("stt", "language", "languages", "stt_options", "stt_fallback", "llm", "tts", *TURN_KEYS),
+    "dispatch": (
+        "stt",
+        "language",
+        "languages",
+        "stt_options",
+        "stt_fallback",
+        "llm",
+        "tts",
+        *TURN_KEYS,
+    ),
     "participant": ("stt", "language"),
 }
 CLI_FLAGS = {

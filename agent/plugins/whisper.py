@@ -19,10 +19,11 @@ ENCODER_SECONDS rather than faster-whisper's 30 s (CTranslate2 takes the shorter
 encoder is most of a decode's cost). File transcription keeps faster-whisper's 30 s windows and
 its word timestamps.
 
-`multi` (`local/whisper-base:multi`): each utterance's language is read from the same encoder
-output its words are decoded from (the language tokens' probabilities, restricted to
-LANGUAGES when set), so detection costs one decoder step, not a second decode. The transcript
-carries it (SpeechData.language) and the agent answers in it (agent/switching.py).
+`multi` (`local/whisper-base:multi`): each utterance's language is read from its first
+DETECT_SECONDS of speech (the language tokens' probabilities after one encoder pass, restricted
+to LANGUAGES when set; no decode), started while the caller is still speaking, so a final waits
+for it only after a short utterance. The transcript carries it (SpeechData.language) and the
+agent answers in it (agent/switching.py).
 
 One model per engine per process, shared by every call. Decodes on it take turns (a lock per
 model): the model object is shared state, so it is never driven from several threads at once.
@@ -68,6 +69,10 @@ ENCODER_SECONDS = 10.0
 TOKENS_PER_SECOND = 6
 # seconds of silence after which the final decode starts, before the VAD ends the segment
 EARLY_FINAL_SILENCE = 0.15
+# `multi`: the utterance's language is detected from its first seconds of speech, encoded padded
+# to 30 s as Whisper was trained (padded to ENCODER_SECONDS, German was mistaken for English
+# one time in three): one more encoder pass per utterance, run while the caller still speaks
+DETECT_SECONDS = 2.0
 
 
 def _tiny_dir() -> Path:
@@ -229,7 +234,8 @@ class LoadedModel:
             self.lock.release()
 
     def language_of(self, samples: np.ndarray, candidates: tuple[str, ...] = ()) -> str:
-        """The language of a file's first 30 s (an encoder pass of its own)."""
+        """The language of the first 30 s of `samples` (an encoder pass of its own), among
+        `candidates` when given."""
         from faster_whisper.audio import pad_or_trim
 
         with self.lock:
@@ -441,6 +447,7 @@ class WhisperStream(stt.RecognizeStream):
         self._interim: asyncio.Task | None = None
         # the final's decode, started at the first silence; dropped if speech resumes
         self._early: asyncio.Task[Heard | None] | None = None
+        self._detecting: asyncio.Task[str] | None = None  # `multi`: the segment's language
 
     async def _run(self) -> None:
         self._model = await asyncio.to_thread(load_model, self._whisper.ENGINE)
@@ -468,7 +475,7 @@ class WhisperStream(stt.RecognizeStream):
                     self._speech_start = max(self._start, now - ev.speech_duration)
                     self._since_interim = 0.0
                     self._request_id = utils.shortuuid()
-                    self._early = None
+                    self._early = self._detecting = None
                     self._send(stt.SpeechEvent(stt.SpeechEventType.START_OF_SPEECH))
                 elif ev.type == vad.VADEventType.INFERENCE_DONE and self._frames:
                     self._frames.extend(ev.frames)
@@ -478,7 +485,7 @@ class WhisperStream(stt.RecognizeStream):
             await forwarding
         finally:
             await utils.aio.cancel_and_wait(forwarding)
-            for task in (self._interim, self._early):
+            for task in (self._interim, self._early, self._detecting):
                 if task is not None:
                     await utils.aio.cancel_and_wait(task)
             await vad_stream.aclose()
@@ -491,6 +498,9 @@ class WhisperStream(stt.RecognizeStream):
                 self._early = asyncio.create_task(self._hear(list(self._frames), wait=True))
             return  # the speaker has fallen silent: no interim to queue the final behind
         self._early = None  # speech again: the early decode missed some of it
+        spoken = _seconds(self._frames) - (self._speech_start - self._start)
+        if self._whisper.language == MULTI and self._detecting is None and spoken >= DETECT_SECONDS:
+            self._detecting = asyncio.create_task(self._detect(list(self._frames)))
         self._since_interim += _seconds(ev.frames)
         if self._since_interim >= self._whisper._opts.interim_interval and (
             self._interim is None or self._interim.done()
@@ -501,12 +511,29 @@ class WhisperStream(stt.RecognizeStream):
             )
 
     async def _hear(self, frames: list[rtc.AudioFrame], wait: bool) -> Heard | None:
+        """Decode the segment: `wait` for the model (a final) or only if it is idle (an
+        interim). In a `multi` call a final waits for the segment's language; an interim
+        before it is known detects one from its own (shorter) encoder pass."""
         samples = _samples(frames)
         if samples is None or self._model is None:
             return None
         opts = self._whisper._opts
+        language = opts.language
+        if language == MULTI:
+            if self._detecting is None and wait:
+                self._detecting = asyncio.create_task(self._detect(frames))
+            if self._detecting is not None and (wait or self._detecting.done()):
+                language = await self._detecting
+        return await asyncio.to_thread(self._model.hear, samples, language, opts.candidates, wait)
+
+    async def _detect(self, frames: list[rtc.AudioFrame]) -> str:
+        """The language of the segment's first DETECT_SECONDS of speech."""
+        samples = float_mono(rtc.combine_audio_frames(frames))
+        speech = samples[int((self._speech_start - self._start) * ENGINE_RATE) :]
+        head = speech[: int(DETECT_SECONDS * ENGINE_RATE)]
+        assert self._model is not None
         return await asyncio.to_thread(
-            self._model.hear, samples, opts.language, opts.candidates, wait
+            self._model.language_of, head, self._whisper._opts.candidates
         )
 
     async def _interim_decode(self, frames: list[rtc.AudioFrame], request_id: str) -> None:
