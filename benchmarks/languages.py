@@ -6,8 +6,9 @@ end of speech -> final transcript, per engine and language.
   engine: Moonshine tiny-en for English, Whisper base for the others), English on Whisper base
   for comparison, and a mixed-language `multi` call (en -> de -> es -> en, LANGUAGES=en,de,es)
   whose rows add how often each utterance's language was detected right.
-- Offline, on the same audio without a call: language detection per language by the call
-  path's decode (`multi`, among any of Whisper's languages and among LANGUAGES=en,de,es,fr),
+- Offline, on the same audio without a call: language detection per language, the call's way
+  (the first DETECT_SECONDS) and off the final's own encoder pass, among any of Whisper's
+  languages and among en,de,es,fr,
   and WER and decode time of Whisper base with its encoder padded to 30 s (faster-whisper's
   window, what calls used) against ENCODER_SECONDS (what calls use now).
 
@@ -32,7 +33,14 @@ from pathlib import Path
 import numpy as np
 
 from agent import switching
-from agent.plugins.whisper import ENCODER_SECONDS, MAX_COMPRESSION_RATIO, MULTI, load_model
+from agent.audio import ENGINE_RATE
+from agent.plugins.whisper import (
+    DETECT_SECONDS,
+    ENCODER_SECONDS,
+    MAX_COMPRESSION_RATIO,
+    MULTI,
+    load_model,
+)
 from tools import sentences, stack
 from tools.caller import Caller, synthesize
 from tools.wer import wer
@@ -167,18 +175,29 @@ def offline_rows(count: int) -> list[dict]:
     for language in sentences.LANGUAGES:
         audio = [s.samples() for s in sentences.samples(language)[:count]]
         texts = [s.text for s in sentences.samples(language)[:count]]
-        for candidates in ((), sentences.LANGUAGES):
-            found = [model.hear(a, MULTI, candidates).language == language for a in audio]
-            table.append(
-                {
-                    "what": "detection, offline"
-                    + (f" among {','.join(candidates)}" if candidates else " among all 100"),
-                    "engine": "whisper-base",
-                    "language": language,
-                    "voice": VOICE,
-                    "detected_right": round(float(np.mean(found)), 3),
-                }
-            )
+        # the call path (the first DETECT_SECONDS, encoded padded to 30 s) against reading it
+        # off the final's own encoder pass (the whole utterance, padded to ENCODER_SECONDS)
+        ways = {
+            f"first {DETECT_SECONDS:g} s, padded to 30 s": lambda a, c: model.language_of(
+                a[: int(DETECT_SECONDS * ENGINE_RATE)], c
+            ),
+            f"whole utterance, padded to {ENCODER_SECONDS:g} s": lambda a, c: (
+                model.hear(a, MULTI, c).language
+            ),
+        }
+        for way, detect in ways.items():
+            for candidates in ((), sentences.LANGUAGES):
+                among = ",".join(candidates) if candidates else "all 100"
+                found = [detect(a, candidates) == language for a in audio]
+                table.append(
+                    {
+                        "what": f"detection, offline, {way}, among {among}",
+                        "engine": "whisper-base",
+                        "language": language,
+                        "voice": VOICE,
+                        "detected_right": round(float(np.mean(found)), 3),
+                    }
+                )
         for padding, decode in (
             ("30 s", lambda a, lang=language: model.decode(a, lang)),
             (f"{ENCODER_SECONDS:g} s", lambda a, lang=language: model.hear(a, lang).segments),

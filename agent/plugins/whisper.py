@@ -41,6 +41,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from faster_whisper.tokenizer import Tokenizer
@@ -139,12 +140,11 @@ def _languages(engine: str) -> tuple[str, ...]:
     return (*_LANGUAGE_CODES, MULTI)
 
 
-@dataclass
-class Heard:
-    """What one decode of an utterance heard: its language and its words."""
+class Heard(NamedTuple):
+    """What one decode of an utterance heard: its words and their language."""
 
-    language: str
     segments: list[Segment]
+    language: str
 
 
 @dataclass(frozen=True)
@@ -229,7 +229,7 @@ class LoadedModel:
             duration = len(samples) / ENGINE_RATE
             text = self._generate(encoded, language, int(TOKENS_PER_SECOND * duration) + 10)
             keep = text and get_compression_ratio(text) <= MAX_COMPRESSION_RATIO
-            return Heard(language, [Segment(0.0, duration, text, [])] if keep else [])
+            return Heard([Segment(0.0, duration, text, [])] if keep else [], language)
         finally:
             self.lock.release()
 
@@ -500,7 +500,7 @@ class WhisperStream(stt.RecognizeStream):
         self._early = None  # speech again: the early decode missed some of it
         spoken = _seconds(self._frames) - (self._speech_start - self._start)
         if self._whisper.language == MULTI and self._detecting is None and spoken >= DETECT_SECONDS:
-            self._detecting = asyncio.create_task(self._detect(list(self._frames)))
+            self._detecting = self._detect(self._frames)
         self._since_interim += _seconds(ev.frames)
         if self._since_interim >= self._whisper._opts.interim_interval and (
             self._interim is None or self._interim.done()
@@ -521,44 +521,41 @@ class WhisperStream(stt.RecognizeStream):
         language = opts.language
         if language == MULTI:
             if self._detecting is None and wait:
-                self._detecting = asyncio.create_task(self._detect(frames))
+                self._detecting = self._detect(frames)
             if self._detecting is not None and (wait or self._detecting.done()):
                 language = await self._detecting
         return await asyncio.to_thread(self._model.hear, samples, language, opts.candidates, wait)
 
-    async def _detect(self, frames: list[rtc.AudioFrame]) -> str:
-        """The language of the segment's first DETECT_SECONDS of speech."""
+    def _detect(self, frames: list[rtc.AudioFrame]) -> asyncio.Task[str]:
+        """Start detecting the language of the segment's first DETECT_SECONDS of speech."""
+        assert self._model is not None
         samples = float_mono(rtc.combine_audio_frames(frames))
         speech = samples[int((self._speech_start - self._start) * ENGINE_RATE) :]
         head = speech[: int(DETECT_SECONDS * ENGINE_RATE)]
-        assert self._model is not None
-        return await asyncio.to_thread(
-            self._model.language_of, head, self._whisper._opts.candidates
-        )
+        candidates = self._whisper._opts.candidates
+        return asyncio.create_task(asyncio.to_thread(self._model.language_of, head, candidates))
 
     async def _interim_decode(self, frames: list[rtc.AudioFrame], request_id: str) -> None:
         heard = await self._hear(frames, wait=False)  # only when the model is idle
         if heard and heard.segments and request_id == self._request_id:  # still being spoken
-            self._send(self._event(stt.SpeechEventType.INTERIM_TRANSCRIPT, request_id, heard))
+            kind = stt.SpeechEventType.INTERIM_TRANSCRIPT
+            self._send(_event(kind, request_id, *heard, *self._timing()))
 
     async def _final(self, frames: list[rtc.AudioFrame]) -> None:
         request_id, self._request_id, self._frames = self._request_id, "", []
         early, self._early = self._early, None
+        timing = self._timing()  # before a flushed segment's successor can start
         # the early decode heard everything but the trailing silence: the same words
         heard = await early if early is not None else await self._hear(frames, wait=True)
         if heard and heard.segments:
-            self._send(self._event(stt.SpeechEventType.FINAL_TRANSCRIPT, request_id, heard))
+            event = _event(stt.SpeechEventType.FINAL_TRANSCRIPT, request_id, *heard, *timing)
+            self._send(event)
         self._send(stt.SpeechEvent(stt.SpeechEventType.END_OF_SPEECH, request_id=request_id))
 
-    def _event(self, kind: stt.SpeechEventType, request_id: str, heard: Heard) -> stt.SpeechEvent:
-        return _event(
-            kind,
-            request_id,
-            heard.segments,
-            heard.language,
-            self.start_time_offset + self._start,
-            self.start_time_offset + self._speech_start,
-        )
+    def _timing(self) -> tuple[float, float]:
+        """Where the segment's audio and its speech start in the stream."""
+        offset = self.start_time_offset
+        return offset + self._start, offset + self._speech_start
 
     def _send(self, event: stt.SpeechEvent) -> None:
         with contextlib.suppress(utils.aio.ChanClosed):
