@@ -85,7 +85,7 @@ class LiveSTT:
         self.settings = self.base
         self.resolved = config.resolve(self.settings)
         self.voice, self.answering = self.resolved["tts"], self._first_language()
-        self._voices: dict[config.Descriptor, object] = {}  # built once per call and language
+        self._voices: dict[str, object] = {}  # descriptor -> voice, built once per call
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
         logger.info("call settings: %s", config.describe(self.settings, self.resolved))
@@ -199,9 +199,9 @@ class LiveSTT:
         voice speaks `language`."""
         voice = self._voice_for(language)
         if voice is not None and voice != self.voice:
-            if voice not in self._voices:
-                self._voices[voice] = config.build(voice, self.settings)
-            self._agent.update_options(tts=self._voices[voice])
+            if str(voice) not in self._voices:
+                self._voices[str(voice)] = config.build(voice, self.settings)
+            self._agent.update_options(tts=self._voices[str(voice)])
             self.voice = voice
         plugin = self.resolved["llm"].model.plugin
         if plugin and plugin.takes_language:

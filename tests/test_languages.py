@@ -4,10 +4,13 @@ phrases); a language no local engine speaks is refused with the engines that wou
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 
 import pytest
+from livekit.agents import UserInputTranscribedEvent
+from livekit.agents.types import NOT_GIVEN
 
 from agent import catalog, config, switching, web
 from agent.plugins import espeak
@@ -191,3 +194,56 @@ def test_live_language_switch_rebuilds_the_voice_and_the_echo():
     assert config.call_language(german) == "de"
     assert config.build(new["llm"], german).language == "de"
     assert config.build(new["tts"], german).voice == "de"
+
+
+class Recorder:
+    """The parts of a running session LiveSTT touches: the agent records what is swapped in."""
+
+    def __init__(self, llm) -> None:
+        self.llm, self.stt, self.swaps = llm, NOT_GIVEN, []
+
+    def update_options(self, **changes) -> None:
+        self.swaps.append(changes)
+
+    def isconnected(self) -> bool:  # the room: the page's messages go nowhere here
+        return False
+
+
+def heard(text: str, language: str) -> UserInputTranscribedEvent:
+    return UserInputTranscribedEvent(transcript=text, is_final=True, language=language)
+
+
+async def test_a_multi_call_answers_in_the_language_of_each_final():
+    live = switching.LiveSTT(settings({"LANGUAGE": "multi"}), "")
+    built = live.components(vad=None)
+    agent = Recorder(NOT_GIVEN)
+    live._session, live._agent, live._room = Recorder(built["llm"]), agent, Recorder(None)
+    assert (live.answering, built["llm"].language, str(live.voice)) == (
+        "en",
+        "en",
+        "local/hibari:heart",
+    )
+
+    live._on_transcribed(heard("Guten Morgen.", "de"))
+    assert built["llm"].language == "de" and live.answering == "de"
+    assert [type(s["tts"]).__name__ for s in agent.swaps] == ["EspeakTTS"]
+    assert agent.swaps[-1]["tts"].voice == "de"
+    live._on_transcribed(heard("Wie geht's?", "de"))  # the same language: nothing to swap
+    live._on_transcribed(heard("Buenos días.", "es-ES"))  # a region: the language's voice
+    live._on_transcribed(heard("Thank you.", "en"))
+    assert [str(getattr(s["tts"], "voice", "heart")) for s in agent.swaps] == ["de", "es", "heart"]
+    assert built["llm"].language == "en"
+    # a language no local voice speaks: the words follow, the voice stays
+    live._on_transcribed(heard("Sugeng enjing.", "jw"))
+    assert len(agent.swaps) == 3 and built["llm"].language == "jw"
+    await asyncio.sleep(0)  # the page's messages (no room: dropped)
+
+
+async def test_a_call_in_one_language_keeps_its_voice_whatever_is_heard():
+    live = switching.LiveSTT(settings({"LANGUAGE": "de"}), "")
+    built = live.components(vad=None)
+    agent = Recorder(NOT_GIVEN)
+    live._session, live._agent, live._room = Recorder(built["llm"]), agent, Recorder(None)
+    live._on_transcribed(heard("Thank you.", "en"))
+    assert agent.swaps == [] and built["llm"].language == "de"
+    await asyncio.sleep(0)
