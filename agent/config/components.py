@@ -295,6 +295,7 @@ def describe(settings: Settings, resolved: dict[Kind, Descriptor]) -> str:
     parts = [f"{k.upper()}={d} [{settings.source(k)}]" for k, d in resolved.items()]
     shown = {
         "language": settings.language,
+        "languages": settings.languages,
         "stt_fallback": settings.stt_fallback,
         "stt_options": json.dumps(settings.stt_options, sort_keys=True)
         if settings.stt_options
