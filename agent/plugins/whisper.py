@@ -182,13 +182,14 @@ class LoadedModel:
         word_timestamps: bool = False,
         wait: bool = True,
     ) -> list[Segment] | None:
-        """16 kHz mono float32 -> Segments; None when `wait` is False and the model is busy."""
+        """16 kHz mono float32 -> Segments; None when `wait` is False and the model is busy.
+        `multi`: faster-whisper detects the language of the first 30 s itself."""
         if not self.lock.acquire(blocking=wait):
             return None
         try:
             segments, _ = self.whisper.transcribe(
                 samples,
-                language=language,
+                language=None if language == MULTI else language,
                 beam_size=1,
                 temperature=0.0,  # one temperature: no fallback re-decodes
                 word_timestamps=word_timestamps,
