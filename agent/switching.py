@@ -187,6 +187,8 @@ class LiveSTT:
         if not (ev.is_final and ev.language and ev.transcript.strip()):
             return
         heard = str(ev.language).split("-")[0]
+        if heard == catalog.MULTI:  # an STT that did not say which language it heard
+            return
         message = json.dumps({"text": ev.transcript, "language": heard}, ensure_ascii=False)
         self._spawn(self._send_language(message))
         if config.call_language(self.settings) == catalog.MULTI and heard != self.answering:
