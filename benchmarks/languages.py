@@ -8,16 +8,17 @@ end of speech -> final transcript, per engine and language.
   whose rows add how often each utterance's language was detected right.
 - Offline, on the same audio without a call: language detection per language, the call's way
   (the first DETECT_SECONDS) and off the final's own encoder pass, among any of Whisper's
-  languages and among en,de,es,fr,
-  and WER and decode time of Whisper base with its encoder padded to 30 s (faster-whisper's
-  window, what calls used) against ENCODER_SECONDS (what calls use now).
+  languages and among en,de,es,fr; WER and decode time of Whisper base with its encoder padded
+  to 30 s (faster-whisper's window, what calls used) against ENCODER_SECONDS (what calls use
+  now); and end of speech -> final with each utterance streamed in real time into the STT, the
+  old way against now, back to back (a fair comparison on a machine whose load varies).
 
 The audio: the same eight everyday sentences per language spoken by espeak-ng's voice for the
 language (tools/sentences.py); the `voice` column says so, and the English rows marked
 "hibari" are spoken by the bundled Hibari voice. Synthesized speech: a person is understood
 better, so the WER is pessimistic.
 
-    uv run python -m benchmarks.languages [--sentences 8] [--out benchmarks/results]
+    uv run python -m benchmarks.languages [--sentences 8] [--out benchmarks/results] [--no-calls]
 
 Prints JSON and writes languages.json and languages.png.
 """
@@ -31,14 +32,18 @@ import time
 from pathlib import Path
 
 import numpy as np
+from livekit import rtc
+from livekit.agents import stt
 
 from agent import switching
 from agent.audio import ENGINE_RATE
+from agent.plugins import whisper
 from agent.plugins.whisper import (
     DETECT_SECONDS,
     ENCODER_SECONDS,
     MAX_COMPRESSION_RATIO,
     MULTI,
+    WhisperBaseSTT,
     load_model,
 )
 from tools import sentences, stack
@@ -221,6 +226,60 @@ def offline_rows(count: int) -> list[dict]:
     return table
 
 
+async def replay_final(audio: np.ndarray, language: str) -> float:
+    """Stream one utterance into Whisper base in real time (20 ms frames, then silence) and
+    return end of speech -> final transcript."""
+    stream = WhisperBaseSTT(language=language).stream()
+    finals: list[float] = []
+
+    async def listen() -> None:
+        async for ev in stream:
+            if ev.type == stt.SpeechEventType.FINAL_TRANSCRIPT:
+                finals.append(time.perf_counter())
+
+    listening = asyncio.create_task(listen())
+    padded = np.concatenate([audio, np.zeros(int(2.0 * ENGINE_RATE), np.float32)])
+    pcm = (np.clip(padded, -1, 1) * 32767).astype(np.int16)
+    step = ENGINE_RATE // 50
+    start = time.perf_counter()
+    for i in range(0, len(pcm) - step + 1, step):
+        await asyncio.sleep(max(0.0, start + i / ENGINE_RATE - time.perf_counter()))
+        stream.push_frame(rtc.AudioFrame(pcm[i : i + step].tobytes(), ENGINE_RATE, 1, step))
+    stream.end_input()
+    await listening
+    speech_end = start + len(audio) / ENGINE_RATE
+    return finals[-1] - speech_end if finals else float("nan")
+
+
+def replay_rows(count: int) -> list[dict]:
+    """End of speech -> final of Whisper base without a call (no server, no other process):
+    the utterance streamed in real time into the STT, the way calls decoded before (encoder
+    padded to 30 s, interims until the VAD ends the segment, the final only then) against now,
+    back to back on the same machine, so the two see the same load."""
+    before = {"ENCODER_SECONDS": 30.0, "EARLY_FINAL_SILENCE": float("inf")}
+    table = []
+    for language in ("de", "es"):
+        audio = [s.samples() for s in sentences.samples(language)[:count]]
+        for label, patch in (("before: 30 s, final at the VAD's end", before), ("now", {})):
+            saved = {k: getattr(whisper, k) for k in patch}
+            vars(whisper).update(patch)
+            try:
+                latencies = [asyncio.run(replay_final(a, language)) for a in audio]
+            finally:
+                vars(whisper).update(saved)
+            table.append(
+                {
+                    "what": f"stream replay, no call: {label}",
+                    "engine": "whisper-base",
+                    "language": language,
+                    "voice": VOICE,
+                    "to_final_transcript_s": percentiles(latencies),
+                }
+            )
+            print(json.dumps(table[-1]), flush=True)
+    return table
+
+
 def mixed_samples(count: int) -> list[sentences.Sample]:
     """MIXED_ORDER's languages in turn, `count` sentences each (a different one each time)."""
     spoken, used = [], {}
@@ -270,11 +329,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=8, help="per language (at most 8)")
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--no-calls", action="store_true", help="only what runs without a call")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    table = offline_rows(args.sentences)
+    table = offline_rows(args.sentences) + replay_rows(args.sentences)
     print(json.dumps(table, indent=2), flush=True)
     n = args.sentences
     calls = [(label, sentences.samples(a["language"])[:n], a, None) for label, a in CALLS]
@@ -286,6 +346,8 @@ def main() -> None:
         ("multi: en -> de -> es -> en", mixed_samples(max(1, n // 4)), None, MIXED),
     ]
 
+    if args.no_calls:
+        calls = []
     server = stack.start_server("bench-languages-livekit-server")
     try:
         for label, spoken, attributes, metadata in calls:
