@@ -210,16 +210,24 @@ class LoadedModel:
             self.lock.release()
 
     def hear(
-        self, samples: np.ndarray, language: str, candidates: tuple[str, ...] = (), wait=True
+        self,
+        samples: np.ndarray,
+        language: str,
+        candidates: tuple[str, ...] = (),
+        wait: bool = True,
+        dropped: threading.Event | None = None,
     ) -> Heard | None:
         """One utterance of a call (16 kHz mono float32, under 30 s) in `language`, or with
         `multi` in the language detected among `candidates` (empty: any): one encoder pass on
-        the utterance padded to ENCODER_SECONDS. None when `wait` is False and the model is busy."""
+        the utterance padded to ENCODER_SECONDS. None when `wait` is False and the model is
+        busy, or when `dropped` was set while it waited for the model (nobody wants it now)."""
         from faster_whisper.transcribe import get_compression_ratio
 
         if not self.lock.acquire(blocking=wait):
             return None
         try:
+            if dropped is not None and dropped.is_set():
+                return None
             padded = np.zeros(max(len(samples), int(ENCODER_SECONDS * ENGINE_RATE)), np.float32)
             padded[: len(samples)] = samples
             features = self.whisper.feature_extractor(padded)
@@ -448,6 +456,7 @@ class WhisperStream(stt.RecognizeStream):
         self._interim: asyncio.Task | None = None
         # the final's decode, started at the first silence; dropped if speech resumes
         self._early: asyncio.Task[Heard | None] | None = None
+        self._dropped = threading.Event()  # set when the early decode is no longer wanted
         self._detecting: asyncio.Task[str] | None = None  # `multi`: the segment's language
 
     async def _run(self) -> None:
@@ -496,9 +505,14 @@ class WhisperStream(stt.RecognizeStream):
         first silence (speech that resumes makes it stale)."""
         if ev.raw_accumulated_silence >= EARLY_FINAL_SILENCE:
             if self._early is None:
-                self._early = asyncio.create_task(self._hear(list(self._frames), wait=True))
+                self._dropped = threading.Event()
+                self._early = asyncio.create_task(
+                    self._hear(list(self._frames), wait=True, dropped=self._dropped)
+                )
             return  # the speaker has fallen silent: no interim to queue the final behind
-        self._early = None  # speech again: the early decode missed some of it
+        if self._early is not None:  # speech again: the early decode missed some of it
+            self._dropped.set()  # (if it has not started yet, it never will)
+            self._early = None
         spoken = _seconds(self._frames) - (self._speech_start - self._start)
         if self._whisper.language == MULTI and self._detecting is None and spoken >= DETECT_SECONDS:
             self._detecting = self._detect(self._frames)
@@ -511,7 +525,9 @@ class WhisperStream(stt.RecognizeStream):
                 self._interim_decode(list(self._frames), self._request_id)
             )
 
-    async def _hear(self, frames: list[rtc.AudioFrame], wait: bool) -> Heard | None:
+    async def _hear(
+        self, frames: list[rtc.AudioFrame], wait: bool, dropped: threading.Event | None = None
+    ) -> Heard | None:
         """Decode the segment: `wait` for the model (a final) or only if it is idle (an
         interim). In a `multi` call a final waits for the segment's language; an interim
         before it is known detects one from its own (shorter) encoder pass."""
@@ -525,7 +541,9 @@ class WhisperStream(stt.RecognizeStream):
                 self._detecting = self._detect(frames)
             if self._detecting is not None and (wait or self._detecting.done()):
                 language = await self._detecting
-        return await asyncio.to_thread(self._model.hear, samples, language, opts.candidates, wait)
+        return await asyncio.to_thread(
+            self._model.hear, samples, language, opts.candidates, wait, dropped
+        )
 
     def _detect(self, frames: list[rtc.AudioFrame]) -> asyncio.Task[str]:
         """Start detecting the language of the segment's first DETECT_SECONDS of speech."""
