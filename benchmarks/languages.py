@@ -353,7 +353,11 @@ def main() -> None:
         for label, spoken, attributes, metadata in calls:
             # a fresh worker per call: livekit-server holds a dispatch while a worker reports
             # high load, which a busy 2-core machine does right after the previous call
-            worker = stack.start_worker(server, name="bench-languages-worker")
+            try:
+                worker = stack.start_worker(server, name="bench-languages-worker")
+            except TimeoutError:
+                print(f"{label}: the worker did not start (busy machine?); skipped", flush=True)
+                continue
             try:
                 call = asyncio.run(one_call(server, worker, label, spoken, attributes, metadata))
                 table += call_rows(call, "hibari" if "Hibari" in label else VOICE)
