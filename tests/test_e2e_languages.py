@@ -105,7 +105,7 @@ def multi_turns() -> list[tuple[str, str, np.ndarray, str]]:
     """(language, what the caller says, its speech, how the echo's answer starts): English in
     Hibari's voice, German and Spanish in espeak-ng's voice for the language."""
     english = "What a lovely day it is."
-    german, spanish = sentences.samples("de")[2], sentences.samples("es")[2]
+    german, spanish = sentences.samples("de")[0], sentences.samples("es")[0]
     return [
         ("en", english, synthesize(english), "You said:"),
         ("de", german.text, german.pcm48k(), "Du hast gesagt:"),
