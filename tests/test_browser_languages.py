@@ -51,7 +51,8 @@ async def test_german_from_the_page(livekit_server, worker, tmp_path):
         await page.wait_for_function("() => document.querySelectorAll('#stt option').length > 1")
         assert await page.input_value("#stt") == "local/auto"  # the language picks the engine
         offered = await page.eval_on_selector_all("#language option", "os => os.map(o => o.value)")
-        assert len(offered) == 100 and "de" in offered  # what the local engines really hear
+        # what the local engines really hear: Whisper's 100, and multi (detected per utterance)
+        assert len(offered) == 101 and {"de", "multi"} <= set(offered)
         await page.select_option("#language", "de")  # before Start: the token carries it
         await join_with_agent(page)
         assert await page.evaluate(LEVEL_METER_JS) == "running"
@@ -71,6 +72,11 @@ async def test_german_from_the_page(livekit_server, worker, tmp_path):
         assert cer(GERMAN, user) <= 0.45, (user, lines)
         assert {"guten", "morgen"} <= set(normalize(user).split()), user
         assert await page.text_content("#stt-active") == "local/whisper-base:de"
+        # each line says its language: the caller's from the transcript, the agent's answer's
+        tags = await page.eval_on_selector_all(
+            "#transcript li", "lis => lis.map(li => li.querySelector('.lang')?.textContent)"
+        )
+        assert set(tags) == {"de"}, tags
         assert await page.evaluate(AGENT_AUDIO_PLAYING_JS)
         assert await page.evaluate("window.agentPeak") > 0.01  # the German answer is heard
         await page.screenshot(path=str(stack.ARTIFACTS / "browser-german.png"), full_page=True)

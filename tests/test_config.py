@@ -76,8 +76,9 @@ BAD = [
     ({"STT": "auto:tlh", **INF}, "auto does not support language 'tlh'"),
     # the local defaults speak every Whisper language; a language none speaks names who does
     (
-        {"LANGUAGE": "multi"},
-        "local/auto does not support language 'multi'; models that do: auto, deepgram/nova-3",
+        {"STT": "local/moonshine-tiny:multi"},
+        "local/moonshine-tiny does not support language 'multi'; models that do: auto, "
+        "deepgram/nova-3, local/auto, local/whisper-base",
     ),
     (
         {"STT": "local/moonshine-tiny:en", "LANGUAGE": "de"},

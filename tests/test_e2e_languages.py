@@ -1,7 +1,9 @@
 """A real call in German on the local defaults: switched to German mid-call (the page's language
 picker sets the `language` attribute), or German from the dispatch metadata. A German
 utterance (espeak-ng's German voice) is transcribed in German and answered with German audio:
-the agent's audio is checked by ear, with the multilingual Whisper model."""
+the agent's audio is checked by ear, with the multilingual Whisper model. And a `multi` call
+whose caller switches English -> German -> Spanish: each transcript in its language, each
+answer in that language's words and voice."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from livekit import rtc
 from agent import switching
 from agent.plugins.whisper import load_model
 from tools import sentences, stack
-from tools.caller import Caller
+from tools.caller import Caller, synthesize
 from tools.wer import cer, normalize, wer
 
 pytestmark = pytest.mark.e2e
@@ -38,11 +40,16 @@ def german_speech() -> tuple[str, np.ndarray]:
     return sample.text, sample.pcm48k()
 
 
+def speech(audio: np.ndarray) -> np.ndarray:
+    """The agent's 16 kHz audio without the silence around it."""
+    loud = np.flatnonzero(np.abs(audio) > 0.01)
+    return audio[loud[0] : loud[-1] + 1] if len(loud) else audio
+
+
 def language_of(audio: np.ndarray) -> tuple[str, str]:
     """(detected language, German transcript) of the agent's 16 kHz audio."""
     whisper = load_model("whisper-base")
-    loud = np.flatnonzero(np.abs(audio) > 0.01)
-    audio = audio[loud[0] : loud[-1] + 1] if len(loud) else audio
+    audio = speech(audio)
     detected, _, _ = whisper.whisper.detect_language(audio)
     return detected, " ".join(s.text for s in whisper.decode(audio, "de"))
 
@@ -78,6 +85,58 @@ async def test_a_call_switches_to_german_mid_call(worker, livekit_server):
         await caller.room.local_participant.set_attributes({"language": "de"})
         await agent_attribute(caller, switching.ACTIVE, lambda v: v == "local/whisper-base:de")
         await say_german(caller)
+
+
+def language_messages(caller: Caller) -> list[dict]:
+    """The language of each final user transcript, as the agent sends it to the page."""
+    heard: list[dict] = []
+
+    def on_stream(reader: rtc.TextStreamReader, identity: str) -> None:
+        async def read() -> None:
+            heard.append(json.loads(await reader.read_all()))
+
+        caller._spawn(read())
+
+    caller.room.register_text_stream_handler(switching.LANGUAGE_TOPIC, on_stream)
+    return heard
+
+
+def multi_turns() -> list[tuple[str, str, np.ndarray, str]]:
+    """(language, what the caller says, its speech, how the echo's answer starts): English in
+    Hibari's voice, German and Spanish in espeak-ng's voice for the language."""
+    english = "What a lovely day it is."
+    german, spanish = sentences.samples("de")[0], sentences.samples("es")[0]
+    return [
+        ("en", english, synthesize(english), "You said:"),
+        ("de", german.text, german.pcm48k(), "Du hast gesagt:"),
+        ("es", spanish.text, spanish.pcm48k(), "Has dicho:"),
+    ]
+
+
+async def test_a_multi_call_follows_the_caller_from_english_to_german_to_spanish(
+    worker, livekit_server
+):
+    async with Caller(
+        livekit_server.url,
+        stack.API_KEY,
+        stack.API_SECRET,
+        worker.agent_name,
+        metadata=json.dumps({"language": "multi", "languages": "en,de,es"}),
+    ) as caller:
+        heard = language_messages(caller)
+        await caller.wait_for_greeting(timeout=180)
+        assert caller.agent_finals()[0].text.startswith("Hello!")
+        await agent_attribute(caller, switching.ACTIVE, lambda v: v == "local/whisper-base:multi")
+        for language, text, pcm, answer in multi_turns():
+            before = len(heard)
+            turn = await caller.say(text, pcm, timeout=60)
+            assert turn.user_final, f"no transcript of the {language} utterance"
+            assert cer(text, turn.user_final.text) <= 0.45, turn.user_final.text
+            assert [h["language"] for h in heard[before:]] == [language], heard[before:]
+            assert " ".join(turn.agent_texts).startswith(answer), turn.agent_texts
+            await agent_attribute(caller, switching.ANSWERING, lambda v, lang=language: v == lang)
+            detected = load_model("whisper-base").language_of(speech(turn.agent_audio))
+            assert detected == language, (language, detected, turn.agent_texts)
 
 
 async def test_a_call_dispatched_in_german_greets_and_answers_in_german(worker, livekit_server):

@@ -4,10 +4,13 @@ phrases); a language no local engine speaks is refused with the engines that wou
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 
 import pytest
+from livekit.agents import UserInputTranscribedEvent
+from livekit.agents.types import NOT_GIVEN
 
 from agent import catalog, config, switching
 from agent.plugins import espeak
@@ -18,6 +21,14 @@ pytestmark = pytest.mark.unit
 
 def settings(env: dict[str, str], cli: dict[str, str] | None = None) -> config.Settings:
     return config.Settings.from_env(env, dotenv=False, cli=cli)
+
+
+# a local gateway in place of LiveKit Inference: the cloud STT descriptors are reachable
+GATEWAY = {
+    "LIVEKIT_INFERENCE_URL": "http://127.0.0.1:8090",
+    "LIVEKIT_API_KEY": "devkey",
+    "LIVEKIT_API_SECRET": "secret",
+}
 
 
 def chosen(s: config.Settings) -> dict[str, str]:
@@ -75,16 +86,30 @@ def test_every_ink_whisper_language_is_real_or_refused_with_who_speaks_it():
 @pytest.mark.parametrize(
     "env,words",
     [
-        (
-            {"LANGUAGE": "multi"},
-            "local/auto does not support language 'multi'; models that do: auto",
-        ),
         ({"LANGUAGE": "tlh"}, "local/auto does not support language 'tlh'; no model"),
         (
             {"STT": "local/whisper-base:tlh"},
             "local/whisper-base does not support language 'tlh'; no model",
         ),
         ({"TTS": "local/espeak:jw"}, "local/espeak has no voice 'jw' offline"),
+        (
+            {"STT": "local/moonshine-tiny:multi"},
+            "local/moonshine-tiny does not support language 'multi'; models that do: auto, "
+            "deepgram/nova-3, local/auto, local/whisper-base",
+        ),
+        (
+            {**GATEWAY, "STT": "deepgram/nova-2:multi"},
+            "deepgram/nova-2 does not support language 'multi'; models that do: auto",
+        ),
+        (
+            {"LANGUAGE": "multi", "LANGUAGES": "en,xx"},
+            "LANGUAGES=en,xx (environment): 'xx' is not a language Whisper detects: use "
+            "comma-separated ISO 639-1 codes like en,de,es",
+        ),
+        (
+            {"LANGUAGE": "multi", "LANGUAGES": "en,jw"},
+            "no local voice speaks 'jw' (local/auto picks from local/hibari, local/espeak)",
+        ),
     ],
 )
 def test_a_language_no_local_engine_speaks_is_refused_in_one_line(env, words):
@@ -93,13 +118,48 @@ def test_a_language_no_local_engine_speaks_is_refused_in_one_line(env, words):
     assert words in str(error.value) and "\n" not in str(error.value)
 
 
+MULTI = {"stt": "local/whisper-base:multi", "llm": "local/echo", "tts": "local/hibari:heart"}
+
+
+@pytest.mark.parametrize(
+    "make,expected",
+    [
+        (lambda: settings({"LANGUAGE": "multi"}), MULTI),
+        (lambda: settings({"STT": "local/auto:multi"}), MULTI),
+        (lambda: switching.with_dispatch(settings({}), json.dumps({"language": "multi"})), MULTI),
+        (lambda: settings({}).with_layer("participant", {"language": "multi"}), MULTI),
+        (
+            lambda: settings({**GATEWAY, "STT": "deepgram/nova-3:multi"}),
+            {**MULTI, "stt": "deepgram/nova-3:multi"},
+        ),
+        (lambda: settings({**GATEWAY, "STT": "auto:multi"}), {**MULTI, "stt": "auto:multi"}),
+    ],
+    ids=["LANGUAGE", "local-auto", "dispatch", "participant", "nova-3", "auto"],
+)
+def test_multi_starts_on_whisper_or_the_cloud_stt_with_the_default_local_voice(make, expected):
+    assert chosen(make()) == expected
+
+
+def test_multi_builds_whisper_detecting_among_languages_and_an_echo_starting_in_english():
+    s = settings({"LANGUAGE": "multi", "LANGUAGES": "en, de,es"})
+    resolved = config.resolve(s)
+    whisper = config.build(resolved["stt"], s)
+    assert (whisper.language, whisper._opts.candidates) == ("multi", ("en", "de", "es"))
+    echo = config.build(resolved["llm"], s)
+    assert echo.language == "en"
+    echo.update_options(language="de")
+    assert echo.language == "de"
+    # without LANGUAGES, any of Whisper's languages
+    assert config.build(resolved["stt"], settings({"LANGUAGE": "multi"}))._opts.candidates == ()
+
+
 def test_the_page_offers_what_the_chosen_stt_really_speaks():
     page = web.catalog_json(settings({"LANGUAGE": "de"}))
     assert page["default"] == {"stt": "local/auto", "language": "de"}
     offered = {m["id"]: m for m in page["stt"]}
     assert offered["local/auto"]["available"]
-    assert offered["local/auto"]["languages"] == sorted(catalog.WHISPER_LANGUAGES)
-    assert offered["local/whisper-base"]["languages"] == list(catalog.WHISPER_LANGUAGES)
+    assert offered["local/auto"]["languages"] == sorted([*catalog.WHISPER_LANGUAGES, "multi"])
+    assert offered["local/whisper-base"]["languages"] == [*catalog.WHISPER_LANGUAGES, "multi"]
     assert offered["local/moonshine-tiny"]["languages"] == ["en"]
 
 
@@ -135,3 +195,56 @@ def test_live_language_switch_rebuilds_the_voice_and_the_echo():
     assert config.call_language(german) == "de"
     assert config.build(new["llm"], german).language == "de"
     assert config.build(new["tts"], german).voice == "de"
+
+
+class Recorder:
+    """The parts of a running session LiveSTT touches: the agent records what is swapped in."""
+
+    def __init__(self, llm) -> None:
+        self.llm, self.stt, self.swaps = llm, NOT_GIVEN, []
+
+    def update_options(self, **changes) -> None:
+        self.swaps.append(changes)
+
+    def isconnected(self) -> bool:  # the room: the page's messages go nowhere here
+        return False
+
+
+def heard(text: str, language: str) -> UserInputTranscribedEvent:
+    return UserInputTranscribedEvent(transcript=text, is_final=True, language=language)
+
+
+async def test_a_multi_call_answers_in_the_language_of_each_final():
+    live = switching.LiveSTT(settings({"LANGUAGE": "multi"}), "")
+    built = live.components(vad=None)
+    agent = Recorder(NOT_GIVEN)
+    live._session, live._agent, live._room = Recorder(built["llm"]), agent, Recorder(None)
+    assert (live.answering, built["llm"].language, str(live.voice)) == (
+        "en",
+        "en",
+        "local/hibari:heart",
+    )
+
+    live._on_transcribed(heard("Guten Morgen.", "de"))
+    assert built["llm"].language == "de" and live.answering == "de"
+    assert [type(s["tts"]).__name__ for s in agent.swaps] == ["EspeakTTS"]
+    assert agent.swaps[-1]["tts"].voice == "de"
+    live._on_transcribed(heard("Wie geht's?", "de"))  # the same language: nothing to swap
+    live._on_transcribed(heard("Buenos días.", "es-ES"))  # a region: the language's voice
+    live._on_transcribed(heard("Thank you.", "en"))
+    assert [str(getattr(s["tts"], "voice", "heart")) for s in agent.swaps] == ["de", "es", "heart"]
+    assert built["llm"].language == "en"
+    # a language no local voice speaks: the words follow, the voice stays
+    live._on_transcribed(heard("Sugeng enjing.", "jw"))
+    assert len(agent.swaps) == 3 and built["llm"].language == "jw"
+    await asyncio.sleep(0)  # the page's messages (no room: dropped)
+
+
+async def test_a_call_in_one_language_keeps_its_voice_whatever_is_heard():
+    live = switching.LiveSTT(settings({"LANGUAGE": "de"}), "")
+    built = live.components(vad=None)
+    agent = Recorder(NOT_GIVEN)
+    live._session, live._agent, live._room = Recorder(built["llm"]), agent, Recorder(None)
+    live._on_transcribed(heard("Thank you.", "en"))
+    assert agent.swaps == [] and built["llm"].language == "de"
+    await asyncio.sleep(0)

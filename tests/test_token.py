@@ -317,7 +317,8 @@ def test_catalog_offers_what_this_setup_can_run(dev):
     assert "LiveKit Inference" in models["deepgram/nova-3"]["why"]
     # the default is the local counterpart of `auto`: the language picks the engine
     assert catalog["default"] == {"stt": "local/auto", "language": "en"}
-    assert len(models["local/auto"]["languages"]) == 100
+    assert len(models["local/auto"]["languages"]) == 101  # Whisper's 100 and multi
+    assert "multi" in models["local/auto"]["languages"]
     assert "fr" in catalog["languages"]
 
 

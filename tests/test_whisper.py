@@ -19,8 +19,9 @@ from agent.plugins.whisper import (
     assemble_base,
     load_model,
 )
-from tests.speech import spoken
-from tools.wer import wer
+from tests.speech import frames, silence, spoken, spoken_16k
+from tools.sentences import samples
+from tools.wer import cer, wer
 
 pytestmark = pytest.mark.unit
 
@@ -48,6 +49,8 @@ def test_a_language_the_model_does_not_know_is_refused_in_one_line():
     with pytest.raises(ConfigError):
         stt_de.update_options(language="tlh")
     assert stt_de.language == "fr"
+    with pytest.raises(ConfigError, match="local/whisper-base does not speak 'xx'"):
+        WhisperBaseSTT(language="multi", languages=("en", "xx"))
 
 
 def test_assembly_is_stamped_idempotent_and_repairs_a_damaged_model(tmp_path):
@@ -88,7 +91,40 @@ def test_the_assembled_model_is_multilingual_and_speaks_the_catalogs_languages()
     assert tuple(whisper.supported_languages) == catalog.WHISPER_LANGUAGES
     assert set(catalog.WHISPER_LANGUAGES) == set(catalog.INK_WHISPER_LANGUAGES)
     row = catalog.MODELS[("stt", "local/whisper-base")]
-    assert row.languages == catalog.WHISPER_LANGUAGES and row.word_timestamps
+    assert row.languages == (*catalog.WHISPER_LANGUAGES, "multi") and row.word_timestamps
+
+
+async def test_multi_transcribes_each_utterance_in_the_language_it_detects():
+    """One stream, three utterances: English (Hibari's voice), German and Spanish (espeak-ng's
+    voices), each final in its own language, detected among LANGUAGES."""
+    said = [
+        ("en", SENTENCE, spoken_16k(SENTENCE)),
+        *((s.language, s.text, s.samples()) for s in (samples("de")[1], samples("es")[1])),
+    ]
+    audio = np.concatenate([np.concatenate([pcm, silence(1.0)]) for _, _, pcm in said])
+    stream = WhisperBaseSTT(language="multi", languages=("en", "de", "es")).stream()
+    for frame in frames(audio):
+        stream.push_frame(frame)
+    stream.end_input()
+    finals = [
+        ev.alternatives[0] async for ev in stream if ev.type == stt.SpeechEventType.FINAL_TRANSCRIPT
+    ]
+    assert [f.language for f in finals] == [language for language, _, _ in said]
+    for final, (_, text, _) in zip(finals, said, strict=True):
+        assert cer(text, final.text) <= 0.4, (text, final.text)
+
+
+def test_the_call_path_pads_the_encoder_less_and_hears_the_same_words():
+    """A call's decode (encoder input padded to ENCODER_SECONDS) against faster-whisper's
+    (padded to 30 s): the same words, in less time."""
+    model = load_model("whisper-base")
+    sample = samples("de")[2]
+    audio = sample.samples()
+    full = " ".join(s.text for s in model.decode(audio, "de"))
+    heard = model.hear(audio, "de")
+    assert heard.language == "de"
+    assert cer(sample.text, heard.segments[0].text) <= cer(sample.text, full) + 0.1
+    assert model.hear(audio, "multi", ("fr", "es")).language in ("fr", "es")  # only among them
 
 
 async def test_silence_gives_no_transcript():

@@ -15,7 +15,7 @@ from typing import Any
 from .. import catalog
 from ..catalog import Kind, Plugin
 from ..errors import ConfigError
-from .descriptors import Descriptor, call_language, own_key, resolve, stt_chain
+from .descriptors import Descriptor, call_language, candidates, own_key, resolve, stt_chain
 from .settings import LAYERS, TURN_KEYS, Settings
 
 logger = logging.getLogger("agent.config")
@@ -33,6 +33,8 @@ def _local(desc: Descriptor, settings: Settings):
     kwargs = {argument: desc.variant} if argument else {}
     if desc.model.plugin.takes_language:
         kwargs["language"] = call_language(settings)
+    if desc.model.plugin.detects_language and desc.variant == catalog.MULTI:
+        kwargs["languages"] = candidates(settings)
     return plugin_class(desc.model.plugin)(**kwargs)
 
 
@@ -350,6 +352,7 @@ def describe(settings: Settings, resolved: dict[Kind, Descriptor]) -> str:
     parts = [f"{k.upper()}={d} [{settings.source(k)}]" for k, d in resolved.items()]
     shown = {
         "language": settings.language,
+        "languages": settings.languages,
         "stt_fallback": settings.stt_fallback,
         "stt_options": json.dumps(settings.stt_options, sort_keys=True)
         if settings.stt_options

@@ -135,9 +135,12 @@ def _check_language(model: Model, language: str, name: str) -> None:
 
 def _pick(kind: Kind, auto: Model, language: str, name: str) -> Descriptor:
     """`local/auto`: the first of its models that speaks `language` (catalog.LOCAL_AUTO), with
-    the language as its variant (STT) or the voice for it (TTS)."""
+    the language as its variant (STT) or the voice for it (TTS). A `multi` call's voice starts
+    in catalog.MULTI_START and follows the caller (agent/switching.py)."""
     if kind == "stt":  # a language no local engine speaks: refused with the models that do
         _check_language(auto, language, name)
+    elif language == catalog.MULTI:
+        language = catalog.MULTI_START
     base = language.split("-")[0]
     for model_id in auto.picks:
         model = catalog.MODELS[(kind, model_id)]
@@ -207,6 +210,7 @@ def resolve(settings: Settings) -> dict[Kind, Descriptor]:
     for label, desc in checks:
         _check_reachable(settings, desc, label)
         check_package(desc, label)
+    candidates(settings)
     check_options(
         chain[0],
         settings.stt_options,
@@ -215,6 +219,26 @@ def resolve(settings: Settings) -> dict[Kind, Descriptor]:
     )
     check_turns(settings)
     return resolved
+
+
+def candidates(settings: Settings) -> tuple[str, ...]:
+    """LANGUAGES as a tuple of codes (empty: any), each one checked: a language Whisper
+    detects and, when the voice is `local/auto`, one a local voice speaks."""
+    if not settings.languages:
+        return ()
+    label = _setting_label(settings, "languages")
+    codes = tuple(dict.fromkeys(c.strip() for c in settings.languages.split(",")))
+    for code in codes:
+        if code not in catalog.WHISPER_LANGUAGES:
+            raise ConfigError(
+                f"{label}: {code!r} is not a language Whisper detects: use comma-separated "
+                f"ISO 639-1 codes like en,de,es"
+            )
+    voice = catalog.MODELS.get(("tts", settings.descriptor("tts").partition(":")[0]))
+    if voice is not None and voice.picks:  # refused now, not when the caller first speaks it
+        for code in codes:
+            parse("tts", settings.descriptor("tts"), settings.label("tts"), code, label)
+    return codes
 
 
 # LiveKit's text end-of-turn model (livekit-plugins-turn-detector): its weights come from the

