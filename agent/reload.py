@@ -186,8 +186,10 @@ class Supervisor:
         self.serving: Worker | None = None
         self.workers: set[Worker] = set()  # every one alive: serving, starting, draining, spare
         self.spare: Worker | None = None
-        # the old worker still holds the configured health port: a new one takes any free one
-        self.next_env = {**os.environ, "AGENT_HTTP_PORT": "0"}
+        # the old worker still holds the configured ports while it drains: a new one takes any
+        # free health port, and serves no metrics (PROMETHEUS_PORT is one fixed port to scrape;
+        # the first worker of `dev` has it, `start` always does)
+        self.next_env = {**os.environ, "AGENT_HTTP_PORT": "0", "PROMETHEUS_PORT": "0"}
 
     async def spawn(self, env: dict[str, str], show_startup: bool, standby: bool = False) -> Worker:
         worker = Worker(self.args, env, show_startup, standby)
