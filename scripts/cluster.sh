@@ -96,7 +96,7 @@ webhook:
   api_key: $LIVEKIT_API_KEY
   urls: [$REDISPATCH_URL/]
 agents:
-  target_load: 1.0   # a worker's load is its share of MAX_CALLS: it is full at 1.0, not 0.7
+  target_load: 1.0   # for BUSY_ANSWER=false, whose load is full at 1.0, not 0.7 (busy: <= 0.5)
 logging:
   level: info
 YAML

@@ -8,8 +8,9 @@ source "$(dirname "$0")/common.sh"
 VERSION=v1.13.5
 PORT="${LIVEKIT_PORT:-7880}"
 # The server dispatches a call only to a worker whose reported load is under target_load
-# (default 0.7). The worker reports calls / MAX_CALLS and is full at 1.0 (agent/worker.py),
-# so 1.0 here: every one of its MAX_CALLS slots is dispatchable, and no call beyond them.
+# (default 0.7). A worker that answers "busy" (BUSY_ANSWER, the default) reports at most 0.5,
+# under either value (agent/capacity.py FULL_LOAD); with BUSY_ANSWER=false it reports
+# calls / MAX_CALLS, full at 1.0, so 1.0 here keeps every one of its slots dispatchable.
 AGENTS_CONFIG="agents: {target_load: 1.0}"
 # info, not --dev's debug: at debug the server logs every participant's refresh token (a live
 # JWT). The keys are given, not left to --dev, whose placeholder-keys line logs the secret;

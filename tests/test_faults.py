@@ -7,11 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
+import wave
 
+import numpy as np
 import pytest
 
+from tests.test_browser import (
+    KEY,
+    TRANSCRIPT_JS,
+    chromium,
+    join_with_agent,
+    microphone,
+    page_server,
+)
 from tools import stack
-from tools.caller import AgentsBusyError, Caller
+from tools.caller import SAMPLE_RATE, AgentsBusyError, Caller
 
 pytestmark = pytest.mark.e2e
 
@@ -63,6 +74,67 @@ def test_a_call_ends_when_livekit_server_dies_and_the_next_call_is_answered():
         )
         assert asyncio.run(next_call())
         server = restarted
+    finally:
+        stack.stop(worker.process)
+        stack.stop(server.process)
+
+
+async def greeted_after_start(page, attempts: int = 5) -> bool:
+    """Start until the agent greets. The old call's slot is free once its job ended, but the
+    server hears so only with the worker's next status update: until then a call is told busy
+    (or not answered), the page says so in its error line and leaves, and Start calls again."""
+    for _ in range(attempts):
+        await page.click("#start")
+        await page.wait_for_function(
+            f"""() => document.getElementById('error').textContent !== '' ||
+                ({TRANSCRIPT_JS})().some(l => l.speaker === 'agent' && l.final)""",
+            timeout=60_000,
+        )
+        if await page.text_content("#error") == "":
+            return True
+        await page.wait_for_function(
+            "() => document.getElementById('state').textContent === 'disconnected'"
+        )
+    return False
+
+
+async def test_the_page_says_the_call_ended_when_livekit_server_dies(tmp_path):
+    """The browser's side of the same fault: the page's error line says the call ended (it does
+    not sit in "reconnecting"), and Start gets a new call answered on the restarted server."""
+    silence = tmp_path / "silence.wav"
+    with wave.open(str(silence), "wb") as w:  # a quiet fake microphone: no turns to take
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SAMPLE_RATE)
+        w.writeframes(np.zeros(SAMPLE_RATE, np.int16).tobytes())
+    server = stack.start_server("livekit-server-pagefault")
+    worker = stack.start_worker(server, {"MAX_CALLS": "1"}, name="worker-pagefault")
+    try:
+        async with (
+            page_server(server.url, worker.agent_name) as url,
+            chromium(*microphone(silence, once=False)) as page,
+        ):
+            await page.goto(f"{url}/#key={KEY}")
+            await join_with_agent(page)
+            server.process.kill()  # kill -9, mid-call
+            server.process.wait()
+            killed = time.monotonic()
+            server = stack.start_server("livekit-server-pagefault", ports=server.ports)
+            await page.wait_for_function(
+                "() => /the call ended/.test(document.getElementById('error').textContent)",
+                timeout=90_000,
+            )
+            print(f"the page said the call ended {time.monotonic() - killed:.1f} s after the kill")
+            await page.wait_for_function(
+                "() => document.getElementById('state').textContent === 'disconnected'"
+            )
+            # a new call on the restarted server, once the worker is registered there again
+            stack.wait_for(
+                lambda: worker.output().count("registered worker") >= 2, 60, "the worker's return"
+            )
+            assert await greeted_after_start(page, attempts=8), (
+                "8 Starts after the restart, none answered"
+            )
     finally:
         stack.stop(worker.process)
         stack.stop(server.process)

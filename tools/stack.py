@@ -101,8 +101,9 @@ def start_server(
     ARTIFACTS.mkdir(exist_ok=True)
     log = ARTIFACTS / f"{name}.log"
     since = log.stat().st_size if log.exists() else 0
-    # agents.target_load as scripts/livekit-server.sh ships it (see agent/worker.py), unless
-    # the caller's YAML sets its own `agents:` (a YAML key may appear only once)
+    # agents.target_load as scripts/livekit-server.sh ships it (1.0, for tests with
+    # BUSY_ANSWER=false: see there), unless the caller's YAML sets its own `agents:` (a YAML key
+    # may appear only once)
     agents = (
         "" if "\nagents:" in f"\n{config}" else f"agents:\n  target_load: {AGENT_TARGET_LOAD}\n"
     )

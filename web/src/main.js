@@ -280,14 +280,20 @@ function wire(r) {
     if (!r.canPlaybackAudio) showError('the browser blocked audio playback: press Start again');
   });
   r.on(RoomEvent.MediaDevicesError, (e) => showError(`microphone: ${e.message}`));
-  // livekit-server went away: the client retries; back in a room the agent has left (its call
-  // ended when the server did, agent/lost_calls.py), the call is over and the page says so
+  // livekit-server went away: the client retries, and is back in a new room when the server
+  // restarted (a new room id: the old room died with the server, and the call's agent may come
+  // back into it or not, so the call cannot go on reliably), or in a room the agent has left.
+  // Either way the call is over, and the page says so at once instead of staying "connected"
+  // to a room where nobody answers (the agent's job ends by itself, agent/lost_calls.py).
+  let roomId = '';
+  r.once(RoomEvent.Connected, () => r.getSid().then((sid) => (roomId = sid), () => {}));
   r.on(RoomEvent.Reconnecting, () => setState('reconnecting'));
-  r.on(RoomEvent.Reconnected, () => {
+  r.on(RoomEvent.Reconnected, async () => {
     setState('connected');
     const agentHere = [...r.remoteParticipants.values()].some((p) => p.isAgent);
-    if (agentCame && !agentHere) {
-      showError('the call ended: the server restarted and the agent left; press Start for a new call');
+    const restarted = (await r.getSid().catch(() => '')) !== roomId;
+    if (restarted || (agentCame && !agentHere)) {
+      showError('the call ended: the connection to the server was lost; press Start for a new call');
       r.disconnect();
     }
   });
