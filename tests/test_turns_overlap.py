@@ -44,8 +44,11 @@ def gateway_worker(livekit_server, gateway):
     stack.stop(w.process)
 
 
-@pytest.mark.parametrize("route", ["local", "gateway"])
-@pytest.mark.parametrize("language", CASES)
+# both languages on their local engines (Moonshine, Whisper base); the gateway's segmenter is
+# the same for every language, so English alone goes through it
+@pytest.mark.parametrize(
+    ("language", "route"), [("en", "local"), ("de", "local"), ("en", "gateway")]
+)
 async def test_talking_over_the_greeting_and_a_reply_loses_no_word(
     request, livekit_server, language, route
 ):
