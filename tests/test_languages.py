@@ -65,7 +65,7 @@ def test_german_from_any_layer_picks_engines_that_speak_german(make):
 
 def test_every_ink_whisper_language_is_real_or_refused_with_who_speaks_it():
     real, refused = [], {}
-    for language in catalog.INK_WHISPER_LANGUAGES:
+    for language in catalog.WHISPER_LANGUAGES:
         try:
             got = chosen(settings({"LANGUAGE": language}))
         except config.ConfigError as e:
