@@ -6,10 +6,6 @@ of LiveKit's push-to-talk example): `start_turn` interrupts the agent and opens 
 throws the turn away. Between turns the agent hears nothing. In `console` mode the space bar
 does the same (a terminal has no key-release event, so it toggles: press to talk, press again
 to send).
-
-The caller starts speaking as the button goes down, and the RPC outruns the audio (which waits
-in jitter buffers) or trails it: the agent keeps the last PREROLL_S of the caller's audio while
-the button is up (PreRoll) and hears it first when a turn starts, so the first word is kept.
 """
 
 from __future__ import annotations
@@ -17,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 
 from livekit import rtc
 from livekit.agents import AgentSession
-from livekit.agents.voice import io
 
 logger = logging.getLogger("agent.push_to_talk")
 
@@ -29,36 +23,6 @@ METHODS = ("start_turn", "end_turn", "cancel_turn")
 MODE_ATTRIBUTE = "turn_detection"  # the agent's attribute: the page shows the button if "manual"
 CONSOLE_KEY = " "
 RELEASE_GRACE_S = 0.15
-PREROLL_S = 0.4
-
-
-class PreRoll(io.AudioInput):
-    """The session's audio input, with the microphone "closed" rather than detached: while
-    closed the caller's audio keeps arriving and the last PREROLL_S of it is kept; opened, that
-    comes first, then the live audio."""
-
-    def __init__(self, source: io.AudioInput) -> None:
-        super().__init__(label="push-to-talk", source=source)
-        self.open = False
-        self._kept: deque[rtc.AudioFrame] = deque()
-
-    async def __anext__(self) -> rtc.AudioFrame:
-        while True:
-            if self.open and self._kept:
-                return self._kept.popleft()
-            frame = await self.source.__anext__()
-            self._kept.append(frame)
-            if self.open:  # opened while this read waited: the kept audio still goes first
-                return self._kept.popleft()
-            while sum(f.duration for f in self._kept) - self._kept[0].duration >= PREROLL_S:
-                self._kept.popleft()
-
-    def on_attached(self) -> None:
-        self.open = True
-
-    def on_detached(self) -> None:  # the source stays attached: its audio is still read
-        self.open = False
-        self._kept.clear()
 
 
 class PushToTalk:
@@ -66,10 +30,6 @@ class PushToTalk:
         self.session = session
         self.talking = False
         self.releasing = False  # released, the last audio still arriving (RELEASE_GRACE_S)
-        source = session.input.audio
-        if source is not None and not isinstance(source, PreRoll):
-            session.input.audio = PreRoll(source)  # detaches `source`...
-            source.on_attached()  # ...which PreRoll reads all along
         session.input.set_audio_enabled(False)  # heard only while the button is held
 
     def start_turn(self) -> None:

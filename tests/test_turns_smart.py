@@ -1,22 +1,18 @@
 """Smart Turn v3.2 as TURN_DETECTION (the real model on real read speech), the per-language
-choice of detector with its fallback, and push-to-talk's pre-roll."""
+choice of detector with its fallback."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import wave
 
 import numpy as np
 import pytest
-from livekit import rtc
-from livekit.agents.voice import io
 
 from agent import config
 from agent.audio import resample
 from agent.config import components
 from agent.plugins import smart_turn
-from agent.push_to_talk import PREROLL_S, PreRoll
 from tests.speech import DICKENS
 from tests.speech import frames as to_frames
 
@@ -102,35 +98,3 @@ def test_a_missing_model_is_one_line_at_startup(monkeypatch, tmp_path):
     with pytest.raises(config.ConfigError) as error:
         smart_turn.model_path()
     assert "run scripts/setup.sh" in str(error.value) and "\n" not in str(error.value)
-
-
-class Microphone(io.AudioInput):
-    """20 ms frames numbered by their first sample, as the room's input delivers them."""
-
-    def __init__(self) -> None:
-        super().__init__(label="microphone")
-        self.n = 0
-
-    async def __anext__(self) -> rtc.AudioFrame:
-        await asyncio.sleep(0)
-        self.n += 1
-        pcm = np.full(320, self.n, np.int16)
-        return rtc.AudioFrame(pcm.tobytes(), 16000, 1, 320)
-
-
-async def test_push_to_talk_hears_the_audio_just_before_the_button_went_down():
-    mic = Microphone()
-    preroll = PreRoll(mic)
-    preroll.on_detached()  # the button is up: nothing comes out, the last PREROLL_S is kept
-    reader = asyncio.ensure_future(preroll.__anext__())
-    while mic.n < 100:
-        await asyncio.sleep(0)
-    assert not reader.done()
-    preroll.on_attached()  # pressed
-    pressed_at = mic.n
-    frames = [await reader] + [await preroll.__anext__() for _ in range(30)]
-    first = np.frombuffer(frames[0].data, np.int16)[0]
-    kept = round(PREROLL_S / 0.02)
-    assert pressed_at - kept - 1 <= first <= pressed_at - kept + 1
-    numbers = [int(np.frombuffer(f.data, np.int16)[0]) for f in frames]
-    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))  # nothing dropped

@@ -117,12 +117,16 @@ def test_the_call_path_pads_the_encoder_less_and_hears_the_same_words():
     """A call's decode (encoder input padded to ENCODER_SECONDS) against faster-whisper's
     (padded to 30 s): the same words, in less time."""
     model = load_model("whisper-base")
-    sample = samples("de")[2]
-    audio = sample.samples()
-    full = " ".join(s.text for s in model.decode(audio, "de"))
-    heard = model.hear(audio, "de")
-    assert heard.language == "de"
-    assert cer(sample.text, heard.segments[0].text) <= cer(sample.text, full) + 0.1
+    # over several sentences: one sentence's errors move either way with the padding
+    full_cer, heard_cer = [], []
+    for sample in samples("de")[:4]:
+        audio = sample.samples()
+        full = " ".join(s.text for s in model.decode(audio, "de"))
+        heard = model.hear(audio, "de")
+        assert heard.language == "de"
+        full_cer.append(cer(sample.text, full))
+        heard_cer.append(cer(sample.text, " ".join(s.text for s in heard.segments)))
+    assert np.mean(heard_cer) <= np.mean(full_cer) + 0.1, (heard_cer, full_cer)
     assert model.hear(audio, "multi", ("fr", "es")).language in ("fr", "es")  # only among them
 
 
