@@ -45,10 +45,16 @@ ARTIFACTS_AT_START = (
 )
 
 
+# the page's own console, in the caller's browser: livekit-client may print the URL it dials,
+# with the caller's own token, which the page fetched for itself. Not a log of the stack's.
+CLIENT_SIDE = {"browser-console.log"}
+
+
 def written_this_session() -> dict[str, bytes]:
     return {
         path.name: path.read_bytes()[ARTIFACTS_AT_START.get(path, 0) :]
         for path in stack.ARTIFACTS.glob("*.log")
+        if path.name not in CLIENT_SIDE
     }
 
 
