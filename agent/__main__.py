@@ -16,7 +16,6 @@ calls [ROOM] [--json]             the recent calls, or one call's turns and stag
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import socket
 import sys
@@ -71,20 +70,19 @@ def run_worker(argv: list[str]) -> None:
     try:
         # our flags (--stt, --language, ...) go to config; LiveKit's CLI gets the rest
         flags, argv = config.split_cli_flags(argv)
-        os.environ[config.CLI_ENV] = json.dumps(flags)  # read again by the job processes
-        settings = config.Settings.from_env()  # also copies .env into the environment
+        settings = config.Settings.from_env(cli=flags)  # also copies .env into the environment
         logs.log_format()  # a wrong LOG_FORMAT stops here, not after the worker registered
         os.environ.setdefault(*LOOP_MONITOR)  # inherited by the job processes
         if settings.job_executor == "process":  # a call per process (thread jobs share one)
             os.environ.setdefault(*MEDIA_THREADS)
-        resolved = config.resolve(settings)
+        plan = config.resolve(settings)  # once: everything below reads this plan
         reports.prepare_prometheus(settings)  # before livekit.agents is imported
-        print(config.describe(settings, resolved), file=sys.stderr)
-        config.import_plugins(settings)  # on the main thread, as LiveKit requires
-        config.check_components(settings)  # before the worker registers, not in every call
+        print(config.describe(plan), file=sys.stderr)
+        config.import_plugins(plan)  # on the main thread, as LiveKit requires
+        config.check_components(plan)  # before the worker registers, not in every call
         from . import busy
 
-        busy.check(settings)  # the busy message has a local voice
+        busy.check(plan)  # the busy message has a local voice
     except config.ConfigError as e:
         fail(str(e))
     if argv[0] in NEEDS_SERVER:
@@ -120,13 +118,13 @@ def run_worker(argv: list[str]) -> None:
 
     from .worker import make_server
 
-    if argv[0] == "console" and settings.turn_detection == "manual":
+    if argv[0] == "console" and plan.turn_detection == "manual":
         from .push_to_talk import install_console_key
 
         install_console_key()  # the space bar is push-to-talk
     logs.worker_text_logs()
     sys.argv = [sys.argv[0], *argv]
-    cli.run_app(make_server(settings))
+    cli.run_app(make_server(plan))
 
 
 def main(argv: list[str] | None = None) -> None:

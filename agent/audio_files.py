@@ -19,7 +19,7 @@ import numpy as np
 from . import config
 from .audio import ENGINE_RATE as SAMPLE_RATE
 from .audio import RAW_ENCODINGS, SPEECH_RMS, resample
-from .config import Descriptor, Settings
+from .config import Descriptor
 from .errors import AudioFileError
 from .plugins import Segment, Word
 
@@ -234,8 +234,8 @@ class FileTranscript:
 class LocalEngine:
     """Any local STT plugin that offers `transcribe_samples` (agent/plugins/__init__.py)."""
 
-    def __init__(self, desc: Descriptor, settings: Settings) -> None:
-        self._stt = config.build(desc, settings)
+    def __init__(self, desc: Descriptor) -> None:
+        self._stt = config.build(desc)
         self._stt.prewarm()
 
     def transcribe(self, audio: Audio, language: str, words: bool, progress: Progress):

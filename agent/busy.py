@@ -62,11 +62,11 @@ class Message:
     sample_rate: int
 
 
-def default_language(settings: config.Settings) -> str:
+def default_language(plan: config.Plan) -> str:
     """BUSY_LANGUAGE, else the worker's language if a local voice speaks it, else English."""
-    if settings.busy_language:
-        return settings.busy_language
-    language = _base(config.call_language(settings))
+    if plan.settings.busy_language:
+        return plan.settings.busy_language
+    language = _base(plan.language)
     try:
         _voice(language)
     except ConfigError:  # e.g. `multi`
@@ -74,10 +74,10 @@ def default_language(settings: config.Settings) -> str:
     return language
 
 
-def messages(settings: config.Settings) -> dict[str, str]:
+def messages(plan: config.Plan) -> dict[str, str]:
     """The text to render per language: BUSY_MESSAGE in default_language(), or the built-in
     messages (only BUSY_LANGUAGE's when it is set)."""
-    language = default_language(settings)
+    language, settings = default_language(plan), plan.settings
     if settings.busy_message:
         return {language: settings.busy_message}
     if settings.busy_language:
@@ -90,10 +90,10 @@ def messages(settings: config.Settings) -> dict[str, str]:
     return dict(MESSAGES)
 
 
-def check(settings: config.Settings) -> None:
+def check(plan: config.Plan) -> None:
     """At startup: every busy message has a local voice (ConfigError otherwise)."""
-    if settings.busy_answer:
-        for language in messages(settings):
+    if plan.settings.busy_answer:
+        for language in messages(plan):
             _voice(language)
 
 
@@ -105,11 +105,11 @@ def _voice(language: str) -> config.Descriptor:
     return config.parse("tts", "local/auto", "BUSY_LANGUAGE", language, "BUSY_LANGUAGE")
 
 
-async def render(settings: config.Settings) -> dict[str, Message]:
+async def render(plan: config.Plan) -> dict[str, Message]:
     """Every busy message as audio, by the local TTS (once, at worker start)."""
     rendered = {}
-    for language, text in messages(settings).items():
-        tts = config.build(_voice(language), settings)
+    for language, text in messages(plan).items():
+        tts = config.build(_voice(language), plan)
         frame = await tts.synthesize(text).collect()
         pcm = np.frombuffer(frame.data, np.int16).copy()
         rendered[language] = Message(language, text, pcm, frame.sample_rate)
@@ -119,16 +119,16 @@ async def render(settings: config.Settings) -> dict[str, Message]:
 class Answerer:
     """Answers the calls the worker does not take, from the worker's own process."""
 
-    def __init__(self, settings: config.Settings) -> None:
-        self.settings = settings
-        self.default = default_language(settings)
+    def __init__(self, plan: config.Plan) -> None:
+        self.plan, self.settings = plan, plan.settings
+        self.default = default_language(plan)
         self._messages: asyncio.Task[dict[str, Message]] | None = None
         self._slots: asyncio.Semaphore | None = None
         self._tasks: set[asyncio.Task] = set()
 
     def prepare(self) -> None:
         """Render the messages in the background (the worker's loop is running)."""
-        self._messages = asyncio.ensure_future(render(self.settings))
+        self._messages = asyncio.ensure_future(render(self.plan))
         self._slots = asyncio.Semaphore(AT_ONCE)
 
     def message(self, rendered: dict[str, Message], caller_language: str) -> Message:

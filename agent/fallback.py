@@ -23,7 +23,7 @@ class FallbackSTT(stt.FallbackAdapter):
         ]
 
     def update_options(self, *, language: NotGivenOr[str] = NOT_GIVEN) -> None:
-        """Change the language of every member. Validate first (config.stt_chain does): a
+        """Change the language of every member. Validate first (config.resolve does): a
         member that refuses it raises after the ones before it changed. Members without
         update_options are single-language local engines, which validation already held to
         their one language."""

@@ -67,8 +67,8 @@ def record_option(settings: config.Settings) -> dict | Any:
 
 def attach(ctx, session, live) -> None:
     """Write the call's report when its job shuts down; count it in the metrics meanwhile.
-    `live` is the call's agent/switching.LiveSTT (its settings follow live switches)."""
-    if not live.settings.call_reports:
+    `live` is the call's agent/switching.LiveSTT (its plan follows live switches)."""
+    if not live.plan.settings.call_reports:
         return
     Call(ctx, session, live)
 
@@ -79,7 +79,7 @@ class Call:
     def __init__(self, ctx, session, live) -> None:
         self.ctx, self.session, self.live = ctx, session, live
         self.started = time.time()
-        self.first_settings = live.settings
+        self.first_settings = live.plan.settings
         self.transcripts: list[dict] = []
         self.stt_changes: list[dict] = []
         self._stt = ""
@@ -211,12 +211,12 @@ class Call:
                 "cpu_s": round(self.cpu_s + time.thread_time() - started, 4),
                 "stats_reads": self.stats_reads,
             }
-            write(report, reports_dir(self.live.settings), self._audio_path())
+            write(report, reports_dir(self.live.plan.settings), self._audio_path())
             observe(report)
             prune(
-                reports_dir(self.live.settings),
-                self.live.settings.call_reports_max_mb,
-                self.live.settings.call_reports_max_days,
+                reports_dir(self.live.plan.settings),
+                self.live.plan.settings.call_reports_max_mb,
+                self.live.plan.settings.call_reports_max_days,
             )
         except Exception:  # a report must never take the worker down
             logger.exception("the call's report could not be written")
@@ -247,9 +247,9 @@ class Call:
                 "session": str(close.reason.value) if close else None,
                 "error": _scrub_text(str(close.error)) if close and close.error else None,
             },
-            "settings": settings_table(self.live.settings),
+            "settings": settings_table(self.live.plan.settings),
             "settings_at_start": settings_table(self.first_settings)
-            if self.first_settings is not self.live.settings
+            if self.first_settings is not self.live.plan.settings
             else None,
             "stt_changes": self.stt_changes,
             "transcripts": self.transcripts,
@@ -275,7 +275,7 @@ class Call:
             # where the recording's two channels start on the calls' clock
             "recording_started_at": sr.audio_recording_started_at,
         }
-        return scrub(report, _secrets(self.live.settings))
+        return scrub(report, _secrets(self.live.plan.settings))
 
 
 def _describe(stt) -> str:

@@ -1,10 +1,12 @@
-"""The settings of one call, and switching its STT live.
+"""The plan of one call, and switching its STT live.
 
-A call runs on the worker's settings (defaults < .env < environment < cli), overlaid with the
-JSON metadata of its dispatch (`{"stt": "cartesia/ink-whisper:de", "language": "de"}`) and
-then with the caller's participant attributes `stt` and `language` (config.LAYER_KEYS).
+A call runs on the worker's plan (defaults < .env < environment < cli, resolved once when the
+worker started), with the JSON metadata of its dispatch (`{"stt": "cartesia/ink-whisper:de",
+"language": "de"}`) laid over it once when the call starts, and the caller's participant
+attributes `stt` and `language` (config.LAYER_KEYS) laid over that once per change: each
+layer gives a new config.Plan, which is all the call reads.
 
-When the caller changes those attributes mid-call, the new settings are validated with
+When the caller changes those attributes mid-call, the new plan is resolved by
 agent/config/. A valid change reaches the running session without dropping the call: a new
 language on the same models goes through `update_options(language=...)` (the live streams
 follow it), anything else swaps the STT with `Agent.update_options(stt=...)`, LiveKit's
@@ -42,8 +44,8 @@ ANSWERING = "answer_language"  # the language the agent answers in
 LANGUAGE_TOPIC = "transcript_language"
 
 
-def with_dispatch(base: config.Settings, metadata: str) -> config.Settings:
-    """`base` overlaid with the dispatch metadata (a JSON object; empty: nothing)."""
+def with_dispatch(base: config.Plan, metadata: str) -> config.Plan:
+    """`base` with the dispatch metadata (a JSON object; empty: nothing) laid over it."""
     if not metadata.strip():
         return base
     try:
@@ -57,9 +59,7 @@ def with_dispatch(base: config.Settings, metadata: str) -> config.Settings:
         raise config.ConfigError(
             f'dispatch metadata must be a JSON object like {{"language": "de"}}, not {metadata!r}'
         )
-    settings = base.with_layer("dispatch", values)
-    config.resolve(settings)
-    return settings
+    return base.with_layer("dispatch", values)
 
 
 def from_attributes(attributes: dict[str, str]) -> dict[str, str]:
@@ -67,32 +67,31 @@ def from_attributes(attributes: dict[str, str]) -> dict[str, str]:
     return {k: attributes[k].strip() for k in ATTRIBUTES if attributes.get(k, "").strip()}
 
 
-def chain_text(settings: config.Settings) -> str:
-    return ",".join(str(d) for d in config.stt_chain(settings))
+def chain_text(plan: config.Plan) -> str:
+    return ",".join(str(d) for d in plan.stt)
 
 
 class LiveSTT:
-    """Owns the STT settings of one call: builds the session's components, then follows the
-    caller's attributes."""
+    """Owns the plan of one call: builds the session's components, then follows the caller's
+    attributes."""
 
-    def __init__(self, worker_settings: config.Settings, metadata: str) -> None:
+    def __init__(self, worker_plan: config.Plan, metadata: str) -> None:
         self.error = ""
         try:
-            self.base = with_dispatch(worker_settings, metadata)
-        except config.ConfigError as e:  # the call goes on with the worker's settings
+            self.base = with_dispatch(worker_plan, metadata)
+        except config.ConfigError as e:  # the call goes on with the worker's plan
             logger.warning("dispatch metadata refused, using the worker's settings: %s", e)
-            self.base, self.error = worker_settings, str(e)
-        self.settings = self.base
-        self.resolved = config.resolve(self.settings)
-        self.voice, self.answering = self.resolved["tts"], self._first_language()
+            self.base, self.error = worker_plan, str(e)
+        self.plan = self.base
+        self.voice, self.answering = self.plan.tts, self._first_language()
         self._voices: dict[str, object] = {}  # descriptor -> voice, built once per call
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
-        logger.info("call settings: %s", config.describe(self.settings, self.resolved))
+        logger.info("call settings: %s", config.describe(self.plan))
 
     def components(self, vad) -> dict:
         self._vad = vad
-        return config.session_components(self.settings, self.resolved, vad)
+        return config.session_components(self.plan, vad)
 
     def follow(self, session: AgentSession, agent: Agent, room: rtc.Room) -> None:
         """Apply the caller's attributes now and whenever they change."""
@@ -122,63 +121,61 @@ class LiveSTT:
         task.add_done_callback(self._tasks.discard)
 
     async def apply(self, values: dict[str, str]) -> str:
-        """Switch to the settings `values` (the participant layer) choose; "" or the refusal."""
+        """Switch to the plan `values` (the participant layer) choose; "" or the refusal."""
         async with self._lock:
             try:
                 new = self.base.with_layer("participant", values)
-                resolved = config.resolve(new)
-                if resolved["llm"].realtime and values:
+                if new.llm.realtime and values:
                     raise config.ConfigError(
-                        f"LLM={resolved['llm']} is a realtime model, which hears by itself: "
+                        f"LLM={new.llm} is a realtime model, which hears by itself: "
                         f"the {'/'.join(values)} attribute changes nothing"
                     )
             except config.ConfigError as e:
                 self.error = str(e)
-                logger.warning("STT change refused, keeping %s: %s", chain_text(self.settings), e)
+                logger.warning("STT change refused, keeping %s: %s", chain_text(self.plan), e)
                 await self._publish()
                 return self.error
             self._switch(new)
-            self._follow_language(new, resolved)
-            self.settings, self.resolved, self.error = new, resolved, ""
-            self.voice, self.answering = resolved["tts"], self._first_language()
-            logger.info("STT now: %s", config.describe(new, resolved))
+            self._follow_language(new)
+            self.plan, self.error = new, ""
+            self.voice, self.answering = new.tts, self._first_language()
+            logger.info("STT now: %s", config.describe(new))
             await self._publish()
             return ""
 
-    def _switch(self, new: config.Settings) -> None:
-        old_chain, new_chain = config.stt_chain(self.settings), config.stt_chain(new)
-        if old_chain == new_chain and self.settings.stt_options == new.stt_options:
+    def _switch(self, new: config.Plan) -> None:
+        old, options = self.plan, new.settings.stt_options
+        if old.stt == new.stt and old.settings.stt_options == options:
             return
-        same_models = [d.model.id for d in old_chain] == [d.model.id for d in new_chain]
-        languages = {d.variant for d in new_chain}
+        same_models = [d.model.id for d in old.stt] == [d.model.id for d in new.stt]
+        languages = {d.variant for d in new.stt}
         current = self._agent.stt if is_given(self._agent.stt) else self._session.stt
         if (
             same_models
             and len(languages) == 1
-            and self.settings.stt_options == new.stt_options
+            and old.settings.stt_options == options
             and hasattr(current, "update_options")
         ):
             current.update_options(language=languages.pop())
         else:
             self._agent.update_options(stt=config.build_stt(new, self._vad))
 
-    def _follow_language(self, new: config.Settings, resolved: dict) -> None:
+    def _follow_language(self, new: config.Plan) -> None:
         """The agent answers in the call's language: swap in the voice a new language picked
         (`local/auto`) and rebuild an LLM built for the old language (the echo)."""
-        if resolved["llm"].realtime:
+        if new.llm.realtime:
             return
         changes = {}
-        if resolved["tts"] != self.resolved["tts"]:
-            changes["tts"] = config.build(resolved["tts"], new)
-        plugin = resolved["llm"].model.plugin
-        new_language = config.call_language(new) != config.call_language(self.settings)
-        if plugin and plugin.takes_language and new_language:
-            changes["llm"] = config.build(resolved["llm"], new)
+        if new.tts != self.plan.tts:
+            changes["tts"] = config.build(new.tts, new)
+        plugin = new.llm.model.plugin
+        if plugin and plugin.takes_language and new.language != self.plan.language:
+            changes["llm"] = config.build(new.llm, new)
         if changes:
             self._agent.update_options(**changes)
 
     def _first_language(self) -> str:
-        language = config.call_language(self.settings)
+        language = self.plan.language
         return catalog.MULTI_START if language == catalog.MULTI else language
 
     def _on_transcribed(self, ev) -> None:
@@ -191,7 +188,7 @@ class LiveSTT:
             return
         message = json.dumps({"text": ev.transcript, "language": heard}, ensure_ascii=False)
         self._spawn(self._send_language(message))
-        if config.call_language(self.settings) == catalog.MULTI and heard != self.answering:
+        if self.plan.language == catalog.MULTI and heard != self.answering:
             self.answer_in(heard)
             self._spawn(self._publish())
 
@@ -202,22 +199,23 @@ class LiveSTT:
         voice = self._voice_for(language)
         if voice is not None and voice != self.voice:
             if str(voice) not in self._voices:
-                self._voices[str(voice)] = config.build(voice, self.settings)
+                self._voices[str(voice)] = config.build(voice, self.plan)
             self._agent.update_options(tts=self._voices[str(voice)])
             self.voice = voice
-        plugin = self.resolved["llm"].model.plugin
+        plugin = self.plan.llm.model.plugin
         if plugin and plugin.takes_language:
             llm = self._agent.llm if is_given(self._agent.llm) else self._session.llm
             llm.update_options(language=language)
         self.answering = language
 
     def _voice_for(self, language: str) -> config.Descriptor | None:
-        text = self.settings.descriptor("tts")
+        settings = self.plan.settings
+        text = settings.descriptor("tts")
         model = catalog.MODELS.get(("tts", text.partition(":")[0]))
         if model is None or not model.picks:
             return None
         try:
-            return config.parse("tts", text, self.settings.label("tts"), language)
+            return config.parse("tts", text, settings.label("tts"), language)
         except config.ConfigError:
             logger.info("no local voice speaks %r: answering with %s", language, self.voice)
             return None
@@ -229,5 +227,5 @@ class LiveSTT:
     async def _publish(self) -> None:
         if self._room.isconnected():
             await self._room.local_participant.set_attributes(
-                {ACTIVE: chain_text(self.settings), ERROR: self.error, ANSWERING: self.answering}
+                {ACTIVE: chain_text(self.plan), ERROR: self.error, ANSWERING: self.answering}
             )

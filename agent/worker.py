@@ -28,34 +28,30 @@ class Assistant(Agent):
         super().__init__(instructions=INSTRUCTIONS)
 
 
-@functools.cache
-def started_settings() -> config.Settings:
-    """The settings (CLI flags included) as this worker read them when it started: in the
-    forkserver its call processes fork from (agent/preload.py), or in its own process (thread
-    jobs). Not .env as it is now: under `python -m agent dev` a worker still serving calls after
-    a save keeps its own settings."""
-    return config.Settings.from_env()
+def prewarm(plan: config.Plan, proc: JobProcess) -> None:
+    """A call's process starts: keep the worker's plan and load every model once (with process
+    jobs, most are loaded already: see agent/preload.py).
 
-
-def prewarm(proc: JobProcess) -> None:
-    """Load every model once per process (with process jobs, most are already loaded: see
-    agent/preload.py)."""
-    settings = started_settings()
-    config.prewarm(settings)
+    The plan comes from the worker's own process, bound to this function (make_server): LiveKit
+    pickles setup_fnc into every call's process (ipc/job_proc_executor.py's ProcStartArgs). So a
+    call runs on the settings its worker started with, CLI flags included, and not on `.env` as
+    it is now: under `python -m agent dev` a worker still serving calls after a save keeps its
+    own."""
+    config.prewarm(plan)
     # silero decides what is speech; OnsetVAD dates its edges by the signal's energy, which a
     # turn's end (and a pause told apart from it) is timed from
-    proc.userdata.update(settings=settings, vad=OnsetVAD(inference.VAD()))
+    proc.userdata.update(plan=plan, vad=OnsetVAD(inference.VAD()))
 
 
 async def entrypoint(ctx: JobContext) -> None:
-    # the worker's settings, then the dispatch metadata, then the caller's attributes
-    live = switching.LiveSTT(ctx.proc.userdata["settings"], ctx.job.metadata)
+    # the worker's plan, then the dispatch metadata, then the caller's attributes
+    live = switching.LiveSTT(ctx.proc.userdata["plan"], ctx.job.metadata)
     vad = ctx.proc.userdata["vad"]
     agent = Assistant()
     session = AgentSession(
         **live.components(vad),
         vad=vad,
-        **config.session_turn_options(live.settings),
+        **config.session_turn_options(live.plan),
     )
     # The caller hung up: end the job now rather than when the server closes the empty room
     # (~20 s later), so its MAX_CALLS slot is free for the next caller.
@@ -64,18 +60,18 @@ async def entrypoint(ctx: JobContext) -> None:
     await session.start(
         agent=agent,
         room=ctx.room,
-        room_options=config.room_options(live.settings),
+        room_options=config.room_options(live.plan),
         # LiveKit's session host broadcasts every session event (each interim transcript, each
         # state change) to everyone in the room as a byte stream, for LiveKit's remote session
         # tools; the page and the callers read the transcription streams and attributes instead
         session_host=False,
-        record=reports.record_option(live.settings),  # RECORD_CALLS: audio with the report
+        record=reports.record_option(live.plan.settings),  # RECORD_CALLS: audio with the report
     )
     await ctx.connect()
     if not ctx.is_fake_job():  # console: no room IO, so no caller attributes to follow
         live.follow(session, agent, ctx.room)  # `stt`/`language` attributes switch the STT live
         lost_calls.end_when_lost(ctx)  # livekit-server went away: free the slot
-    if live.settings.turn_detection == "manual":  # push-to-talk: the caller commits each turn
+    if live.plan.turn_detection == "manual":  # push-to-talk: the caller commits each turn
         if ctx.is_fake_job():
             push_to_talk.enable_console_key(session)
         else:
@@ -83,10 +79,11 @@ async def entrypoint(ctx: JobContext) -> None:
     await session.generate_reply(instructions="Greet the user in one short sentence.")
 
 
-def make_server(settings: config.Settings) -> AgentServer:
-    config.import_plugins(settings)  # on the main thread, as LiveKit requires
+def make_server(plan: config.Plan) -> AgentServer:
+    settings = plan.settings
+    config.import_plugins(plan)  # on the main thread, as LiveKit requires
     # beyond capacity a caller is told "busy" in the room, by this process (agent/busy.py)
-    answerer = busy.Answerer(settings) if settings.busy_answer else None
+    answerer = busy.Answerer(plan) if settings.busy_answer else None
     admission = capacity.Admission(settings.max_calls, settings.cpu_pressure_limit, answerer)
     server = AgentServer(
         # A process per call: a crash ends only its own call, and the calls' Python runs on
@@ -99,7 +96,7 @@ def make_server(settings: config.Settings) -> AgentServer:
         # served or told busy is decided at its request (agent/capacity.py).
         load_fnc=admission.load,
         load_threshold=1.0,
-        setup_fnc=prewarm,
+        setup_fnc=functools.partial(prewarm, plan),  # picklable: it crosses to each process
         port=settings.agent_http_port,
         prometheus_port=settings.prometheus_port or None,  # agent/reports.py's and LiveKit's
     )

@@ -485,7 +485,7 @@ def main() -> None:
             - moonshine.engine_nice(),
             "stagger_s": STAGGER_S,
             "callers_send_realtime": may_run_realtime(),
-            "stack": config.describe(settings, config.resolve(settings)),
+            "stack": config.describe(config.resolve(settings)),
         },
         "targets": verdict(rows),
         "calibrated_max_calls": calibrated_max_calls(rows),

@@ -239,7 +239,7 @@ def catalog_json(settings: config.Settings) -> dict[str, Any]:
     """Every STT model with the languages it really speaks, whether this setup can run it, and
     the default: the configured model (`local/auto` too, not the engine it picked) and language."""
     try:
-        current = config.stt_chain(settings)[0]
+        current = config.resolve(settings).stt[0]
     except config.ConfigError:  # the worker reports it; the page still offers the default
         current = config.parse("stt", catalog.LOCAL_DEFAULTS["stt"])
     configured = settings.descriptor("stt").partition(":")[0]

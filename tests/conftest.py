@@ -119,5 +119,5 @@ def fake_local_stt(monkeypatch) -> FakeLocalSTT:
     from agent import config
 
     fake = FakeLocalSTT("every word heard")
-    monkeypatch.setattr(config, "build", lambda desc, settings: fake)
+    monkeypatch.setattr(config, "build", lambda desc, plan=None: fake)
     return fake

@@ -102,12 +102,12 @@ def test_a_saturated_worker_answers_busy_and_takes_back_a_call_in_progress():
     ],
 )
 def test_the_busy_message_is_in_the_calls_language_unless_set(env, caller_language, expected):
-    settings = config.Settings.from_env(env, dotenv=False)
-    texts = busy.messages(settings)
+    plan = config.resolve(config.Settings.from_env(env, dotenv=False))
+    texts = busy.messages(plan)
     rendered = {
         lang: busy.Message(lang, text, np.zeros(1, np.int16), 16000) for lang, text in texts.items()
     }
-    assert busy.Answerer(settings).message(rendered, caller_language).text == expected
+    assert busy.Answerer(plan).message(rendered, caller_language).text == expected
 
 
 @pytest.mark.parametrize(
@@ -119,10 +119,9 @@ def test_the_busy_message_is_in_the_calls_language_unless_set(env, caller_langua
 )
 def test_a_busy_message_that_cannot_be_said_stops_the_worker_at_startup(env, error):
     with pytest.raises(config.ConfigError, match=error):
-        busy.check(config.Settings.from_env(env, dotenv=False))
-    assert (
-        busy.check(config.Settings.from_env({**env, "BUSY_ANSWER": "false"}, dotenv=False)) is None
-    )
+        busy.check(config.resolve(config.Settings.from_env(env, dotenv=False)))
+    quiet = config.Settings.from_env({**env, "BUSY_ANSWER": "false"}, dotenv=False)
+    assert busy.check(config.resolve(quiet)) is None
 
 
 def test_the_call_language_is_the_callers_attribute_else_the_dispatchs():

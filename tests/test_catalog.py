@@ -86,9 +86,8 @@ def test_a_new_local_engine_is_one_catalog_row(monkeypatch):
         label="a test engine",
     )
     monkeypatch.setitem(catalog.MODELS, ("stt", row.id), row)
-    settings = config.Settings().with_layer("cli", {"stt": "local/fake:de"})
-    resolved = config.resolve(settings)
-    built = config.build(resolved["stt"], settings)
+    plan = config.resolve(config.Settings().with_layer("cli", {"stt": "local/fake:de"}))
+    built = config.build(plan.stt[0], plan)
     assert isinstance(built, EchoTextSTT) and built.language == "de"
     with pytest.raises(config.ConfigError, match="does not support language 'fr'"):
         config.parse("stt", "local/fake:fr")

@@ -2,6 +2,7 @@
 object an AgentSession takes, and the layers override each other in the documented order."""
 
 import os
+import pickle
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,10 @@ def settings(env: dict[str, str], **layers) -> config.Settings:
         if layer in layers:
             s = s.with_layer(layer, layers[layer])
     return s
+
+
+def plan(env: dict[str, str], **layers) -> config.Plan:
+    return config.resolve(settings(env, **layers))
 
 
 # (environment, words the one-line error must contain)
@@ -273,7 +278,7 @@ def test_a_layer_may_set_only_its_keys(layer, values, words):
 )
 def test_bad_dispatch_metadata(metadata, words):
     with pytest.raises(config.ConfigError) as error:
-        switching.with_dispatch(settings({}), metadata)
+        switching.with_dispatch(plan({}), metadata)
     assert words in str(error.value)
 
 
@@ -309,9 +314,7 @@ def test_a_bad_log_format_in_dotenv_stops_the_worker_in_one_line(tmp_path, monke
 
 
 def built_stt(env):
-    s = settings(env)
-    config.resolve(s)
-    return config.build_stt(s)
+    return config.build_stt(plan(env))
 
 
 @pytest.mark.parametrize(
@@ -418,7 +421,7 @@ def test_local_engine_and_fallback_chain():
 
 
 def test_language_reaches_every_member_of_the_chain():
-    s = settings(
+    p = plan(
         {
             "STT": "deepgram/nova-3:en",
             "STT_FALLBACK": "cartesia/ink-whisper:en",
@@ -426,19 +429,19 @@ def test_language_reaches_every_member_of_the_chain():
             **INF,
         }
     )
-    assert [str(d) for d in config.stt_chain(s)] == [
+    assert [str(d) for d in p.stt] == [
         "deepgram/nova-3:de",
         "cartesia/ink-whisper:de",
     ]
-    assert [m._opts.language for m in config.build_stt(s).members] == ["de", "de"]
+    assert [m._opts.language for m in config.build_stt(p).members] == ["de", "de"]
 
 
 def test_realtime_model_replaces_stt_and_tts():
     from livekit.plugins import openai
 
-    s = settings({"LLM": "realtime/openai:coral", "OPENAI_API_KEY": "sk-test"})
-    resolved = config.resolve(s)
-    components = config.session_components(s, resolved)
+    components = config.session_components(
+        plan({"LLM": "realtime/openai:coral", "OPENAI_API_KEY": "sk-test"})
+    )
     assert list(components) == ["llm"]
     assert isinstance(components["llm"], openai.realtime.RealtimeModel)
     assert str(config.parse("llm", "realtime/gemini")) == "realtime/gemini:Puck"
@@ -495,23 +498,32 @@ def test_each_layer_overrides_the_ones_below(tmp_path: Path):
         ".env",
         "environment",
     )
-    assert str(config.resolve(s)["stt"]) == "deepgram/nova-3:fr"  # cli LANGUAGE
-    s = s.with_layer("dispatch", {"stt": "cartesia/ink-whisper:de"})
-    # a descriptor with its own language, from a higher layer, drops the lower LANGUAGE
-    assert (str(config.resolve(s)["stt"]), s.source("stt"), s.source("language")) == (
+    p = config.resolve(s)
+    assert str(p.stt[0]) == "deepgram/nova-3:fr"  # cli LANGUAGE
+    p = p.with_layer("dispatch", {"stt": "cartesia/ink-whisper:de"})
+    # a descriptor with its own language, from a higher layer, beats the lower LANGUAGE
+    assert (str(p.stt[0]), p.settings.source("stt"), p.settings.source("language")) == (
         "cartesia/ink-whisper:de",
         "dispatch",
-        "dispatch",
+        "cli",
     )
-    s = s.with_layer("participant", {"language": "es"})
-    assert str(config.resolve(s)["stt"]) == "cartesia/ink-whisper:es"
-    line = config.describe(s, config.resolve(s))
+    assert "LANGUAGE=" not in config.describe(p)  # LANGUAGE=fr no longer applies
+    p = p.with_layer("participant", {"language": "es"})
+    assert str(p.stt[0]) == "cartesia/ink-whisper:es"
+    line = config.describe(p)
     for part in (
         "STT=cartesia/ink-whisper:es [dispatch]",
         "LANGUAGE=es [participant]",
         "TTS=local/hibari:heart [.env]",
     ):
         assert part in line
+
+
+def test_language_still_picks_for_a_higher_layers_descriptor_without_one():
+    # `local/auto` names no language: the lower LANGUAGE still chooses its engine
+    p = plan({"LANGUAGE": "de"}, dispatch={"stt": "local/auto"})
+    assert (str(p.stt[0]), p.language) == ("local/whisper-base:de", "de")
+    assert "LANGUAGE=de [environment]" in config.describe(p)
 
 
 def test_cli_flags_are_stripped_for_livekit():
@@ -522,10 +534,20 @@ def test_cli_flags_are_stripped_for_livekit():
     assert rest == ["start", "--log-level=debug"]
 
 
-def test_cli_layer_reaches_job_processes_through_the_environment():
-    env = {config.CLI_ENV: '{"stt": "local/whisper-tiny:en"}', "STT": "local/moonshine-tiny:en"}
-    s = config.Settings.from_env(env, dotenv=False)
-    assert (s.stt, s.source("stt")) == ("local/whisper-tiny:en", "cli")
+def test_the_worker_plan_reaches_job_processes_through_setup_fnc():
+    """LiveKit pickles setup_fnc into every call's process: the worker's plan, CLI flags
+    included, is bound to it, and no setting travels through the environment."""
+    from agent import worker
+
+    env = {"STT": "local/moonshine-tiny:en"}
+    cli = {"stt": "local/whisper-tiny:en"}
+    p = config.resolve(config.Settings.from_env(env, dotenv=False, cli=cli))
+    setup = pickle.loads(pickle.dumps(worker.make_server(p).setup_fnc))
+    assert setup.args == (p,)
+    assert (str(setup.args[0].stt[0]), setup.args[0].settings.source("stt")) == (
+        "local/whisper-tiny:en",
+        "cli",
+    )
 
 
 def test_a_desktops_translation_language_is_not_ours():
@@ -544,8 +566,7 @@ def test_describe_logs_no_secrets():
         "OPENAI_API_KEY": "sk-o",
         **INF,
     }
-    s = settings(env)
-    line = config.describe(s, config.resolve(s))
+    line = config.describe(plan(env))
     assert "CARTESIA_API_KEY=set [environment]" in line
     assert "sk-very-secret" not in line and "secret" not in line.replace("LIVEKIT_API_SECRET", "")
 
@@ -574,8 +595,8 @@ def test_describe_logs_no_secrets():
     ],
 )
 def test_defaults_follow_what_the_inference_endpoint_serves(env, expected):
-    resolved = config.resolve(settings(env))
-    assert tuple(str(resolved[k]) for k in ("stt", "llm", "tts")) == expected
+    resolved = plan(env)
+    assert tuple(str(d) for d in (resolved.stt[0], resolved.llm, resolved.tts)) == expected
 
 
 @pytest.mark.parametrize("kind, value", [("LLM", "openai/gpt-4.1-mini"), ("TTS", "rime/arcana")])
@@ -591,10 +612,10 @@ def test_a_cloud_llm_or_tts_through_the_gateway_is_refused_at_startup(kind, valu
 def test_every_component_is_built_at_startup_and_cloud_ones_are_not_prewarmed():
     """Outside any event loop, as the worker's startup and LiveKit's prewarm run: cloud clients
     are built (their prewarm, which needs a loop, is not called) and local models load."""
-    s = settings({**INF, "LIVEKIT_INFERENCE_URL": "https://agent-gateway.livekit.cloud/v1"})
-    config.check_components(s)  # inference STT, LLM and TTS: must not raise
-    config.prewarm(s)
-    config.check_components(settings({"STT": "cartesia/ink-whisper:en", **INF}))
+    p = plan({**INF, "LIVEKIT_INFERENCE_URL": "https://agent-gateway.livekit.cloud/v1"})
+    config.check_components(p)  # inference STT, LLM and TTS: must not raise
+    config.prewarm(p)
+    config.check_components(plan({"STT": "cartesia/ink-whisper:en", **INF}))
 
 
 def test_a_component_that_cannot_be_built_is_one_line(monkeypatch):
@@ -603,7 +624,7 @@ def test_a_component_that_cannot_be_built_is_one_line(monkeypatch):
 
     monkeypatch.setitem(config.components.BUILDERS, ("tts", "local"), broken)
     with pytest.raises(config.ConfigError) as e:
-        config.check_components(settings({}))
+        config.check_components(plan({}))
     assert str(e.value) == (
         "TTS=local/hibari:heart cannot be built: RuntimeError: voice file is damaged"
     )

@@ -190,7 +190,7 @@ def test_the_worker_runs_from_agent_alone():
         "import sys\n"
         "import agent.__main__, agent.worker\n"
         "from agent import config\n"
-        "config.import_plugins(config.Settings.from_env(environ={}))\n"
+        "config.import_plugins(config.resolve(config.Settings.from_env(environ={})))\n"
         "print(sorted({m.split('.')[0] for m in sys.modules}))"
     )
     packages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}

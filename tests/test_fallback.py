@@ -88,8 +88,7 @@ def chain(gateway: stack.Gateway) -> FallbackSTT:
         },
         dotenv=False,
     )
-    config.resolve(s)
-    return config.build_stt(s)
+    return config.build_stt(config.resolve(s))
 
 
 async def test_fails_over_mid_utterance_and_recovers(gateway, speech):
@@ -154,7 +153,7 @@ def test_local_members_stream_themselves_and_still_follow_the_language():
     s = config.Settings.from_env(
         {"STT": "local/whisper-base:en", "STT_FALLBACK": "local/whisper-tiny:en"}, dotenv=False
     )
-    adapter = config.build_stt(s)
+    adapter = config.build_stt(config.resolve(s))
     # both stream (their own VAD segments), so LiveKit wraps neither with a StreamAdapter
     assert not any(isinstance(m, stt.StreamAdapter) for m in adapter._stt_instances)
     assert [type(m) for m in adapter.members] == [WhisperBaseSTT, WhisperSTT]

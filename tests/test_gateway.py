@@ -167,8 +167,9 @@ async def test_production_descriptor_runs_through_the_gateway(gateway_http, spee
             "LIVEKIT_API_SECRET": SECRET,
         }
     )
-    desc = config.resolve(settings)["stt"]
-    built = config.build(desc, settings)
+    plan = config.resolve(settings)
+    desc = plan.stt[0]
+    built = config.build(desc, plan)
     from_string = inference.STT.from_model_string(str(desc))
     assert isinstance(built, inference.STT)
     # outside a job, plugins take their http session from this context

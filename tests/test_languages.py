@@ -23,6 +23,10 @@ def settings(env: dict[str, str], cli: dict[str, str] | None = None) -> config.S
     return config.Settings.from_env(env, dotenv=False, cli=cli)
 
 
+def plan(env: dict[str, str], cli: dict[str, str] | None = None) -> config.Plan:
+    return config.resolve(settings(env, cli))
+
+
 # a local gateway in place of LiveKit Inference: the cloud STT descriptors are reachable
 GATEWAY = {
     "LIVEKIT_INFERENCE_URL": "http://127.0.0.1:8090",
@@ -31,12 +35,12 @@ GATEWAY = {
 }
 
 
-def chosen(s: config.Settings) -> dict[str, str]:
-    return {k: str(d) for k, d in config.resolve(s).items()}
+def chosen(p: config.Plan) -> dict[str, str]:
+    return {k: str(d) for k, d in p.components.items()}
 
 
 def test_the_defaults_speak_english_on_moonshine_and_hibari():
-    assert chosen(settings({})) == {
+    assert chosen(plan({})) == {
         "stt": "local/moonshine-tiny:en",
         "llm": "local/echo",
         "tts": "local/hibari:heart",
@@ -46,12 +50,12 @@ def test_the_defaults_speak_english_on_moonshine_and_hibari():
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: settings({"LANGUAGE": "de"}),
-        lambda: settings({}, cli={"language": "de"}),
-        lambda: switching.with_dispatch(settings({}), json.dumps({"language": "de"})),
-        lambda: settings({}).with_layer("participant", {"language": "de"}),
-        lambda: settings({}).with_layer("participant", {"stt": "local/auto", "language": "de"}),
-        lambda: settings({"STT": "local/auto:de"}),
+        lambda: plan({"LANGUAGE": "de"}),
+        lambda: plan({}, cli={"language": "de"}),
+        lambda: switching.with_dispatch(plan({}), json.dumps({"language": "de"})),
+        lambda: plan({}).with_layer("participant", {"language": "de"}),
+        lambda: plan({}).with_layer("participant", {"stt": "local/auto", "language": "de"}),
+        lambda: plan({"STT": "local/auto:de"}),
     ],
     ids=["LANGUAGE", "cli", "dispatch", "participant", "page-picker", "descriptor"],
 )
@@ -67,7 +71,7 @@ def test_every_ink_whisper_language_is_real_or_refused_with_who_speaks_it():
     real, refused = [], {}
     for language in catalog.WHISPER_LANGUAGES:
         try:
-            got = chosen(settings({"LANGUAGE": language}))
+            got = chosen(plan({"LANGUAGE": language}))
         except config.ConfigError as e:
             refused[language] = str(e)
             continue
@@ -124,15 +128,15 @@ MULTI = {"stt": "local/whisper-base:multi", "llm": "local/echo", "tts": "local/h
 @pytest.mark.parametrize(
     "make,expected",
     [
-        (lambda: settings({"LANGUAGE": "multi"}), MULTI),
-        (lambda: settings({"STT": "local/auto:multi"}), MULTI),
-        (lambda: switching.with_dispatch(settings({}), json.dumps({"language": "multi"})), MULTI),
-        (lambda: settings({}).with_layer("participant", {"language": "multi"}), MULTI),
+        (lambda: plan({"LANGUAGE": "multi"}), MULTI),
+        (lambda: plan({"STT": "local/auto:multi"}), MULTI),
+        (lambda: switching.with_dispatch(plan({}), json.dumps({"language": "multi"})), MULTI),
+        (lambda: plan({}).with_layer("participant", {"language": "multi"}), MULTI),
         (
-            lambda: settings({**GATEWAY, "STT": "deepgram/nova-3:multi"}),
+            lambda: plan({**GATEWAY, "STT": "deepgram/nova-3:multi"}),
             {**MULTI, "stt": "deepgram/nova-3:multi"},
         ),
-        (lambda: settings({**GATEWAY, "STT": "auto:multi"}), {**MULTI, "stt": "auto:multi"}),
+        (lambda: plan({**GATEWAY, "STT": "auto:multi"}), {**MULTI, "stt": "auto:multi"}),
     ],
     ids=["LANGUAGE", "local-auto", "dispatch", "participant", "nova-3", "auto"],
 )
@@ -141,16 +145,16 @@ def test_multi_starts_on_whisper_or_the_cloud_stt_with_the_default_local_voice(m
 
 
 def test_multi_builds_whisper_detecting_among_languages_and_an_echo_starting_in_english():
-    s = settings({"LANGUAGE": "multi", "LANGUAGES": "en, de,es"})
-    resolved = config.resolve(s)
-    whisper = config.build(resolved["stt"], s)
+    p = plan({"LANGUAGE": "multi", "LANGUAGES": "en, de,es"})
+    whisper = config.build(p.stt[0], p)
     assert (whisper.language, whisper._opts.candidates) == ("multi", ("en", "de", "es"))
-    echo = config.build(resolved["llm"], s)
+    echo = config.build(p.llm, p)
     assert echo.language == "en"
     echo.update_options(language="de")
     assert echo.language == "de"
     # without LANGUAGES, any of Whisper's languages
-    assert config.build(resolved["stt"], settings({"LANGUAGE": "multi"}))._opts.candidates == ()
+    any_language = plan({"LANGUAGE": "multi"})
+    assert config.build(any_language.stt[0], any_language)._opts.candidates == ()
 
 
 def test_the_page_offers_what_the_chosen_stt_really_speaks():
@@ -188,13 +192,12 @@ def test_a_missing_espeak_program_is_one_line(monkeypatch):
 
 
 def test_live_language_switch_rebuilds_the_voice_and_the_echo():
-    english = settings({})
+    english = plan({})
     german = english.with_layer("participant", {"language": "de"})
-    old, new = config.resolve(english), config.resolve(german)
-    assert (str(old["tts"]), str(new["tts"])) == ("local/hibari:heart", "local/espeak:de")
-    assert config.call_language(german) == "de"
-    assert config.build(new["llm"], german).language == "de"
-    assert config.build(new["tts"], german).voice == "de"
+    assert (str(english.tts), str(german.tts)) == ("local/hibari:heart", "local/espeak:de")
+    assert german.language == "de"
+    assert config.build(german.llm, german).language == "de"
+    assert config.build(german.tts, german).voice == "de"
 
 
 class Recorder:
@@ -215,7 +218,7 @@ def heard(text: str, language: str) -> UserInputTranscribedEvent:
 
 
 async def test_a_multi_call_answers_in_the_language_of_each_final():
-    live = switching.LiveSTT(settings({"LANGUAGE": "multi"}), "")
+    live = switching.LiveSTT(plan({"LANGUAGE": "multi"}), "")
     built = live.components(vad=None)
     agent = Recorder(NOT_GIVEN)
     live._session, live._agent, live._room = Recorder(built["llm"]), agent, Recorder(None)
@@ -241,7 +244,7 @@ async def test_a_multi_call_answers_in_the_language_of_each_final():
 
 
 async def test_a_call_in_one_language_keeps_its_voice_whatever_is_heard():
-    live = switching.LiveSTT(settings({"LANGUAGE": "de"}), "")
+    live = switching.LiveSTT(plan({"LANGUAGE": "de"}), "")
     built = live.components(vad=None)
     agent = Recorder(NOT_GIVEN)
     live._session, live._agent, live._room = Recorder(built["llm"]), agent, Recorder(None)

@@ -30,8 +30,8 @@ def settings(**env: str) -> config.Settings:
 
 def test_the_settings_table_says_which_layer_set_each_and_hides_secrets():
     s = settings(CARTESIA_API_KEY=SECRET, LIVEKIT_API_KEY="devkey", TURN_DETECTION="vad")
-    s = switching.with_dispatch(s, '{"record_calls": true, "language": "de"}')
-    table = reports.settings_table(s)
+    p = switching.with_dispatch(config.resolve(s), '{"record_calls": true, "language": "de"}')
+    table = reports.settings_table(p.settings)
     assert table["turn_detection"] == {"value": "vad", "set_by": "environment"}
     assert table["record_calls"] == {"value": True, "set_by": "dispatch"}
     assert table["language"] == {"value": "de", "set_by": "dispatch"}
@@ -59,8 +59,8 @@ def test_a_secret_quoted_anywhere_but_in_what_was_said_is_replaced():
 def test_a_call_is_recorded_only_when_asked():
     assert reports.record_option(settings()) is NOT_GIVEN  # LiveKit's own default stands
     assert reports.record_option(settings(RECORD_CALLS="1"))["audio"] is True
-    per_call = switching.with_dispatch(settings(), '{"record_calls": true}')
-    assert reports.record_option(per_call) == reports.RECORDING
+    per_call = switching.with_dispatch(config.resolve(settings()), '{"record_calls": true}')
+    assert reports.record_option(per_call.settings) == reports.RECORDING
     assert reports.record_option(settings(RECORD_CALLS="1", CALL_REPORTS="0")) is NOT_GIVEN
 
 

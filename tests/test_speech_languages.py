@@ -36,7 +36,7 @@ GERMAN = sentences.SENTENCES["de"][0]  # "Guten Morgen, ich hätte gerne einen T
 @pytest.mark.parametrize("language", sentences.LANGUAGES)
 def test_each_language_is_transcribed_in_that_language_within_its_wer_bound(language):
     desc = config.parse("stt", f"local/auto:{language}")
-    engine = config.build(desc, config.Settings())
+    engine = config.build(desc)
     errors = []
     for sample in sentences.samples(language):
         segments = engine.transcribe_samples(sample.samples())

@@ -17,6 +17,10 @@ def settings(env: dict[str, str]) -> config.Settings:
     return config.Settings.from_env(env, dotenv=False, cli={})
 
 
+def plan(env: dict[str, str]) -> config.Plan:
+    return config.resolve(settings(env))
+
+
 @pytest.mark.parametrize(
     "mode,expected,delays",
     [
@@ -27,7 +31,7 @@ def settings(env: dict[str, str]) -> config.Settings:
     ],
 )
 def test_each_mode_becomes_livekits_turn_detection(mode, expected, delays):
-    handling = config.turn_handling(settings({"TURN_DETECTION": mode}))
+    handling = config.turn_handling(plan({"TURN_DETECTION": mode}))
     detector = handling["turn_detection"]
     if mode == "eot":  # the audio end-of-turn model, in-process, never LiveKit's cloud one
         assert isinstance(detector, inference.TurnDetector)
@@ -39,7 +43,7 @@ def test_each_mode_becomes_livekits_turn_detection(mode, expected, delays):
 
 def test_the_other_turn_settings_reach_turn_handling():
     handling = config.turn_handling(
-        settings(
+        plan(
             {
                 "MIN_ENDPOINTING_DELAY": "0.4",
                 "MAX_ENDPOINTING_DELAY": "2",
@@ -68,7 +72,7 @@ def test_the_other_turn_settings_reach_turn_handling():
 
 
 def test_shipped_defaults():
-    handling = config.turn_handling(settings({}))
+    handling = config.turn_handling(plan({}))
     assert handling["turn_detection"] == "vad"  # auto, in English (catalog, by measurement)
     assert handling["endpointing"] == {"min_delay": 0.45, "max_delay": 0.45}
     assert handling["interruption"]["enabled"] is True
@@ -76,8 +80,8 @@ def test_shipped_defaults():
 
 
 def test_a_longer_min_delay_stretches_the_default_max():
-    assert settings({"MIN_ENDPOINTING_DELAY": "1.5"}).endpointing == (1.5, 1.5)
-    assert settings({"TURN_DETECTION": "stt", "MIN_ENDPOINTING_DELAY": "0.2"}).endpointing == (
+    assert plan({"MIN_ENDPOINTING_DELAY": "1.5"}).endpointing == (1.5, 1.5)
+    assert plan({"TURN_DETECTION": "stt", "MIN_ENDPOINTING_DELAY": "0.2"}).endpointing == (
         0.2,
         0.2,
     )
@@ -140,16 +144,16 @@ def test_multilingual_refusal_says_why_and_what_runs_instead():
 
 def test_a_dispatch_may_choose_how_its_call_takes_turns():
     metadata = '{"turn_detection": "manual", "allow_interruptions": false}'
-    call = switching.with_dispatch(settings({}), metadata)
+    call = switching.with_dispatch(plan({}), metadata)
     assert call.turn_detection == "manual"
-    assert call.source("turn_detection") == "dispatch"
+    assert call.settings.source("turn_detection") == "dispatch"
     assert config.turn_handling(call)["interruption"]["enabled"] is False
-    assert "TURN_DETECTION=manual [dispatch]" in config.describe(call, config.resolve(call))
+    assert "TURN_DETECTION=manual [dispatch]" in config.describe(call)
 
 
 def test_a_bad_dispatch_turn_setting_is_refused():
     with pytest.raises(config.ConfigError) as error:
-        switching.with_dispatch(settings({}), '{"min_endpointing_delay": -2}')
+        switching.with_dispatch(plan({}), '{"min_endpointing_delay": -2}')
     assert "MIN_ENDPOINTING_DELAY (dispatch)" in str(error.value)
 
 
@@ -160,7 +164,7 @@ def test_the_caller_cannot_change_turn_taking():
 
 
 def test_room_options_read_the_callers_audio_in_40ms_frames_without_a_second_agc():
-    options = config.room_options(settings({}))
+    options = config.room_options(plan({}))
     assert options.audio_input.frame_size_ms == 40
     assert options.audio_input.noise_cancellation is None
     assert options.audio_input.auto_gain_control is False  # the browser's microphone has one

@@ -11,7 +11,6 @@ import pytest
 
 from agent import config
 from agent.audio import resample
-from agent.config import components
 from agent.plugins import smart_turn
 from tests.speech import DICKENS
 from tests.speech import frames as to_frames
@@ -19,8 +18,8 @@ from tests.speech import frames as to_frames
 pytestmark = pytest.mark.unit
 
 
-def settings(env: dict[str, str]) -> config.Settings:
-    return config.Settings.from_env(env, dotenv=False, cli={})
+def plan(env: dict[str, str]) -> config.Plan:
+    return config.resolve(config.Settings.from_env(env, dotenv=False, cli={}))
 
 
 def dickens() -> np.ndarray:
@@ -72,15 +71,15 @@ async def test_the_stream_predicts_from_the_last_8_s_and_a_flush_forgets_them():
     ],
 )
 def test_each_call_language_gets_a_detector_that_speaks_it(env, mode):
-    assert config.turn_mode(settings(env)).turn_detection == mode
+    assert plan(env).turn_detection == mode
 
 
 def test_the_fallback_is_said_once(caplog):
-    components._fallbacks_logged.clear()
+    config.plan._fallbacks_logged.clear()
     with caplog.at_level(logging.INFO, logger="agent.config"):
         for _ in range(3):
             handling = config.turn_handling(
-                settings({"TURN_DETECTION": "smart-turn", "LANGUAGE": "sv"})
+                plan({"TURN_DETECTION": "smart-turn", "LANGUAGE": "sv"})
             )
     said = [r.getMessage() for r in caplog.records if "does not speak" in r.getMessage()]
     assert said == ["TURN_DETECTION=smart-turn does not speak 'sv': this call ends turns with vad"]
@@ -89,7 +88,7 @@ def test_the_fallback_is_said_once(caplog):
 
 
 def test_smart_turn_becomes_livekits_streaming_detector():
-    handling = config.turn_handling(settings({"TURN_DETECTION": "smart-turn"}))
+    handling = config.turn_handling(plan({"TURN_DETECTION": "smart-turn"}))
     assert isinstance(handling["turn_detection"], smart_turn.SmartTurnDetector)
 
 

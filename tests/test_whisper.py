@@ -32,7 +32,7 @@ SENTENCE = "Please book a table for two at seven tonight."
     "text,cls", [("local/whisper-tiny:en", WhisperSTT), ("local/whisper-base:de", WhisperBaseSTT)]
 )
 def test_descriptors_build_streaming_plugins(text, cls):
-    built = config.build(config.parse("stt", text), config.Settings())
+    built = config.build(config.parse("stt", text))
     assert type(built) is cls
     assert built.capabilities.streaming and built.capabilities.interim_results
     assert f"{built.provider}/{built.model}:{built.language}" == text

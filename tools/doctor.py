@@ -42,10 +42,11 @@ def check_settings() -> tuple[list[Check], Settings | None, dict | None]:
             None,
         )
     try:
-        resolved = config.resolve(settings)
+        plan = config.resolve(settings)
     except ConfigError as e:
         return [Check("fail", "settings", str(e))], settings, None
-    return [Check("ok", "settings", config.describe(settings, resolved))], settings, resolved
+    # the primary STT, the LLM and the voice: what the checks below reach or load
+    return [Check("ok", "settings", config.describe(plan))], settings, plan.components
 
 
 def check_credentials(settings: Settings, resolved: dict | None) -> list[Check]:

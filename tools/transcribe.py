@@ -145,7 +145,7 @@ def make_engine(desc: Descriptor, settings: Settings, api: str = "cartesia", bas
     """The engine for a descriptor, or a ConfigError naming what would work instead."""
     config.check_package(desc)
     if desc.model.route == "local" and transcribes_files(desc.model):
-        return LocalEngine(desc, settings)
+        return LocalEngine(desc)
     if desc.model.provider in BATCH_APIS:
         return BatchEngine(desc, settings, api, base_url)
     usable = [m.id for m in catalog.STT_MODELS if transcribes_files(m)]

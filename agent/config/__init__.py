@@ -3,7 +3,9 @@
 - settings.py     where each value comes from (default < .env < environment < cli < dispatch
                   < participant) and the worker options
 - descriptors.py  `provider/model[:variant]` checked against agent/catalog.py
-- components.py   the STT/LLM/TTS (and turn handling) built from the catalog's rows
+- plan.py         the settings resolved once (`resolve`): the immutable Plan every consumer
+                  reads (the STT chain, the call language, LLM, voice, turn mode)
+- components.py   the STT/LLM/TTS (and turn handling) built from a Plan
 """
 
 from ..errors import ConfigError
@@ -19,23 +21,17 @@ from .components import (
     session_components,
     session_turn_options,
     turn_handling,
-    turn_mode,
 )
 from .descriptors import (
     Descriptor,
-    call_language,
     check_options,
     check_package,
-    check_turns,
     install_hint,
     own_key,
     parse,
-    resolve,
-    stt_chain,
-    with_language,
 )
+from .plan import Plan, resolve
 from .settings import (
-    CLI_ENV,
     CLI_FLAGS,
     ENDPOINTING_DEFAULTS,
     LAYER_KEYS,
@@ -46,7 +42,6 @@ from .settings import (
 )
 
 __all__ = [
-    "CLI_ENV",
     "CLI_FLAGS",
     "ENDPOINTING_DEFAULTS",
     "LAYERS",
@@ -54,14 +49,13 @@ __all__ = [
     "TURN_KEYS",
     "ConfigError",
     "Descriptor",
+    "Plan",
     "Settings",
     "build",
     "build_stt",
-    "call_language",
     "check_components",
     "check_options",
     "check_package",
-    "check_turns",
     "describe",
     "import_plugins",
     "install_hint",
@@ -74,8 +68,5 @@ __all__ = [
     "session_components",
     "session_turn_options",
     "split_cli_flags",
-    "stt_chain",
     "turn_handling",
-    "turn_mode",
-    "with_language",
 ]

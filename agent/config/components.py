@@ -1,24 +1,25 @@
-"""Building what an AgentSession takes from validated descriptors.
+"""Building what an AgentSession takes from a resolved Plan (agent/config/plan.py).
 
 Each catalog row names how it is reached (its route) and, for local engines and provider
 plugins, the plugin class that builds it: one builder per (kind, route), and no builder ever
-names a provider.
+names a provider. Builders read the plan (the call's language, a `multi` call's candidates,
+keys and addresses from its settings) and derive nothing again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
-import logging
 from typing import Any
 
 from .. import catalog
-from ..catalog import Kind, Plugin
+from ..catalog import Plugin
 from ..errors import ConfigError
-from .descriptors import Descriptor, call_language, candidates, own_key, resolve, stt_chain
+from .descriptors import Descriptor, own_key
+from .plan import Plan, language_applies
 from .settings import LAYERS, TURN_KEYS, Settings
 
-logger = logging.getLogger("agent.config")
 VARIANT_ARGUMENT = {"stt": "language", "tts": "voice", "llm": None}  # how a plugin takes it
 
 
@@ -28,13 +29,13 @@ def plugin_class(plugin: Plugin):
     return getattr(importlib.import_module(module), name)
 
 
-def _local(desc: Descriptor, settings: Settings):
+def _local(desc: Descriptor, plan: Plan | None):
     argument = VARIANT_ARGUMENT[desc.kind]
     kwargs = {argument: desc.variant} if argument else {}
     if desc.model.plugin.takes_language:
-        kwargs["language"] = call_language(settings)
+        kwargs["language"] = plan.language if plan else desc.variant
     if desc.model.plugin.detects_language and desc.variant == catalog.MULTI:
-        kwargs["languages"] = candidates(settings)
+        kwargs["languages"] = plan.languages if plan else ()
     return plugin_class(desc.model.plugin)(**kwargs)
 
 
@@ -53,11 +54,12 @@ def _own_key_plugin(desc: Descriptor, settings: Settings):
     )
 
 
-def _inference_stt(desc: Descriptor, settings: Settings, instance: bool = False):
+def _inference_stt(desc: Descriptor, plan: Plan, instance: bool = False):
     """The descriptor string when it says it all (LiveKit builds the client from it), else an
     inference.STT; with the user's own provider key set, the provider's plugin."""
     from livekit.agents import inference
 
+    settings = plan.settings
     if own_key(settings, desc):
         return _own_key_plugin(desc, settings)
     if not (instance or settings.stt_options or settings.livekit_inference_url):
@@ -80,30 +82,34 @@ def _inference_access(settings: Settings) -> dict[str, str]:
     }
 
 
-def _openai_llm(desc: Descriptor, settings: Settings):
+def _openai_llm(desc: Descriptor, plan: Plan):
     plugin = catalog.OPENAI_COMPATIBLE_PLUGIN
-    base_url = getattr(settings, plugin.base_url) or catalog.OPENAI_COMPATIBLE_SERVERS[desc.server]
+    base_url = (
+        getattr(plan.settings, plugin.base_url) or catalog.OPENAI_COMPATIBLE_SERVERS[desc.server]
+    )
     return plugin_class(plugin)(model=desc.model.name, base_url=base_url, api_key="local")
 
 
-def _inference_llm(desc: Descriptor, settings: Settings):
+def _inference_llm(desc: Descriptor, plan: Plan):
     from livekit.agents import inference
 
-    if not settings.livekit_inference_url:
+    if not plan.settings.livekit_inference_url:
         return str(desc)
-    return inference.LLM(model=desc.model.id, **_inference_access(settings))
+    return inference.LLM(model=desc.model.id, **_inference_access(plan.settings))
 
 
-def _realtime_llm(desc: Descriptor, settings: Settings):
-    return plugin_class(desc.model.plugin)(voice=desc.variant, api_key=own_key(settings, desc))
+def _realtime_llm(desc: Descriptor, plan: Plan):
+    key = own_key(plan.settings, desc)
+    return plugin_class(desc.model.plugin)(voice=desc.variant, api_key=key)
 
 
-def _inference_tts(desc: Descriptor, settings: Settings):
+def _inference_tts(desc: Descriptor, plan: Plan):
     from livekit.agents import inference
 
-    if not settings.livekit_inference_url:
+    if not plan.settings.livekit_inference_url:
         return str(desc)
-    return inference.TTS(model=desc.model.id, voice=desc.variant, **_inference_access(settings))
+    access = _inference_access(plan.settings)
+    return inference.TTS(model=desc.model.id, voice=desc.variant, **access)
 
 
 BUILDERS = {
@@ -118,35 +124,36 @@ BUILDERS = {
 }
 
 
-def build(desc: Descriptor, settings: Settings):
-    """The STT/LLM/TTS object (or LiveKit descriptor string) an AgentSession takes."""
-    return BUILDERS[(desc.kind, desc.model.route)](desc, settings)
+def build(desc: Descriptor, plan: Plan | None = None):
+    """The STT/LLM/TTS object (or LiveKit descriptor string) an AgentSession takes. Without a
+    plan, a local engine on its own (a tool's): it speaks its descriptor's language."""
+    return BUILDERS[(desc.kind, desc.model.route)](desc, plan)
 
 
-def build_stt(settings: Settings, vad=None):
+def build_stt(plan: Plan, vad=None):
     """The session's STT: STT alone, or with STT_FALLBACK a FallbackSTT over the chain (`vad`
     segments audio for members that cannot stream)."""
-    chain = stt_chain(settings)
-    if len(chain) == 1:
-        return build(chain[0], settings)
+    if len(plan.stt) == 1:
+        return build(plan.stt[0], plan)
     from livekit.agents import inference
 
     from ..fallback import FallbackSTT
 
-    def member(desc: Descriptor, settings: Settings):
+    def member(desc: Descriptor, plan: Plan):
         if desc.model.route == "inference":  # the adapter needs objects, not strings
-            return _inference_stt(desc, settings, instance=True)
-        return build(desc, settings)
+            return _inference_stt(desc, plan, instance=True)
+        return build(desc, plan)
 
-    bare = settings.model_copy(update={"stt_options": {}})  # options belong to the primary
-    members = [member(chain[0], settings), *(member(d, bare) for d in chain[1:])]
+    # STT_OPTIONS belong to the primary
+    bare = dataclasses.replace(plan, settings=plan.settings.model_copy(update={"stt_options": {}}))
+    members = [member(plan.stt[0], plan), *(member(d, bare) for d in plan.stt[1:])]
     return FallbackSTT(members, vad=vad or inference.VAD())  # the VAD runs locally
 
 
-def plugin_modules(settings: Settings) -> set[str]:
-    """The LiveKit plugin modules these settings (or a live switch) may build: a provider
-    plugin whose own key is set, the realtime model or OpenAI-compatible server chosen."""
-    llm = resolve(settings)["llm"]
+def plugin_modules(plan: Plan) -> set[str]:
+    """The LiveKit plugin modules a plan (or a live switch) may build: a provider plugin whose
+    own key is set, the realtime model or OpenAI-compatible server chosen."""
+    settings, llm = plan.settings, plan.llm
     models = [m for m in catalog.MODELS.values() if m.route != "local" and m.plugin_key]
     plugins = [
         m.plugin for m in models if getattr(settings, m.plugin_key.lower()).get_secret_value()
@@ -156,75 +163,72 @@ def plugin_modules(settings: Settings) -> set[str]:
     if llm.model.route == "openai":
         plugins.append(catalog.OPENAI_COMPATIBLE_PLUGIN)
     modules = {p.target.split(":")[0] for p in plugins}
-    if settings.turn_detection == "multilingual":
+    if plan.turn_detection == "multilingual":
         modules.add("livekit.plugins.turn_detector")
     if settings.noise_cancellation:
         modules.add("livekit.plugins.noise_cancellation")
     return modules
 
 
-def import_plugins(settings: Settings) -> None:
-    """Import the plugins these settings may build. LiveKit plugins register on import, which
-    LiveKit allows only on the main thread: not in a thread job's prewarm."""
-    for module in sorted(plugin_modules(settings)):
+def import_plugins(plan: Plan) -> None:
+    """Import the plugins a plan may build. LiveKit plugins register on import, which LiveKit
+    allows only on the main thread: not in a thread job's prewarm."""
+    for module in sorted(plugin_modules(plan)):
         importlib.import_module(module)
 
 
-def prewarm(settings: Settings, forking: bool = False) -> None:
-    """Load the local models the settings name (each STT of the chain too), once per process.
+def prewarm(plan: Plan, forking: bool = False) -> None:
+    """Load the local models the plan names (each STT of the chain too), once per process.
     Cloud components have no model to load (and their own prewarm needs a running event loop).
 
     `forking`: this process will fork the calls' processes (agent/preload.py), so load only
     the engines that still work in a forked child (their plugin's `fork_safe`); the others
     load in each call's process.
     """
-    resolved = resolve(settings)
-    descs = [*stt_chain(settings), resolved["llm"], resolved["tts"]]
-    for desc in descs:
+    for desc in (*plan.stt, plan.llm, plan.tts):
         if desc.model.route == "local":
-            component = build(desc, settings)
+            component = build(desc, plan)
             if hasattr(component, "prewarm") and (
                 not forking or getattr(component, "fork_safe", False)
             ):
                 component.prewarm()
-    if turn_mode(settings).turn_detection == "smart-turn":
+    if plan.turn_detection == "smart-turn":
         from ..plugins.smart_turn import load
 
         load()
 
 
-def check_components(settings: Settings) -> None:
+def check_components(plan: Plan) -> None:
     """Build every component once, at startup (on the main thread, after import_plugins): one
     that cannot be built stops the worker here with one line, instead of failing every call of a
     worker that registered. With thread jobs the local models load here too: the jobs share this
     process, so a model that cannot load also stops the worker before it registers."""
-    resolved = resolve(settings)
-    for kind, desc in resolved.items():
-        if resolved["llm"].realtime and kind != "llm":
+    for kind, desc in plan.components.items():
+        if plan.llm.realtime and kind != "llm":
             continue  # a realtime model hears and speaks by itself
         try:
-            build_stt(settings) if kind == "stt" else build(desc, settings)
+            build_stt(plan) if kind == "stt" else build(desc, plan)
         except ConfigError:
             raise
         except Exception as e:  # a plugin's own check, worded by the plugin
             raise ConfigError(
-                f"{settings.label(kind)}={desc} cannot be built: {type(e).__name__}: {e}"
+                f"{plan.settings.label(kind)}={desc} cannot be built: {type(e).__name__}: {e}"
             ) from None
-    if turn_mode(settings).turn_detection == "smart-turn":  # its model file is there
-        _smart_turn_detector(settings)
-    if settings.job_executor == "thread":
-        prewarm(settings)
+    if plan.turn_detection == "smart-turn":  # its model file is there
+        _smart_turn_detector()
+    if plan.settings.job_executor == "thread":
+        prewarm(plan)
 
 
-def session_components(settings: Settings, resolved: dict[Kind, Descriptor], vad=None) -> dict:
+def session_components(plan: Plan, vad=None) -> dict:
     """AgentSession's stt/llm/tts arguments; a realtime LLM hears and speaks by itself."""
-    llm = build(resolved["llm"], settings)
-    if resolved["llm"].realtime:
+    llm = build(plan.llm, plan)
+    if plan.llm.realtime:
         return {"llm": llm}
-    return {"stt": build_stt(settings, vad), "llm": llm, "tts": build(resolved["tts"], settings)}
+    return {"stt": build_stt(plan, vad), "llm": llm, "tts": build(plan.tts, plan)}
 
 
-def _eot_detector(settings: Settings):
+def _eot_detector():
     from livekit.agents import inference
 
     # the audio end-of-turn model embedded in livekit-local-inference; left to itself LiveKit
@@ -232,13 +236,13 @@ def _eot_detector(settings: Settings):
     return inference.TurnDetector(version="v1-mini")
 
 
-def _multilingual_detector(settings: Settings):
+def _multilingual_detector():
     from livekit.plugins.turn_detector.multilingual import MultilingualModel
 
     return MultilingualModel()
 
 
-def _smart_turn_detector(settings: Settings):
+def _smart_turn_detector():
     from ..plugins.smart_turn import SmartTurnDetector
 
     return SmartTurnDetector()
@@ -253,44 +257,16 @@ TURN_DETECTORS = {
     "stt": "stt",  # the STT's own end of speech (Moonshine's line end, a provider's endpointing)
     "manual": "manual",  # push-to-talk: agent/push_to_talk.py commits the turn
 }
-_fallbacks_logged: set[tuple[str, str]] = set()
 
 
-def turn_mode(settings: Settings) -> Settings:
-    """The settings with the turn detection this call uses: TURN_DETECTION=auto picks the
-    measured default for the call's language (catalog.TURN_DETECTION_BY_LANGUAGE); a detector
-    that does not speak the call's language (catalog.TURN_DETECTOR_LANGUAGES) gives way to
-    catalog.TURN_DETECTION_FALLBACK, said once per process and language."""
-    mode, language = settings.turn_detection, call_language(settings).split("-")[0]
-    if mode == "auto":
-        mode = catalog.TURN_DETECTION_BY_LANGUAGE.get(language, catalog.TURN_DETECTION_DEFAULT)
-    speaks = catalog.TURN_DETECTOR_LANGUAGES.get(mode)
-    if speaks is not None and language not in speaks:
-        if (mode, language) not in _fallbacks_logged:
-            _fallbacks_logged.add((mode, language))
-            logger.info(
-                "TURN_DETECTION=%s does not speak %r: this call ends turns with %s",
-                mode,
-                language,
-                catalog.TURN_DETECTION_FALLBACK,
-            )
-        mode = catalog.TURN_DETECTION_FALLBACK
-    if mode == settings.turn_detection:
-        return settings
-    resolved = settings.model_copy(update={"turn_detection": mode})
-    resolved._sources = dict(settings._sources)
-    return resolved
-
-
-def turn_handling(settings: Settings) -> dict[str, Any]:
+def turn_handling(plan: Plan) -> dict[str, Any]:
     """AgentSession's `turn_handling`: end of turn, endpointing delays, interruptions and
-    preemptive generation, from the TURN_KEYS settings. Nothing here calls the cloud:
-    interruption is VAD-based (LiveKit's adaptive mode is a cloud model)."""
-    settings = turn_mode(settings)
-    detector = TURN_DETECTORS[settings.turn_detection]
+    preemptive generation, from the plan's turn mode and TURN_KEYS settings. Nothing here calls
+    the cloud: interruption is VAD-based (LiveKit's adaptive mode is a cloud model)."""
+    settings, detector = plan.settings, TURN_DETECTORS[plan.turn_detection]
     return {
-        "turn_detection": detector(settings) if callable(detector) else detector,
-        "endpointing": dict(zip(("min_delay", "max_delay"), settings.endpointing, strict=True)),
+        "turn_detection": detector() if callable(detector) else detector,
+        "endpointing": dict(zip(("min_delay", "max_delay"), plan.endpointing, strict=True)),
         "interruption": {
             "enabled": settings.allow_interruptions,
             "mode": "vad",
@@ -309,12 +285,12 @@ def turn_handling(settings: Settings) -> dict[str, Any]:
     }
 
 
-def session_turn_options(settings: Settings) -> dict[str, Any]:
+def session_turn_options(plan: Plan) -> dict[str, Any]:
     """AgentSession's turn arguments: `turn_handling`, and the AEC warm-up (0: none, so that
     what the caller says over the greeting reaches the STT)."""
     return {
-        "turn_handling": turn_handling(settings),
-        "aec_warmup_duration": settings.aec_warmup_duration or None,
+        "turn_handling": turn_handling(plan),
+        "aec_warmup_duration": plan.settings.aec_warmup_duration or None,
     }
 
 
@@ -325,7 +301,7 @@ NOISE_FILTERS = {"bvc": "BVC", "bvc-telephony": "BVCTelephony", "nc": "NC"}
 INPUT_FRAME_MS = 40
 
 
-def room_options(settings: Settings):
+def room_options(plan: Plan):
     """AgentSession.start's `room_options`: the caller's audio in 40 ms frames (LiveKit reads
     50 ms by default, which the end of every turn waits for; 20 ms cost a call 0.35 cores
     instead of 0.30 on a slow machine, at the same latency), noise cancellation if chosen.
@@ -337,6 +313,7 @@ def room_options(settings: Settings):
     call per frame on the call's event loop."""
     from livekit.agents import room_io
 
+    settings = plan.settings
     audio = room_io.AudioInputOptions(frame_size_ms=INPUT_FRAME_MS, auto_gain_control=False)
     if not settings.noise_cancellation:
         audio.sample_rate = 16000
@@ -346,12 +323,13 @@ def room_options(settings: Settings):
     return room_io.RoomOptions(audio_input=audio)
 
 
-def describe(settings: Settings, resolved: dict[Kind, Descriptor]) -> str:
+def describe(plan: Plan) -> str:
     """One log line: what the session will use and which layer set each value (no secrets)."""
+    settings, resolved = plan.settings, plan.components
     origin = "embedded local defaults" if settings.uses_local_defaults() else "configured"
     parts = [f"{k.upper()}={d} [{settings.source(k)}]" for k, d in resolved.items()]
     shown = {
-        "language": settings.language,
+        "language": settings.language if language_applies(settings) else "",
         "languages": settings.languages,
         "stt_fallback": settings.stt_fallback,
         "stt_options": json.dumps(settings.stt_options, sort_keys=True)
@@ -370,7 +348,7 @@ def describe(settings: Settings, resolved: dict[Kind, Descriptor]) -> str:
 
     def turn_part(k: str) -> str:
         value = getattr(settings, k)
-        if k == "turn_detection" and (runs := turn_mode(settings).turn_detection) != value:
+        if k == "turn_detection" and (runs := plan.turn_detection) != value:
             value = f"{value} ({runs})"  # auto, or a fallback: what this call runs
         return f"{k.upper()}={value} [{settings.source(k)}]"
 

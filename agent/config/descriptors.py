@@ -156,89 +156,10 @@ def _pick(kind: Kind, auto: Model, language: str, name: str) -> Descriptor:
     )
 
 
-def call_language(settings: Settings) -> str:
-    """The language of the call: the primary STT's, which LANGUAGE sets."""
-    return stt_chain(settings)[0].variant
-
-
 def with_language(desc: Descriptor, language: str, name: str = "LANGUAGE") -> Descriptor:
     """The same STT model in another language, validated."""
     _check_language(desc.model, language, name)
     return Descriptor(desc.kind, desc.model, language, desc.server)
-
-
-def stt_chain(settings: Settings) -> list[Descriptor]:
-    """The STT descriptors in the order they are tried: STT, then STT_FALLBACK; LANGUAGE, when
-    set, is the language of every one of them."""
-    language, language_name = settings.language, settings.label("language")
-    primary = parse(
-        "stt", settings.descriptor("stt"), settings.label("stt"), language, language_name
-    )
-    chain = [primary]
-    if settings.stt_fallback:
-        label = settings.label("stt_fallback")
-        for item in settings.stt_fallback.split(","):
-            if not item.strip():
-                raise ConfigError(
-                    f"{label}={settings.stt_fallback!r} has an empty entry: separate "
-                    f"descriptors with single commas"
-                )
-            chain.append(parse("stt", item, label, language, language_name))
-        ids = [d.model.id for d in chain]
-        if len(set(ids)) != len(ids):
-            repeated = next(i for i in ids if ids.count(i) > 1)
-            raise ConfigError(f"{label}: {repeated} appears twice in STT + STT_FALLBACK")
-    if settings.language:
-        label = settings.label("language")
-        chain = [with_language(d, settings.language, f"{label} for {d.model.id}") for d in chain]
-    return chain
-
-
-def resolve(settings: Settings) -> dict[Kind, Descriptor]:
-    """Parse and check the three descriptors (and the STT fallbacks) against the credentials
-    and packages they need. The STT entry carries LANGUAGE when it is set."""
-    chain = stt_chain(settings)
-    resolved = {
-        "stt": chain[0],
-        "llm": parse("llm", settings.descriptor("llm"), settings.label("llm")),
-        # a local voice follows the call's language (local/auto)
-        "tts": parse("tts", settings.descriptor("tts"), settings.label("tts"), chain[0].variant),
-    }
-    checks = [(settings.label("stt"), chain[0])]
-    checks += [(settings.label("stt_fallback"), d) for d in chain[1:]]
-    checks += [(settings.label(k), resolved[k]) for k in ("llm", "tts")]
-    for label, desc in checks:
-        _check_reachable(settings, desc, label)
-        check_package(desc, label)
-    candidates(settings)
-    check_options(
-        chain[0],
-        settings.stt_options,
-        source=settings.label("stt_options"),
-        plugin=bool(own_key(settings, chain[0])),
-    )
-    check_turns(settings)
-    return resolved
-
-
-def candidates(settings: Settings) -> tuple[str, ...]:
-    """LANGUAGES as a tuple of codes (empty: any), each one checked: a language Whisper
-    detects and, when the voice is `local/auto`, one a local voice speaks."""
-    if not settings.languages:
-        return ()
-    label = _setting_label(settings, "languages")
-    codes = tuple(dict.fromkeys(c.strip() for c in settings.languages.split(",")))
-    for code in codes:
-        if code not in catalog.WHISPER_LANGUAGES:
-            raise ConfigError(
-                f"{label}: {code!r} is not a language Whisper detects: use comma-separated "
-                f"ISO 639-1 codes like en,de,es"
-            )
-    voice = catalog.MODELS.get(("tts", settings.descriptor("tts").partition(":")[0]))
-    if voice is not None and voice.picks:  # refused now, not when the caller first speaks it
-        for code in codes:
-            parse("tts", settings.descriptor("tts"), settings.label("tts"), code, label)
-    return codes
 
 
 # LiveKit's text end-of-turn model (livekit-plugins-turn-detector): its weights come from the
@@ -250,7 +171,7 @@ NOISE_CANCELLATION_PACKAGE = "livekit-plugins-noise-cancellation==0.3.2"
 def check_turns(settings: Settings) -> None:
     """Raise ConfigError unless the turn detector and noise cancellation chosen can run here."""
     if settings.turn_detection == "multilingual":
-        label = _setting_label(settings, "turn_detection")
+        label = setting_label(settings, "turn_detection")
         if importlib.util.find_spec("livekit.plugins.turn_detector") is None:
             raise ConfigError(
                 f"{label} needs {MULTILINGUAL_PACKAGE} (`uv add {MULTILINGUAL_PACKAGE}`) and "
@@ -264,7 +185,7 @@ def check_turns(settings: Settings) -> None:
                 f"or use TURN_DETECTION=eot (runs offline)"
             )
     if settings.noise_cancellation:
-        label = _setting_label(settings, "noise_cancellation")
+        label = setting_label(settings, "noise_cancellation")
         if not (urlparse(settings.livekit_url).hostname or "").endswith(
             catalog.LIVEKIT_CLOUD_DOMAIN
         ):
@@ -277,7 +198,7 @@ def check_turns(settings: Settings) -> None:
             raise ConfigError(f"{label} needs `uv add {NOISE_CANCELLATION_PACKAGE}`")
 
 
-def _setting_label(settings: Settings, name: str) -> str:
+def setting_label(settings: Settings, name: str) -> str:
     """`NAME=value (layer)`, for messages about a value a layer set."""
     source = settings.source(name)
     where = "" if source == "default" else f" ({source})"
@@ -294,7 +215,7 @@ def _multilingual_weights() -> bool:
     return isinstance(found, str)
 
 
-def _check_reachable(settings: Settings, desc: Descriptor, label: str) -> None:
+def check_reachable(settings: Settings, desc: Descriptor, label: str) -> None:
     """Raise ConfigError unless the credentials and endpoint the model goes through are set."""
     if desc.realtime and not own_key(settings, desc):
         raise ConfigError(

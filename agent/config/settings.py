@@ -56,9 +56,6 @@ CLI_FLAGS = {
     "--llm": "llm",
     "--tts": "tts",
 }
-# how the flags reach the job processes (and prewarm): __main__ strips them from argv, since
-# LiveKit's CLI owns it, and exports them here as JSON
-CLI_ENV = "AGENT_CLI_SETTINGS"
 
 
 # TURN_DETECTION -> (min, max) endpointing delay in seconds when not set, chosen with
@@ -86,7 +83,9 @@ class Settings(BaseModel):
     stt: str = ""  # empty: the default for what is reachable (catalog.*_DEFAULTS)
     llm: str = ""
     tts: str = ""
-    language: str = ""  # overrides the language of every STT descriptor (primary and fallbacks)
+    # the language of every STT descriptor (primary and fallbacks), unless a higher layer chose
+    # a descriptor with its own `:lang` (config.plan.language_applies)
+    language: str = ""
     # a `multi` call on a local engine: the languages its detection picks from, e.g. "en,de,es"
     # (faster and surer than all of Whisper's 100); empty: any
     languages: str = ""
@@ -164,7 +163,7 @@ class Settings(BaseModel):
 
     @model_validator(mode="after")
     def _delays_in_order(self) -> Settings:
-        low, high = self.endpointing
+        low, high = self.endpointing_for(self.turn_detection)
         if high < low:
             raise ValueError(
                 f"MAX_ENDPOINTING_DELAY={high} is below MIN_ENDPOINTING_DELAY={low} "
@@ -173,10 +172,10 @@ class Settings(BaseModel):
             )
         return self
 
-    @property
-    def endpointing(self) -> tuple[float, float]:
-        """(min, max) endpointing delay: the settings, else the mode's measured defaults."""
-        low, high = ENDPOINTING_DEFAULTS[self.turn_detection]
+    def endpointing_for(self, mode: str) -> tuple[float, float]:
+        """(min, max) endpointing delay of turn detection `mode`: the settings, else the
+        mode's measured defaults."""
+        low, high = ENDPOINTING_DEFAULTS[mode]
         if self.min_endpointing_delay is not None:
             low = self.min_endpointing_delay
             high = max(high, low)  # a longer min stretches the default max along
@@ -191,7 +190,7 @@ class Settings(BaseModel):
         dotenv: bool | Path = True,
         cli: dict[str, Any] | None = None,
     ) -> Settings:
-        """Defaults < `.env` < the environment < CLI flags (`cli`, else $AGENT_CLI_SETTINGS).
+        """Defaults < `.env` < the environment < CLI flags (`cli`).
 
         `dotenv` is the .env file to read (True: ./.env, only when reading os.environ)."""
         env = dict(os.environ if environ is None else environ)
@@ -213,11 +212,6 @@ class Settings(BaseModel):
         # language code never holds "_" or ":", so such a value is the system's, not ours
         if any(c in env.get("LANGUAGE", "") for c in "_:"):
             del env["LANGUAGE"]
-        if cli is None:
-            try:
-                cli = json.loads(env.get(CLI_ENV) or "{}")
-            except json.JSONDecodeError:
-                cli = {}
         settings = cls()
         for layer, source in ((".env", from_file), ("environment", env)):
             values = {}
@@ -226,13 +220,10 @@ class Settings(BaseModel):
                 if raw:
                     values[name] = raw
             settings = settings.with_layer(layer, values)
-        return settings.with_layer("cli", cli)
+        return settings.with_layer("cli", cli or {})
 
     def with_layer(self, layer: str, values: dict[str, Any]) -> Settings:
-        """These settings with `values` (setting name -> value) laid over them by `layer`.
-
-        A layer that sets `stt` with a `:language` but no `language` of its own drops the
-        `language` of the layers below: the descriptor it chose says which language it wants."""
+        """These settings with `values` (setting name -> value) laid over them by `layer`."""
         if not values:
             return self
         allowed = LAYER_KEYS.get(layer, tuple(type(self).model_fields))
@@ -255,8 +246,6 @@ class Settings(BaseModel):
                 f"STT_OPTIONS ({layer}) must be a JSON object, e.g. '{{\"min_volume\": 0.1}}', "
                 f"not {values['stt_options']!r}"
             )
-        if ":" in str(values.get("stt", "")) and "language" not in values and self.language:
-            values["language"] = ""
         data = {name: getattr(self, name) for name in type(self).model_fields}
         data.update(values)
         try:

@@ -184,8 +184,7 @@ def run_engine(descriptor: str, audio, language: str, words: bool, gone: threadi
     if not audio_files.has_speech(audio.samples):  # silence: nothing said, no model to load
         return FileTranscript("", language, audio.duration, [], [])
     if descriptor not in _engines:
-        settings = config.Settings()
-        _engines[descriptor] = LocalEngine(config.parse("stt", descriptor), settings)
+        _engines[descriptor] = LocalEngine(config.parse("stt", descriptor))
     result = _engines[descriptor].transcribe(audio, descriptor.split(":")[1], words, progress)
     result.language = language  # as asked ("en-US" stays "en-US"); transcribed in that language
     return result
