@@ -72,11 +72,11 @@ def chain_text(plan: config.Plan) -> str:
 
 
 class LiveSTT:
-    """Owns the plan of one call: builds the session's components, then follows the caller's
-    attributes."""
+    """Owns the plan of one call (`plan`, what the session is built from), then follows the
+    caller's attributes; `vad` segments audio for a new STT chain's batch members."""
 
-    def __init__(self, worker_plan: config.Plan, metadata: str) -> None:
-        self.error = ""
+    def __init__(self, worker_plan: config.Plan, metadata: str, vad=None) -> None:
+        self.error, self._vad = "", vad
         try:
             self.base = with_dispatch(worker_plan, metadata)
         except config.ConfigError as e:  # the call goes on with the worker's plan
@@ -88,10 +88,6 @@ class LiveSTT:
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
         logger.info("call settings: %s", config.describe(self.plan))
-
-    def components(self, vad) -> dict:
-        self._vad = vad
-        return config.session_components(self.plan, vad)
 
     def follow(self, session: AgentSession, agent: Agent, room: rtc.Room) -> None:
         """Apply the caller's attributes now and whenever they change."""

@@ -45,11 +45,11 @@ def prewarm(plan: config.Plan, proc: JobProcess) -> None:
 
 async def entrypoint(ctx: JobContext) -> None:
     # the worker's plan, then the dispatch metadata, then the caller's attributes
-    live = switching.LiveSTT(ctx.proc.userdata["plan"], ctx.job.metadata)
     vad = ctx.proc.userdata["vad"]
+    live = switching.LiveSTT(ctx.proc.userdata["plan"], ctx.job.metadata, vad)
     agent = Assistant()
     session = AgentSession(
-        **live.components(vad),
+        **config.session_components(live.plan, vad),
         vad=vad,
         **config.session_turn_options(live.plan),
     )

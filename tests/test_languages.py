@@ -219,7 +219,7 @@ def heard(text: str, language: str) -> UserInputTranscribedEvent:
 
 async def test_a_multi_call_answers_in_the_language_of_each_final():
     live = switching.LiveSTT(plan({"LANGUAGE": "multi"}), "")
-    built = live.components(vad=None)
+    built = config.session_components(live.plan)
     agent = Recorder(NOT_GIVEN)
     live._session, live._agent, live._room = Recorder(built["llm"]), agent, Recorder(None)
     assert (live.answering, built["llm"].language, str(live.voice)) == (
@@ -245,7 +245,7 @@ async def test_a_multi_call_answers_in_the_language_of_each_final():
 
 async def test_a_call_in_one_language_keeps_its_voice_whatever_is_heard():
     live = switching.LiveSTT(plan({"LANGUAGE": "de"}), "")
-    built = live.components(vad=None)
+    built = config.session_components(live.plan)
     agent = Recorder(NOT_GIVEN)
     live._session, live._agent, live._room = Recorder(built["llm"]), agent, Recorder(None)
     live._on_transcribed(heard("Thank you.", "en"))

@@ -76,10 +76,25 @@ ENDPOINTING_DEFAULTS: dict[str, tuple[float, float]] = {
 
 
 class Settings(BaseModel):
+    """Every setting: one field per environment variable (its name in capitals), in groups:
+    where LiveKit and the providers are; what a session runs (config.resolve makes the
+    call's Plan of these); the worker's own options; the services' (services/), which the
+    worker never reads."""
+
+    # -- where LiveKit and the providers are, and their keys
     livekit_url: str = ""
     livekit_api_key: str = ""
     livekit_api_secret: SecretStr = SecretStr("")
-    agent_name: str = "voice-agent"
+    llm_base_url: str = ""
+    livekit_inference_url: str = ""
+    cartesia_api_key: SecretStr = SecretStr("")
+    cartesia_base_url: str = ""
+    openai_api_key: SecretStr = SecretStr("")  # realtime/openai
+    google_api_key: SecretStr = SecretStr("")  # realtime/gemini
+    xai_api_key: SecretStr = SecretStr("")  # realtime/xai
+
+    # -- the session: what a call runs (a dispatch may set LAYER_KEYS["dispatch"] of these,
+    # the caller LAYER_KEYS["participant"])
     stt: str = ""  # empty: the default for what is reachable (catalog.*_DEFAULTS)
     llm: str = ""
     tts: str = ""
@@ -91,13 +106,6 @@ class Settings(BaseModel):
     languages: str = ""
     stt_options: dict[str, Any] = Field(default_factory=dict)
     stt_fallback: str = ""  # comma-separated STT descriptors tried in order when the STT fails
-    llm_base_url: str = ""
-    livekit_inference_url: str = ""
-    cartesia_api_key: SecretStr = SecretStr("")
-    cartesia_base_url: str = ""
-    openai_api_key: SecretStr = SecretStr("")  # realtime/openai
-    google_api_key: SecretStr = SecretStr("")  # realtime/gemini
-    xai_api_key: SecretStr = SecretStr("")  # realtime/xai
     # turn-taking: LiveKit's turn_handling (see turn_handling()); defaults by measurement,
     # benchmarks/latency.py
     # auto: the measured default for the call's language (catalog.TURN_DETECTION_BY_LANGUAGE)
@@ -122,6 +130,10 @@ class Settings(BaseModel):
     # the greeting is lost. 0: browsers and phones cancel their own echo.
     aec_warmup_duration: float = Field(0.0, ge=0, le=10)
     noise_cancellation: Literal["", "bvc", "bvc-telephony", "nc"] = ""
+    record_calls: bool = False  # the caller's and the agent's audio (ogg) with each report
+
+    # -- the worker
+    agent_name: str = "voice-agent"
     job_executor: Literal["thread", "process"] = "process"  # see agent/worker.py
     # concurrent calls of this worker; beyond them new calls are refused (agent/worker.py).
     # 5: the most a 2-core machine served at a single call's latency in every calibration run
@@ -140,19 +152,19 @@ class Settings(BaseModel):
     busy_message: str = ""
     busy_language: str = ""
     agent_http_port: int = Field(8081, ge=0, le=65535)  # the worker's health endpoint; 0 = any
-    # the browser page and its token endpoint (services/web.py)
-    web_host: str = "127.0.0.1"
-    web_port: int = Field(8000, ge=0, le=65535)
-    token_endpoint_secret: SecretStr = SecretStr("")  # required to bind beyond loopback
-    web_allowed_origins: str = ""  # comma-separated origins allowed cross-origin (CORS)
     # a report per call (agent/reports.py, docs/calls.md), pruned oldest first beyond either
     # limit (0: no limit)
     call_reports: bool = True
     call_reports_dir: str = ".run/calls"
     call_reports_max_mb: float = Field(500, ge=0)
     call_reports_max_days: float = Field(30, ge=0)
-    record_calls: bool = False  # the caller's and the agent's audio (ogg) with each report
     prometheus_port: int = Field(0, ge=0, le=65535)  # the worker's /metrics; 0: none
+
+    # -- the services: the browser page and its token endpoint (services/web.py)
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(8000, ge=0, le=65535)
+    token_endpoint_secret: SecretStr = SecretStr("")  # required to bind beyond loopback
+    web_allowed_origins: str = ""  # comma-separated origins allowed cross-origin (CORS)
     # the local gateway's limits (services/gateway/limits.py, docs/security.md)
     gateway_max_upload_mb: float = Field(100, gt=0)  # a batch file's size
     gateway_max_audio_seconds: float = Field(1800, gt=0)  # a batch file's decoded duration
