@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks import save
 from tools import stack
 from tools.caller import AgentsBusyError, Caller, synthesize
 
@@ -161,13 +162,10 @@ def main() -> None:
     try:
         result = asyncio.run(run(server, worker, args.burst))
     finally:
-        stack.stop(worker.process)
-        stack.stop(server.process)
+        stack.stop(worker.process, server.process)
     result["cpus"] = os.cpu_count()
-    (out / "busy.json").write_text(json.dumps(result, indent=2))
-    plot(result, out / "busy.png")
+    save(out, "busy", result, lambda path: plot(result, path))
     print(json.dumps({k: v for k, v in result.items() if k != "busy_callers"}, indent=2))
-    print(f"wrote {out / 'busy.json'} and {out / 'busy.png'}")
 
 
 if __name__ == "__main__":

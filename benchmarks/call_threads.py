@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks import save
 from tools import stack
 from tools.caller import synthesize
 
@@ -145,13 +146,10 @@ def main() -> None:
         try:
             results.append(asyncio.run(measure(server, worker, calls, args.seconds)))
         finally:
-            stack.stop(worker.process)
-            stack.stop(server.process)
+            stack.stop(worker.process, server.process)
         print(json.dumps(results[-1], indent=2), flush=True)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "call_threads.json").write_text(json.dumps(results, indent=2))
-    plot(results, out / "call_threads.png")
+    save(out, "call_threads", results, lambda path: plot(results, path))
 
 
 if __name__ == "__main__":

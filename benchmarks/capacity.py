@@ -48,6 +48,7 @@ import numpy as np
 import psutil
 
 from agent import capacity
+from benchmarks import save
 from tools import stack
 from tools.caller import AgentsBusyError, Caller, synthesize
 from tools.wer import wer
@@ -465,8 +466,7 @@ def main() -> None:
     try:
         rows = asyncio.run(run(server, worker, levels, args.burst))
     finally:
-        stack.stop(worker.process)
-        stack.stop(server.process)
+        stack.stop(worker.process, server.process)
     from agent import config
     from agent.plugins import moonshine
 
@@ -491,10 +491,8 @@ def main() -> None:
         "calibrated_max_calls": calibrated_max_calls(rows),
         "levels": rows,
     }
-    (out / "capacity.json").write_text(json.dumps(summary, indent=2))
-    plot(rows, out / "capacity.png")
+    save(out, "capacity", summary, lambda path: plot(rows, path))
     print(json.dumps({k: v for k, v in summary.items() if k != "levels"}, indent=2))
-    print(f"wrote {out / 'capacity.json'} and {out / 'capacity.png'}")
 
 
 if __name__ == "__main__":

@@ -159,19 +159,26 @@ def wait_idle(pid: int, timeout: float = 180.0) -> None:
             return
 
 
+def launch(
+    server: stack.Server, command: str, executor: str, cwd: Path
+) -> tuple[subprocess.Popen, Lines]:
+    """`python -m agent <command>` in `cwd` against `server`, and its output as it comes."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agent", command],
+        cwd=cwd,
+        env={**worker_env(server), "JOB_EXECUTOR": executor},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    return process, Lines(process, started)
+
+
 def reloads(server: stack.Server, runs: int, executor: str) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         copy_project(Path(tmp))
-        started = time.monotonic()
-        dev = subprocess.Popen(
-            [sys.executable, "-m", "agent", "dev"],
-            cwd=tmp,
-            env={**worker_env(server), "JOB_EXECUTOR": executor},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        out = Lines(dev, started)
+        dev, out = launch(server, "dev", executor, Path(tmp))
         try:
             wait(lambda: out.first("dev: watching"))
             echo = Path(tmp) / "agent/plugins/echo.py"
@@ -179,7 +186,7 @@ def reloads(server: stack.Server, runs: int, executor: str) -> list[dict]:
                 wait_idle(dev.pid)  # the old worker has exited, the spare has imported LiveKit
                 load = os.getloadavg()[0]
                 cpu = tree_cpu(dev.pid)
-                saved = time.monotonic() - started
+                saved = time.monotonic() - out.started
                 echo.write_text(echo.read_text().replace("You said", f"Run {n}, you said", 1))
                 registered = wait(lambda s=saved: out.first("dev: new worker registered", s))
                 rows.append(
@@ -199,15 +206,7 @@ def reloads(server: stack.Server, runs: int, executor: str) -> list[dict]:
 
 def worker_start(server: stack.Server, executor: str) -> dict:
     load = os.getloadavg()[0]
-    started = time.monotonic()
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "agent", "start"],
-        cwd=ROOT,
-        env={**worker_env(server), "JOB_EXECUTOR": executor},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    out = Lines(worker, started)
+    worker, out = launch(server, "start", executor, ROOT)
     try:
         registered = wait(lambda: out.first("registered worker"))
         if out.first("timed out waiting for idle processes") is not None:  # a busy machine

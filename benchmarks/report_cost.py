@@ -95,8 +95,7 @@ async def run(calls: int, turns: int) -> dict:
                 runs[on].append(await one_call(server, worker, texts, speech))
     finally:
         for worker in workers.values():
-            stack.stop(worker.process)
-        stack.stop(server.process)
+            stack.stop(worker.process, server.process)
     reports = {r["room"]: r for r in map(json.loads, map(Path.read_text, folder.glob("*.json")))}
     accounted = []
     for call in runs["1"]:

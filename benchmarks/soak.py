@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from benchmarks import save
 from tools import stack
 from tools.caller import AgentsBusyError, Caller, synthesize
 
@@ -222,9 +223,7 @@ def main() -> None:
     summary = {k: v for k, v in result.items() if k not in ("samples", "after_the_calls")}
     print(json.dumps(summary, indent=2), flush=True)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "soak.json").write_text(json.dumps(result, indent=2))
-    plot(result, out / "soak.png")
+    save(out, "soak", result, lambda path: plot(result, path))
 
 
 if __name__ == "__main__":

@@ -1,3 +1,4 @@
+import os
 import re
 
 import pytest
@@ -19,20 +20,42 @@ def pytest_ignore_collect(collection_path, config):
     return True if tier and tier.group(1) in TIERS and tier.group(1) != wanted else None
 
 
-def pytest_collection_modifyitems(items):
-    """Every test belongs to exactly one tier, set by its module's `pytestmark`."""
+def pytest_addoption(parser):
+    parser.addoption(
+        "--alone",
+        action="store_true",
+        help="run only the tests marked `alone` (scripts/test.sh runs them after the others)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test belongs to exactly one tier, set by its module's `pytestmark`.
+
+    scripts/test.sh runs the suite in several processes (pytest-xdist, a module per process at a
+    time), then, with `--alone`, the tests marked `alone` one by one: they load every core on
+    purpose, or read how long the machine makes a thread wait, and would skew the tests beside
+    them or be skewed by them. Under xdist the modules start longest tier first (e2e, slow,
+    unit), so that the short unit modules fill the end instead of a call waiting alone."""
     for item in items:
-        tiers = {m.name for m in item.iter_markers() if m.name in TIERS}
-        if len(tiers) != 1:
+        tiers = [m.name for m in item.iter_markers() if m.name in TIERS]
+        if len(set(tiers)) != 1:
             raise pytest.UsageError(
                 f"{item.nodeid}: mark its module with one of {', '.join(TIERS)} "
-                f"(pytestmark = pytest.mark.unit), not {sorted(tiers) or 'none'}"
+                f"(pytestmark = pytest.mark.unit), not {sorted(set(tiers)) or 'none'}"
             )
-        if tiers == {"e2e"}:
+        item.tier = tiers[0]
+        if item.tier == "e2e":
             # A real livekit-server, WebRTC and models on two cores: a burst of load from
             # elsewhere can starve one call's audio. One retry (reported as "rerun") tells that
             # from a broken behaviour, which fails both times.
             item.add_marker(pytest.mark.flaky(reruns=1, reruns_delay=5))
+    parallel = bool(os.environ.get("PYTEST_XDIST_WORKER") or config.getoption("numprocesses", 0))
+    if parallel or config.getoption("alone"):
+        keep = [i for i in items if (i.get_closest_marker("alone") is None) == parallel]
+        config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+        items[:] = keep
+    if parallel:  # a stable sort: collection order within a tier
+        items.sort(key=lambda i: TIERS[::-1].index(i.tier))
 
 
 @pytest.fixture(scope="session")

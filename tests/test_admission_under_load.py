@@ -12,7 +12,7 @@ import pytest
 
 from agent import capacity, config
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.alone]  # it loads every core
 
 
 def busy_loops(n: int, nice: int) -> list[subprocess.Popen]:

@@ -10,16 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_browser import (
-    AGENT_AUDIO_PLAYING_JS,
-    KEY,
-    LEVEL_METER_JS,
-    TRANSCRIPT_JS,
-    chromium,
-    join_with_agent,
-    microphone,
-    page_server,
-)
+from tests import browser
 from tools import sentences, stack
 from tools.caller import SAMPLE_RATE
 from tools.wer import cer, normalize
@@ -44,25 +35,25 @@ def german_wav(path: Path) -> Path:
 async def test_german_from_the_page(livekit_server, worker, tmp_path):
     wav = german_wav(tmp_path / "german.wav")
     async with (
-        page_server(livekit_server.url, worker.agent_name) as url,
-        chromium(*microphone(wav)) as page,
+        browser.page_server(livekit_server.url, worker.agent_name) as url,
+        browser.chromium(*browser.microphone(wav)) as page,
     ):
-        await page.goto(f"{url}/#key={KEY}")
+        await page.goto(f"{url}/#key={browser.KEY}")
         await page.wait_for_function("() => document.querySelectorAll('#stt option').length > 1")
         assert await page.input_value("#stt") == "local/auto"  # the language picks the engine
         offered = await page.eval_on_selector_all("#language option", "os => os.map(o => o.value)")
         # what the local engines really hear: Whisper's 100, and multi (detected per utterance)
         assert len(offered) == 101 and {"de", "multi"} <= set(offered)
         await page.select_option("#language", "de")  # before Start: the token carries it
-        await join_with_agent(page)
-        assert await page.evaluate(LEVEL_METER_JS) == "running"
+        await browser.join_with_agent(page)
+        assert await page.evaluate(browser.LEVEL_METER_JS) == "running"
 
         await page.wait_for_function(
-            f"""() => ({TRANSCRIPT_JS})().some(l => l.speaker === 'agent' && l.final &&
+            f"""() => ({browser.TRANSCRIPT_JS})().some(l => l.speaker === 'agent' && l.final &&
                 l.text.startsWith('Du hast gesagt'))""",
             timeout=120_000,
         )
-        lines = await page.evaluate(TRANSCRIPT_JS)
+        lines = await page.evaluate(browser.TRANSCRIPT_JS)
         agent = [line["text"] for line in lines if line["speaker"] == "agent"]
         assert agent[0].startswith("Hallo!"), agent  # the greeting, in German
         user = " ".join(
@@ -77,6 +68,6 @@ async def test_german_from_the_page(livekit_server, worker, tmp_path):
             "#transcript li", "lis => lis.map(li => li.querySelector('.lang')?.textContent)"
         )
         assert set(tags) == {"de"}, tags
-        assert await page.evaluate(AGENT_AUDIO_PLAYING_JS)
+        assert await page.evaluate(browser.AGENT_AUDIO_PLAYING_JS)
         assert await page.evaluate("window.agentPeak") > 0.01  # the German answer is heard
         await page.screenshot(path=str(stack.ARTIFACTS / "browser-german.png"), full_page=True)

@@ -15,7 +15,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.test_browser import KEY, chromium, join_with_agent, microphone, page_server, speech_wav
+from tests import browser
 from tools import stack
 from tools.caller import Caller, synthesize
 
@@ -217,10 +217,12 @@ async def test_the_calls_view_shows_the_call_as_a_timeline_and_plays_its_recordi
 ):
     _, room, report, folder = call
     async with (
-        page_server(livekit_server.url, report["agent"], CALL_REPORTS_DIR=str(folder)) as url,
-        chromium() as page,
+        browser.page_server(
+            livekit_server.url, report["agent"], CALL_REPORTS_DIR=str(folder)
+        ) as url,
+        browser.chromium() as page,
     ):
-        await page.goto(f"{url}/#key={KEY}")
+        await page.goto(f"{url}/#key={browser.KEY}")
         await page.click("#calls-button")
         row = page.locator(f'#calls-list tr[data-room="{room}"]')
         await row.wait_for()
@@ -252,13 +254,13 @@ async def test_during_a_call_the_page_shows_each_turns_stages_and_both_levels(
     reporting_worker, livekit_server, tmp_path
 ):
     w, _, _ = reporting_worker
-    wav = speech_wav(tmp_path / "speech.wav")
+    wav = browser.speech_wav(tmp_path / "speech.wav")
     async with (
-        page_server(livekit_server.url, w.agent_name) as url,
-        chromium(*microphone(wav)) as page,
+        browser.page_server(livekit_server.url, w.agent_name) as url,
+        browser.chromium(*browser.microphone(wav)) as page,
     ):
-        await page.goto(f"{url}/#key={KEY}")
-        await join_with_agent(page)
+        await page.goto(f"{url}/#key={browser.KEY}")
+        await browser.join_with_agent(page)
         level = "id => document.getElementById(id).value > 0.02"
         await page.wait_for_function(level, arg="agent-level", timeout=30_000)  # the greeting
         await page.wait_for_function(level, arg="mic-level", timeout=30_000)  # the sentence

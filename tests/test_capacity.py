@@ -21,7 +21,7 @@ from livekit import api, rtc
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from agent import busy, capacity, config
-from tests.test_browser import KEY, TRANSCRIPT_JS, chromium, page_server
+from tests import browser
 from tools import stack
 from tools.caller import AgentsBusyError, Caller, synthesize
 from tools.wer import wer
@@ -194,8 +194,11 @@ async def test_beyond_capacity_every_client_hears_and_reads_busy_and_the_call_go
         assert done.returncode != 0 and message in done.stderr, done.stderr[-2000:]
 
         # the page, in Chromium: it shows the agent's words, then leaves
-        async with page_server(server.url, worker.agent_name) as base, chromium() as page:
-            await page.goto(f"{base}/#key={KEY}")
+        async with (
+            browser.page_server(server.url, worker.agent_name) as base,
+            browser.chromium() as page,
+        ):
+            await page.goto(f"{base}/#key={browser.KEY}")
             started = time.time()
             await page.click("#start")
             try:
@@ -209,7 +212,7 @@ async def test_beyond_capacity_every_client_hears_and_reads_busy_and_the_call_go
                     f"the page never said busy: (error, state) = {shown}"
                 ) from None
             print(f"the page showed the busy message {time.time() - started:.2f} s after Start")
-            transcript = await page.evaluate(TRANSCRIPT_JS)
+            transcript = await page.evaluate(browser.TRANSCRIPT_JS)
             assert {"speaker": "agent", "final": True, "text": message} in transcript
             await page.wait_for_function(
                 "() => document.getElementById('state').textContent === 'disconnected'",
@@ -280,6 +283,7 @@ async def test_a_killed_call_process_ends_no_other_call_and_the_call_comes_back(
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/schedstat"), reason="no schedstat: not Linux")
+@pytest.mark.alone  # it loads every core
 async def test_on_a_saturated_machine_a_new_caller_is_told_busy_and_the_call_goes_on(
     livekit_server, admitting_worker
 ):

@@ -66,10 +66,9 @@ def cluster():
             )
         )
     yield nodes, workers, hook
-    for process in [w.process for w in workers] + [hook.process, redis.process]:
-        stack.stop(process)
-    for node in nodes:
-        _stop_node(node)
+    stack.stop(
+        *[w.process for w in workers], hook.process, redis.process, *[n.process for n in nodes]
+    )
 
 
 def _stop_node(node: stack.Server) -> None:

@@ -13,14 +13,7 @@ import wave
 import numpy as np
 import pytest
 
-from tests.test_browser import (
-    KEY,
-    TRANSCRIPT_JS,
-    chromium,
-    join_with_agent,
-    microphone,
-    page_server,
-)
+from tests import browser
 from tools import stack
 from tools.caller import SAMPLE_RATE, AgentsBusyError, Caller
 
@@ -75,8 +68,7 @@ def test_a_call_ends_when_livekit_server_dies_and_the_next_call_is_answered():
         assert asyncio.run(next_call())
         server = restarted
     finally:
-        stack.stop(worker.process)
-        stack.stop(server.process)
+        stack.stop(worker.process, server.process)
 
 
 async def greeted_after_start(page, attempts: int = 5) -> bool:
@@ -87,7 +79,7 @@ async def greeted_after_start(page, attempts: int = 5) -> bool:
         await page.click("#start")
         await page.wait_for_function(
             f"""() => document.getElementById('error').textContent !== '' ||
-                ({TRANSCRIPT_JS})().some(l => l.speaker === 'agent' && l.final)""",
+                ({browser.TRANSCRIPT_JS})().some(l => l.speaker === 'agent' && l.final)""",
             timeout=60_000,
         )
         if await page.text_content("#error") == "":
@@ -102,7 +94,7 @@ async def test_the_page_says_the_call_ended_when_livekit_server_dies(tmp_path):
     """The browser's side of the same fault: the page's error line says the call ended (it does
     not sit in "reconnecting"), and Start gets a new call answered on the restarted server."""
     silence = tmp_path / "silence.wav"
-    with wave.open(str(silence), "wb") as w:  # a quiet fake microphone: no turns to take
+    with wave.open(str(silence), "wb") as w:  # a quiet fake browser.microphone: no turns to take
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(SAMPLE_RATE)
@@ -111,11 +103,11 @@ async def test_the_page_says_the_call_ended_when_livekit_server_dies(tmp_path):
     worker = stack.start_worker(server, {"MAX_CALLS": "1"}, name="worker-pagefault")
     try:
         async with (
-            page_server(server.url, worker.agent_name) as url,
-            chromium(*microphone(silence, once=False)) as page,
+            browser.page_server(server.url, worker.agent_name) as url,
+            browser.chromium(*browser.microphone(silence, once=False)) as page,
         ):
-            await page.goto(f"{url}/#key={KEY}")
-            await join_with_agent(page)
+            await page.goto(f"{url}/#key={browser.KEY}")
+            await browser.join_with_agent(page)
             server.process.kill()  # kill -9, mid-call
             server.process.wait()
             killed = time.monotonic()
@@ -136,5 +128,4 @@ async def test_the_page_says_the_call_ended_when_livekit_server_dies(tmp_path):
                 "8 Starts after the restart, none answered"
             )
     finally:
-        stack.stop(worker.process)
-        stack.stop(server.process)
+        stack.stop(worker.process, server.process)

@@ -137,18 +137,24 @@ def test_srt_and_text_formats(files, capsys):
     assert wer(SENTENCE, capsys.readouterr().out) <= 0.1
 
 
-def test_long_audio_is_windowed_and_every_window_transcribed(speech, fake_local_stt):
-    """The windows' logic on a fake engine: every sample in a window, each window's words at its
-    place in the file, progress for all of it. Real speech across a window's cut:
-    test_transcribe_long.py (slow tier)."""
-    long = np.concatenate([speech, np.zeros(TTS_RATE // 2, np.float32)] * 7)  # ~41 s
+def transcribe_long(speech, words: bool):
+    """`speech` seven times over (~41 s), cut into its two windows and transcribed as the tool
+    does: (the file, its windows, the transcript, the progress reported)."""
+    long = np.concatenate([speech, np.zeros(TTS_RATE // 2, np.float32)] * 7)
     samples = resample(long, TTS_RATE)
     windows = audio_files.windows(samples)
     assert len(windows) == 2 and sum(len(w) for _, w in windows) == len(samples)
     audio = audio_files.Audio(Path("long.wav"), samples, TTS_RATE, "wav")
     engine = transcribe.make_engine(config.parse("stt", "local/moonshine-tiny"), config.Settings())
     done = []
-    result = engine.transcribe(audio, "en", True, done.append)
+    return audio, windows, engine.transcribe(audio, "en", words, done.append), done
+
+
+def test_long_audio_is_windowed_and_every_window_transcribed(speech, fake_local_stt):
+    """The windows' logic on a fake engine: every sample in a window, each window's words at its
+    place in the file, progress for all of it. Real speech across a window's cut:
+    test_transcribe_long.py (slow tier)."""
+    audio, windows, result, done = transcribe_long(speech, words=True)
     assert fake_local_stt.windows == [len(w) for _, w in windows]
     assert result.text == " ".join([fake_local_stt.text] * 2)
     assert sum(done) == pytest.approx(audio.duration)

@@ -15,14 +15,7 @@ import numpy as np
 import pytest
 
 from agent.push_to_talk import MODE_ATTRIBUTE
-from tests.test_browser import (
-    KEY,
-    TRANSCRIPT_JS,
-    chromium,
-    join_with_agent,
-    microphone,
-    page_server,
-)
+from tests import browser
 from tests.test_console import PYTHON, ROOT, speak_into, tmux, virtual_audio, wait_for_screen
 
 __all__ = ["virtual_audio"]  # a fixture, used by name
@@ -119,7 +112,7 @@ async def test_a_dispatch_can_turn_push_to_talk_on(worker, livekit_server):
 
 
 async def test_hold_to_talk_on_the_page(manual_worker, livekit_server, tmp_path):
-    """Chromium's fake microphone says the sentence over and over; the agent answers once,
+    """Chromium's fake browser.microphone says the sentence over and over; the agent answers once,
     after the button is released, to what was said while it was held."""
     wav = tmp_path / "loop.wav"
     with wave.open(str(wav), "wb") as w:
@@ -128,16 +121,16 @@ async def test_hold_to_talk_on_the_page(manual_worker, livekit_server, tmp_path)
         w.setframerate(SAMPLE_RATE)
         silence = np.zeros(SAMPLE_RATE // 2, np.int16)
         w.writeframes(np.concatenate([synthesize(SENTENCE), silence]).tobytes())
-    agent_lines = f"() => ({TRANSCRIPT_JS})().filter(l => l.speaker === 'agent' && l.final)"
+    agent_lines = f"() => ({browser.TRANSCRIPT_JS})().filter(l => l.speaker === 'agent' && l.final)"
     async with (
-        page_server(livekit_server.url, manual_worker.agent_name) as url,
-        chromium(*microphone(wav, once=False)) as page,
+        browser.page_server(livekit_server.url, manual_worker.agent_name) as url,
+        browser.chromium(*browser.microphone(wav, once=False)) as page,
     ):
-        await page.goto(f"{url}/#key={KEY}")
-        await join_with_agent(page)
+        await page.goto(f"{url}/#key={browser.KEY}")
+        await browser.join_with_agent(page)
         await page.wait_for_selector("#talk:not([hidden])", timeout=20_000)
         await page.wait_for_function(f"() => ({agent_lines})().length >= 1", timeout=30_000)
-        await page.wait_for_timeout(4000)  # the microphone talks; nobody holds the button
+        await page.wait_for_timeout(4000)  # the browser.microphone talks; nobody holds the button
         greeted = len(await page.evaluate(agent_lines))
 
         box = await page.locator("#talk").bounding_box()

@@ -47,6 +47,14 @@ def stack_processes(marker: str) -> list[int]:
     return found
 
 
+def left_after(agent_name: str, seconds: float) -> list[int]:
+    """The stack's processes still running `seconds` after it was told to stop (fewer sooner)."""
+    deadline = time.time() + seconds
+    while (left := stack_processes(agent_name)) and time.time() < deadline:
+        time.sleep(0.1)
+    return left
+
+
 def up_env(**more: str) -> dict[str, str]:
     """The settings of an up.sh stack on free ports, its agent named uniquely (the marker
     `stack_processes` finds its processes by)."""
@@ -114,8 +122,7 @@ def test_up_logs_readably_answers_and_stops_on_ctrl_c():
         assert stack_processes(agent_name), "could not see the stack's processes"
         started = time.time()
         tmux("send-keys", "-t", session, "C-c")
-        while (left := stack_processes(agent_name)) and time.time() - started < 10:
-            time.sleep(0.1)
+        left = left_after(agent_name, 10)
         print(f"up.sh stopped everything in {time.time() - started:.1f} s after Ctrl+C")
         assert not left, f"still running after Ctrl+C: {left}\n{screen(session)}"
     finally:
@@ -144,9 +151,7 @@ def test_up_stops_everything_when_terminated_twice():
         bash = [int(p) for p in subprocess.check_output(["pgrep", "-P", str(script.pid)]).split()]
         for pid in (*bash, script.pid):
             os.kill(pid, 15)
-        started = time.time()
-        while (left := stack_processes(agent_name)) and time.time() - started < 10:
-            time.sleep(0.1)
+        left = left_after(agent_name, 10)
         assert not left, f"still running after two TERMs: {left}\n{log.read_text()[-1500:]}"
         assert log.read_text().rstrip().endswith("stopped")
     finally:

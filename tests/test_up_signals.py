@@ -6,11 +6,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
-from tests.test_up import stack_processes, up_env
+from tests.test_up import left_after, stack_processes, up_env
 from tools import stack
 from tools.stack import ROOT
 
@@ -42,9 +41,7 @@ def test_kill_int_stops_up_sh_started_in_the_background_by_a_script():
         assert stack_processes(agent_name), "could not see the stack's processes"
         os.kill(up, signal.SIGINT)
         launcher.wait(30)  # up.sh exited
-        started = time.time()
-        while (left := stack_processes(agent_name)) and time.time() - started < 15:
-            time.sleep(0.1)
+        left = left_after(agent_name, 15)
         assert not left, f"still running after kill -INT: {left}\n{log.read_text()[-1500:]}"
         assert log.read_text().rstrip().endswith("stopped")
     finally:

@@ -25,6 +25,9 @@ API_KEY = "devkey"
 # can look for it in every log of the run
 API_SECRET = "e2e-secret-5b0c2f7d9a8e41c6b3d2a1f0e9d8c7b6"
 AGENT_TARGET_LOAD = 1.0
+# pytest-xdist's name for this test process ("gw0", ...): each process starts its own stack,
+# whose server logs must not interleave with another's
+RUN = os.environ.get("PYTEST_XDIST_WORKER", "")
 
 
 def free_port() -> int:
@@ -99,7 +102,7 @@ def start_server(
     # a UDP port number free on TCP is almost surely free on UDP here
     port, tcp, udp = ports or (free_port(), free_port(), free_port())
     ARTIFACTS.mkdir(exist_ok=True)
-    log = ARTIFACTS / f"{name}.log"
+    log = ARTIFACTS / (f"{name}-{RUN}.log" if RUN else f"{name}.log")
     since = log.stat().st_size if log.exists() else 0
     # agents.target_load as scripts/livekit-server.sh ships it (1.0, for tests with
     # BUSY_ANSWER=false: see there), unless the caller's YAML sets its own `agents:` (a YAML key
@@ -247,12 +250,18 @@ def start_worker(
     return Worker(agent_name, process, log, env)
 
 
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
+def stop(*processes: subprocess.Popen, grace: float = 5.0) -> None:
+    """TERM them all at once, then KILL whichever still runs `grace` seconds later (a worker
+    TERMed with a call still on drains it first, which a finished test need not wait for)."""
+    for process in processes:
+        process.terminate()
+    deadline = time.time() + grace
+    for process in processes:
+        try:
+            process.wait(max(0.0, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class Gateway:
