@@ -133,6 +133,7 @@ class LiveSTT:
                 return self.error
             self._switch(new)
             self._follow_language(new)
+            self._follow_turns(new)
             self.plan, self.error = new, ""
             self.voice, self.answering = new.tts, self._first_language()
             logger.info("STT now: %s", config.describe(new))
@@ -169,6 +170,20 @@ class LiveSTT:
             changes["llm"] = config.build(new.llm, new)
         if changes:
             self._agent.update_options(**changes)
+
+    def _follow_turns(self, new: config.Plan) -> None:
+        """A new language may end turns with another detector (TURN_DETECTION=auto's choice
+        for it, or the fallback for a detector that does not speak it), and other delays."""
+        if (new.turn_detection, new.endpointing) == (
+            self.plan.turn_detection,
+            self.plan.endpointing,
+        ):
+            return
+        handling = config.turn_handling(new)
+        self._session.update_options(
+            turn_detection=handling["turn_detection"], endpointing_opts=handling["endpointing"]
+        )
+        logger.info("turns now end by %s", new.turn_detection)
 
     def _first_language(self) -> str:
         language = self.plan.language

@@ -251,3 +251,28 @@ async def test_a_call_in_one_language_keeps_its_voice_whatever_is_heard():
     live._on_transcribed(heard("Thank you.", "en"))
     assert agent.swaps == [] and built["llm"].language == "de"
     await asyncio.sleep(0)
+
+
+async def test_a_switch_to_a_language_the_turn_model_does_not_speak_ends_turns_by_silence():
+    live = switching.LiveSTT(plan({"TURN_DETECTION": "smart-turn"}), "")
+    session, agent = TurnRecorder(), Recorder(NOT_GIVEN)
+    live._session, live._agent, live._room = session, agent, Recorder(None)
+    assert live.plan.turn_detection == "smart-turn"
+    assert await live.apply({"language": "sv"}) == ""  # Swedish: not one of Smart Turn's
+    assert live.plan.turn_detection == "vad"
+    assert session.turns == [("vad", {"min_delay": 0.45, "max_delay": 0.45})]
+    assert await live.apply({"language": "de"}) == ""  # back to a language it speaks
+    assert type(session.turns[-1][0]).__name__ == "SmartTurnDetector"
+    assert await live.apply({"language": "fr"}) == ""  # the same detector: nothing to change
+    assert len(session.turns) == 2
+
+
+class TurnRecorder(Recorder):
+    """A session that records the turn options it is given."""
+
+    def __init__(self) -> None:
+        super().__init__(NOT_GIVEN)
+        self.turns = []
+
+    def update_options(self, turn_detection=NOT_GIVEN, endpointing_opts=NOT_GIVEN) -> None:
+        self.turns.append((turn_detection, endpointing_opts))
