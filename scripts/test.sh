@@ -8,7 +8,8 @@ source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 bash scripts/setup.sh
 step "running the tests"
-uv run pytest -n "${TEST_PROCESSES:-3}" --dist loadfile "$@"
+# --no-loadscope-reorder: in the order tests/conftest.py sorts them, longest first
+uv run pytest -n "${TEST_PROCESSES:-3}" --dist loadfile --no-loadscope-reorder "$@"
 step "running the tests that need the machine to themselves"
 status=0
 uv run pytest --alone "$@" || status=$?

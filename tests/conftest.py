@@ -6,6 +6,21 @@ import pytest
 from tools import stack
 
 TIERS = ("unit", "slow", "e2e")  # -m unit is the fast tier (about 30 s)
+# the e2e modules that take longest (their calls add up to 1-2 minutes, pytest --durations):
+# started first, so that no call is left running alone at the end of a parallel run
+LONGEST = {
+    f"tests.{name}"
+    for name in (
+        "test_turns_overlap",
+        "test_turns_e2e",
+        "test_e2e_cluster",
+        "test_e2e_languages",
+        "test_faults",
+        "test_calls_e2e",
+        "test_capacity",
+        "test_dev_reload",
+    )
+}
 MODULE_TIER = re.compile(r"^pytestmark = \[?pytest\.mark\.(\w+)", re.MULTILINE)
 
 
@@ -54,8 +69,8 @@ def pytest_collection_modifyitems(config, items):
         keep = [i for i in items if (i.get_closest_marker("alone") is None) == parallel]
         config.hook.pytest_deselected(items=[i for i in items if i not in keep])
         items[:] = keep
-    if parallel:  # a stable sort: collection order within a tier
-        items.sort(key=lambda i: TIERS[::-1].index(i.tier))
+    if parallel:  # a stable sort: collection order within a tier and a length
+        items.sort(key=lambda i: (TIERS[::-1].index(i.tier), i.module.__name__ not in LONGEST))
 
 
 @pytest.fixture(scope="session")

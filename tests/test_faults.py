@@ -94,7 +94,7 @@ async def test_the_page_says_the_call_ended_when_livekit_server_dies(tmp_path):
     """The browser's side of the same fault: the page's error line says the call ended (it does
     not sit in "reconnecting"), and Start gets a new call answered on the restarted server."""
     silence = tmp_path / "silence.wav"
-    with wave.open(str(silence), "wb") as w:  # a quiet fake browser.microphone: no turns to take
+    with wave.open(str(silence), "wb") as w:  # a quiet fake microphone: no turns to take
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(SAMPLE_RATE)

@@ -112,7 +112,7 @@ async def test_a_dispatch_can_turn_push_to_talk_on(worker, livekit_server):
 
 
 async def test_hold_to_talk_on_the_page(manual_worker, livekit_server, tmp_path):
-    """Chromium's fake browser.microphone says the sentence over and over; the agent answers once,
+    """Chromium's fake microphone says the sentence over and over; the agent answers once,
     after the button is released, to what was said while it was held."""
     wav = tmp_path / "loop.wav"
     with wave.open(str(wav), "wb") as w:
@@ -130,7 +130,7 @@ async def test_hold_to_talk_on_the_page(manual_worker, livekit_server, tmp_path)
         await browser.join_with_agent(page)
         await page.wait_for_selector("#talk:not([hidden])", timeout=20_000)
         await page.wait_for_function(f"() => ({agent_lines})().length >= 1", timeout=30_000)
-        await page.wait_for_timeout(4000)  # the browser.microphone talks; nobody holds the button
+        await page.wait_for_timeout(4000)  # the microphone talks; nobody holds the button
         greeted = len(await page.evaluate(agent_lines))
 
         box = await page.locator("#talk").bounding_box()
