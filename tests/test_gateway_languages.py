@@ -15,6 +15,8 @@ from livekit import rtc
 from livekit.agents import APIConnectOptions, APIError, inference, stt
 from livekit.plugins import cartesia
 
+from agent.plugins.moonshine import MoonshineSTT
+from agent.plugins.whisper import WhisperBaseSTT
 from services.gateway import engine
 from services.gateway.server import make_app
 from services.gateway.sessions import Gateway
@@ -74,13 +76,30 @@ def assert_german(finals: list[stt.SpeechData]) -> None:
 
 
 async def test_the_language_picks_the_gateways_engine():
-    assert type(engine.engine_for("en", 16000, "pcm_s16le")) is engine.Recognizer
-    german_engine = engine.engine_for("de-DE", 16000, "pcm_s16le")
-    assert type(german_engine) is engine.WhisperRecognizer and german_engine.language == "de"
+    """A session streams through the STT plugin a call in its language gets (local/auto), with
+    Cartesia's options mapped onto the plugin's own."""
+
+    async def ignore(_transcript) -> None:
+        pass
+
+    english = engine.Transcriber("en", 16000, "pcm_s16le", {"min_volume": 0.02}, ignore)
+    german = engine.Transcriber(
+        "de-DE", 16000, "pcm_s16le", {"max_silence_duration_secs": 0.8}, ignore
+    )
+    try:
+        assert type(english.stt) is MoonshineSTT and english.stt._opts.min_volume == 0.02
+        assert type(german.stt) is WhisperBaseSTT and german.stt.language == "de"
+        assert german.stt._opts.min_silence == 0.8
+    finally:
+        await english.aclose()
+        await german.aclose()
+    assert engine.plugin_options({"max_silence_duration_secs": 2, "smart_format": True}) == {
+        "min_silence": 2.0
+    }
     assert engine.local_engine("de") == "local/whisper-base:de"
     assert engine.local_engine("en") == "local/whisper-tiny:en"
     with pytest.raises(engine.BadRequestError, match="no local engine transcribes language 'tlh'"):
-        engine.engine_for("tlh", 16000, "pcm_s16le")
+        engine.Transcriber("tlh", 16000, "pcm_s16le", {}, ignore)
 
 
 def ink_whisper(http, base: str, language: str) -> inference.STT:

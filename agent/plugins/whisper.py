@@ -295,6 +295,9 @@ class WhisperOptions:
     interim_interval: float  # seconds of speech between interim decodes
     min_silence: float  # seconds of silence that end a speech segment
     candidates: tuple[str, ...] = ()  # `multi`: the languages detection picks from (empty: any)
+    # a segment quieter than this RMS (full scale 1.0) is silence, as below SPEECH_RMS
+    # (Cartesia's min_volume, which the gateway passes on)
+    min_volume: float = 0.0
 
 
 class WhisperSTT(stt.STT):
@@ -311,6 +314,7 @@ class WhisperSTT(stt.STT):
         languages: Sequence[str] = (),
         interim_interval: float = 1.0,
         min_silence: float = 0.4,
+        min_volume: float = 0.0,
         vad: vad.VAD | None = None,
     ) -> None:
         """`languages`: with `language="multi"`, the ones detection picks from (empty: any)."""
@@ -321,7 +325,9 @@ class WhisperSTT(stt.STT):
         )
         for code in (language, *languages):
             self._check_language(code)
-        self._opts = WhisperOptions(language, interim_interval, min_silence, tuple(languages))
+        self._opts = WhisperOptions(
+            language, interim_interval, min_silence, tuple(languages), min_volume
+        )
         self._vad = vad
 
     @property
@@ -343,11 +349,23 @@ class WhisperSTT(stt.STT):
                 f"{' '.join(ENGINES[self.ENGINE].languages)}"
             )
 
-    def update_options(self, *, language: NotGivenOr[str] = NOT_GIVEN) -> None:
-        """A new language for this STT and its running streams (from their next decode)."""
+    def update_options(
+        self,
+        *,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        min_volume: NotGivenOr[float] = NOT_GIVEN,
+        min_silence: NotGivenOr[float] = NOT_GIVEN,
+    ) -> None:
+        """New options for this STT and its running streams (from their next decode)."""
         if is_given(language):
             self._check_language(language)
             self._opts.language = language
+        if is_given(min_volume):
+            self._opts.min_volume = min_volume
+        if is_given(min_silence):
+            self._opts.min_silence = min_silence
+            if self._vad is not None:  # the segmenting VAD, and its running streams
+                self._vad.update_options(min_silence_duration=min_silence)
 
     def prewarm(self) -> None:
         """Load the model now. On an event loop (LiveKit prewarms an STT swapped in mid-call on
@@ -531,10 +549,10 @@ class WhisperStream(stt.RecognizeStream):
         """Decode the segment: `wait` for the model (a final) or only if it is idle (an
         interim). In a `multi` call a final waits for the segment's language; an interim
         before it is known detects one from its own (shorter) encoder pass."""
-        samples = _samples(frames)
+        opts = self._whisper._opts
+        samples = _samples(frames, opts.min_volume)
         if samples is None or self._model is None:
             return None
-        opts = self._whisper._opts
         language = opts.language
         if language == MULTI:
             if self._detecting is None and wait:
@@ -585,11 +603,12 @@ def _seconds(frames: list[rtc.AudioFrame]) -> float:
     return sum(f.samples_per_channel for f in frames) / ENGINE_RATE
 
 
-def _samples(frames: list[rtc.AudioFrame]) -> np.ndarray | None:
-    """The segment as 16 kHz float32, or None when it is too quiet to be speech."""
+def _samples(frames: list[rtc.AudioFrame], min_volume: float) -> np.ndarray | None:
+    """The segment as 16 kHz float32, or None when it is too quiet to be speech (below
+    SPEECH_RMS or `min_volume`)."""
     if not frames:
         return None
     samples = float_mono(rtc.combine_audio_frames(frames))
-    if float(np.sqrt(np.mean(samples**2))) < SPEECH_RMS:
+    if float(np.sqrt(np.mean(samples**2))) < max(SPEECH_RMS, min_volume):
         return None
     return samples
