@@ -49,6 +49,7 @@ from livekit import rtc
 from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, stt, utils, vad
 from livekit.agents.types import NOT_GIVEN, NotGivenOr, TimedString
 from livekit.agents.utils import AudioBuffer, is_given
+from livekit.local_inference import VAD_WINDOW_SAMPLES  # what inference.VAD runs on at once
 
 from ..audio import ENGINE_RATE, SPEECH_RMS, float_mono, resample
 from ..errors import ConfigError
@@ -480,22 +481,38 @@ class WhisperStream(stt.RecognizeStream):
     async def _run(self) -> None:
         self._model = await asyncio.to_thread(load_model, self._whisper.ENGINE)
         vad_stream = self._vad.stream()
+        # samples pushed into the VAD since its last flush, and how many it has run on: it may
+        # run behind its input (audio sent faster than real time, a busy machine)
+        pushed = heard = 0
+        progress = asyncio.Event()  # the VAD has run on more, or has ended
 
         async def forward() -> None:
+            nonlocal pushed, heard
             async for item in self._input_ch:
                 if isinstance(item, self._FlushSentinel):
-                    # the session decided the turn is over: finish the segment now
+                    # the session decided the turn is over: finish the segment once the VAD
+                    # has heard all the audio before the flush (it keeps back less than one
+                    # window, which its flush drops)
+                    while pushed - heard >= VAD_WINDOW_SAMPLES and not vad_done:
+                        progress.clear()
+                        await progress.wait()
                     frames = self._frames
                     vad_stream.flush()  # and start listening afresh
+                    pushed = heard = 0
                     if frames:
                         await self._final(frames)
                 else:
                     vad_stream.push_frame(item)
+                    pushed += item.samples_per_channel
             vad_stream.end_input()
 
+        vad_done = False
         forwarding = asyncio.create_task(forward())
         try:
             async for ev in vad_stream:
+                if ev.type == vad.VADEventType.INFERENCE_DONE:
+                    heard = ev.samples_index  # the VAD's rate is the stream's (ENGINE_RATE)
+                    progress.set()
                 if ev.type == vad.VADEventType.START_OF_SPEECH:
                     self._frames = list(ev.frames)
                     now = ev.samples_index / ENGINE_RATE
@@ -510,6 +527,8 @@ class WhisperStream(stt.RecognizeStream):
                     self._on_audio(ev)
                 elif ev.type == vad.VADEventType.END_OF_SPEECH and self._frames:
                     await self._final(list(ev.frames))
+            vad_done = True
+            progress.set()
             await forwarding
         finally:
             await utils.aio.cancel_and_wait(forwarding)
