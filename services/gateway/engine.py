@@ -163,8 +163,9 @@ class Transcriber:
             elif ev.type == stt.SpeechEventType.FINAL_TRANSCRIPT and text:
                 lines.append(text)
                 end = origin + data.end_time
-            elif ev.type == stt.SpeechEventType.END_OF_SPEECH and lines:
-                await self._emit(Transcript(" ".join(lines), True, start, max(start, end)))
+            elif ev.type == stt.SpeechEventType.END_OF_SPEECH:
+                if lines:
+                    await self._emit(Transcript(" ".join(lines), True, start, max(start, end)))
                 lines, start, end, last_interim = [], None, 0.0, ""
         if lines:  # the input ended before the plugin's END_OF_SPEECH
             await self._emit(Transcript(" ".join(lines), True, start, max(start, end)))
