@@ -167,9 +167,10 @@ async def test_german_sent_faster_than_real_time_is_heard_to_the_end(gateway_htt
                 finals.append(event["text"])
         await ws.send_str("done")
     heard = " ".join(finals)
-    # every sentence is there (without the fix the last one was lost: 21 words of 33), though
-    # Whisper base garbles some of espeak-ng's German
-    assert len(heard.split()) >= 0.8 * len(" ".join(said).split()), heard
+    # every sentence is there, though Whisper base garbles (and joins) some of espeak-ng's German
+    # words: its letters count (without the fix the last sentence was lost: 0.73 of them)
+    letters = sum(c.isalpha() for c in heard) / sum(c.isalpha() for c in " ".join(said))
+    assert letters >= 0.85, heard
     assert cer(" ".join(said), heard) <= 0.45, heard
 
 
