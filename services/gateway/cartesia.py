@@ -222,7 +222,7 @@ class CartesiaSession:
                 )
 
     async def audio(self, data: bytes) -> None:
-        self.transcriber.push(data)
+        await self.transcriber.push(data)
         self.record.audio_seconds = round(self.transcriber.position, 3)
 
     async def send(self, msg: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,10 @@ from agent.audio import RAW_ENCODINGS
 
 from .validation import BadRequestError
 
+# A session's audio may run this far ahead of real time (a file sent at once); beyond it, its
+# messages are read at real-time pace, so TCP holds a flood back instead of the plugin's queue
+# holding it in memory (the engine works through audio at its own pace, not on arrival).
+MAX_AHEAD_SECONDS = 60.0
 DEFAULT_MAX_SILENCE = 0.5  # seconds, when a session does not set max_silence_duration_secs
 # the provider options the gateway honours (Cartesia's query parameters, LiveKit Inference's
 # extra_kwargs) -> the local STT plugins' own options
@@ -104,6 +109,7 @@ class Transcriber:
         self._width, self._decode = RAW_ENCODINGS[encoding]
         self._tail = b""  # bytes of a sample split across two messages
         self.position = position  # seconds of audio received
+        self._received, self._since = 0.0, time.monotonic()  # by this transcriber
         self._emit = emit
         self._open()
 
@@ -116,7 +122,7 @@ class Transcriber:
         self._stream = self.stt.stream(language=self.descriptor.variant)
         self._reader = asyncio.create_task(self._read(self._stream, self.position))
 
-    def push(self, data: bytes) -> None:
+    async def push(self, data: bytes) -> None:
         if self._reader.done():  # the stream failed: fail the session with its error
             self._reader.result()
         data = self._tail + data
@@ -129,6 +135,10 @@ class Transcriber:
         pcm = np.clip(np.round(self._decode(data) * 32768), -32768, 32767).astype(np.int16)
         self._stream.push_frame(rtc.AudioFrame(pcm.tobytes(), self.sample_rate, 1, len(pcm)))
         self.position += len(pcm) / self.sample_rate
+        self._received += len(pcm) / self.sample_rate
+        ahead = self._received - (time.monotonic() - self._since)
+        if ahead > MAX_AHEAD_SECONDS:
+            await asyncio.sleep(ahead - MAX_AHEAD_SECONDS)
 
     async def finalize(self, reopen: bool = True) -> None:
         """Everything heard so far becomes final, emitted before this returns (Cartesia

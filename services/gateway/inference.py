@@ -152,7 +152,7 @@ class InferenceSession:
 
     async def audio(self, data: dict[str, Any]) -> bool:
         audio = base64.b64decode(data.get("audio") or "", validate=True)
-        self.transcriber.push(audio)
+        await self.transcriber.push(audio)
         self.record.audio_seconds = round(self.transcriber.position, 3)
         return False
 
