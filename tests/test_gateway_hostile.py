@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from livekit import api
 
 from agent import logs
+from services.gateway import engine
 from services.gateway.limits import Limits
 from services.gateway.server import make_app
 from services.gateway.sessions import Gateway
@@ -506,6 +507,29 @@ def test_an_idle_websocket_is_told_and_closed(gw, clean_log, path, headers):
     errors = [e for e in events if e["type"] == "error"]
     assert len(errors) == 1 and errors[0]["code"] == 408, events
     assert "GATEWAY_WS_IDLE_TIMEOUT" in errors[0]["message"]
+
+
+def test_a_flood_of_audio_is_read_at_real_time_pace_past_the_allowance(gw, clean_log, monkeypatch):
+    """Audio sent faster than real time is taken at once up to MAX_AHEAD_SECONDS ahead, then
+    read at real-time pace (TCP holds the rest back), not queued in the gateway's memory."""
+    monkeypatch.setattr(engine, "MAX_AHEAD_SECONDS", 1.0)
+
+    async def flood() -> float:
+        query = "model=ink-whisper&encoding=pcm_s16le&sample_rate=16000"
+        headers = {"X-API-Key": CARTESIA_KEY, "Cartesia-Version": VERSION}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(f"{gw.base}/stt/websocket?{query}", headers=headers) as ws,
+        ):
+            start = time.monotonic()
+            for _ in range(40):  # 4 s of silence, 100 ms a message
+                await ws.send_bytes(bytes(3200))
+            await ws.send_str("finalize")
+            while (await ws.receive_json(timeout=30))["type"] != "flush_done":
+                pass
+            return time.monotonic() - start
+
+    assert gw.run(flood()) >= 2.5  # 3 s past the allowance (silence takes the engine ~0.1 s)
 
 
 def test_sessions_need_the_key(gw, clean_log):

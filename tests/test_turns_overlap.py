@@ -1,7 +1,7 @@
 """A caller who talks over the agent is heard whole: speech that starts during the greeting, or
 during a reply, is transcribed from its first word, the agent stops, and it answers the whole
 utterance. In English (Moonshine) and German (Whisper base), on the local defaults and through
-the gateway (the agent on LiveKit Inference's protocol, the gateway's own segmenters)."""
+the gateway (the agent on LiveKit Inference's protocol, the gateway on the same plugin streams)."""
 
 from __future__ import annotations
 
@@ -44,8 +44,8 @@ def gateway_worker(livekit_server, gateway):
     stack.stop(w.process)
 
 
-# both languages on their local engines (Moonshine, Whisper base); the gateway's segmenter is
-# the same for every language, so English alone goes through it
+# both languages on their local engines (Moonshine, Whisper base); the gateway drives the same
+# plugin streams, with one adapter for every language, so English alone goes through it
 @pytest.mark.parametrize(
     ("language", "route"), [("en", "local"), ("de", "local"), ("en", "gateway")]
 )

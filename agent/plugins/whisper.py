@@ -49,6 +49,7 @@ from livekit import rtc
 from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, stt, utils, vad
 from livekit.agents.types import NOT_GIVEN, NotGivenOr, TimedString
 from livekit.agents.utils import AudioBuffer, is_given
+from livekit.local_inference import VAD_WINDOW_SAMPLES  # what inference.VAD runs on at once
 
 from ..audio import ENGINE_RATE, SPEECH_RMS, float_mono, resample
 from ..errors import ConfigError
@@ -295,6 +296,9 @@ class WhisperOptions:
     interim_interval: float  # seconds of speech between interim decodes
     min_silence: float  # seconds of silence that end a speech segment
     candidates: tuple[str, ...] = ()  # `multi`: the languages detection picks from (empty: any)
+    # a segment quieter than this RMS (full scale 1.0) is silence, as below SPEECH_RMS
+    # (Cartesia's min_volume, which the gateway passes on)
+    min_volume: float = 0.0
 
 
 class WhisperSTT(stt.STT):
@@ -311,6 +315,7 @@ class WhisperSTT(stt.STT):
         languages: Sequence[str] = (),
         interim_interval: float = 1.0,
         min_silence: float = 0.4,
+        min_volume: float = 0.0,
         vad: vad.VAD | None = None,
     ) -> None:
         """`languages`: with `language="multi"`, the ones detection picks from (empty: any)."""
@@ -321,7 +326,9 @@ class WhisperSTT(stt.STT):
         )
         for code in (language, *languages):
             self._check_language(code)
-        self._opts = WhisperOptions(language, interim_interval, min_silence, tuple(languages))
+        self._opts = WhisperOptions(
+            language, interim_interval, min_silence, tuple(languages), min_volume
+        )
         self._vad = vad
 
     @property
@@ -343,11 +350,23 @@ class WhisperSTT(stt.STT):
                 f"{' '.join(ENGINES[self.ENGINE].languages)}"
             )
 
-    def update_options(self, *, language: NotGivenOr[str] = NOT_GIVEN) -> None:
-        """A new language for this STT and its running streams (from their next decode)."""
+    def update_options(
+        self,
+        *,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        min_volume: NotGivenOr[float] = NOT_GIVEN,
+        min_silence: NotGivenOr[float] = NOT_GIVEN,
+    ) -> None:
+        """New options for this STT and its running streams (from their next decode)."""
         if is_given(language):
             self._check_language(language)
             self._opts.language = language
+        if is_given(min_volume):
+            self._opts.min_volume = min_volume
+        if is_given(min_silence):
+            self._opts.min_silence = min_silence
+            if self._vad is not None:  # the segmenting VAD, and its running streams
+                self._vad.update_options(min_silence_duration=min_silence)
 
     def prewarm(self) -> None:
         """Load the model now. On an event loop (LiveKit prewarms an STT swapped in mid-call on
@@ -462,22 +481,38 @@ class WhisperStream(stt.RecognizeStream):
     async def _run(self) -> None:
         self._model = await asyncio.to_thread(load_model, self._whisper.ENGINE)
         vad_stream = self._vad.stream()
+        # samples pushed into the VAD since its last flush, and how many it has run on: it may
+        # run behind its input (audio sent faster than real time, a busy machine)
+        pushed = heard = 0
+        progress = asyncio.Event()  # the VAD has run on more, or has ended
 
         async def forward() -> None:
+            nonlocal pushed, heard
             async for item in self._input_ch:
                 if isinstance(item, self._FlushSentinel):
-                    # the session decided the turn is over: finish the segment now
+                    # the session decided the turn is over: finish the segment once the VAD
+                    # has heard all the audio before the flush (it keeps back less than one
+                    # window, which its flush drops)
+                    while pushed - heard >= VAD_WINDOW_SAMPLES and not vad_done:
+                        progress.clear()
+                        await progress.wait()
                     frames = self._frames
                     vad_stream.flush()  # and start listening afresh
+                    pushed = heard = 0
                     if frames:
                         await self._final(frames)
                 else:
                     vad_stream.push_frame(item)
+                    pushed += item.samples_per_channel
             vad_stream.end_input()
 
+        vad_done = False
         forwarding = asyncio.create_task(forward())
         try:
             async for ev in vad_stream:
+                if ev.type == vad.VADEventType.INFERENCE_DONE:
+                    heard = ev.samples_index  # the VAD's rate is the stream's (ENGINE_RATE)
+                    progress.set()
                 if ev.type == vad.VADEventType.START_OF_SPEECH:
                     self._frames = list(ev.frames)
                     now = ev.samples_index / ENGINE_RATE
@@ -492,6 +527,8 @@ class WhisperStream(stt.RecognizeStream):
                     self._on_audio(ev)
                 elif ev.type == vad.VADEventType.END_OF_SPEECH and self._frames:
                     await self._final(list(ev.frames))
+            vad_done = True
+            progress.set()
             await forwarding
         finally:
             await utils.aio.cancel_and_wait(forwarding)
@@ -531,10 +568,10 @@ class WhisperStream(stt.RecognizeStream):
         """Decode the segment: `wait` for the model (a final) or only if it is idle (an
         interim). In a `multi` call a final waits for the segment's language; an interim
         before it is known detects one from its own (shorter) encoder pass."""
-        samples = _samples(frames)
+        opts = self._whisper._opts
+        samples = _samples(frames, opts.min_volume)
         if samples is None or self._model is None:
             return None
-        opts = self._whisper._opts
         language = opts.language
         if language == MULTI:
             if self._detecting is None and wait:
@@ -585,11 +622,12 @@ def _seconds(frames: list[rtc.AudioFrame]) -> float:
     return sum(f.samples_per_channel for f in frames) / ENGINE_RATE
 
 
-def _samples(frames: list[rtc.AudioFrame]) -> np.ndarray | None:
-    """The segment as 16 kHz float32, or None when it is too quiet to be speech."""
+def _samples(frames: list[rtc.AudioFrame], min_volume: float) -> np.ndarray | None:
+    """The segment as 16 kHz float32, or None when it is too quiet to be speech (below
+    SPEECH_RMS or `min_volume`)."""
     if not frames:
         return None
     samples = float_mono(rtc.combine_audio_frames(frames))
-    if float(np.sqrt(np.mean(samples**2))) < SPEECH_RMS:
+    if float(np.sqrt(np.mean(samples**2))) < max(SPEECH_RMS, min_volume):
         return None
     return samples

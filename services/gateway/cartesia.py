@@ -26,10 +26,10 @@ from agent import catalog, config
 from agent.errors import ConfigError
 
 from .auth import API_VERSIONS, CartesiaError, Keys, api_version, token_request
-from .engine import Hypothesis, Recognizer, engine_for
+from .engine import Transcriber, Transcript, local_stt
 from .limits import messages
 from .sessions import GATEWAY, Gateway, SessionRecord
-from .validation import BadRequestError, check_audio_format, vad_settings, validate
+from .validation import BadRequestError, check_audio_format, validate
 
 logger = logging.getLogger("services.gateway.cartesia")
 
@@ -152,7 +152,7 @@ async def stream(request: web.Request, route: str, session_type: type) -> web.St
         check_options(spec.options_from, options, source="query")
         validate(f"cartesia/{model}", language, {}, source="query")
         rate = check_audio_format(query.get("sample_rate"), query.get("encoding"))
-        recognizer = engine_for(language, rate, query["encoding"], **vad_settings(options))
+        local_stt(language)  # a language no local engine speaks is refused before the upgrade
     except BadRequestError as e:
         return refuse(gw, rid, model, language, invalid(str(e)))
     except CartesiaError as e:
@@ -173,11 +173,12 @@ async def stream(request: web.Request, route: str, session_type: type) -> web.St
         api_version=version,
     )
     record.settings = {"model": model, "language": language, "options": options}
-    session = session_type(gw, ws, record, recognizer)
+    session = session_type(gw, ws, record)
+    session.transcriber = Transcriber(language, rate, query["encoding"], options, session.send_one)
     try:
         await session.run()
     finally:
-        await recognizer.aclose()
+        await session.transcriber.aclose()
         await ws.close()
         gw.closed(record)
     return ws
@@ -196,7 +197,7 @@ class CartesiaSession:
     gw: Gateway
     ws: web.WebSocketResponse
     record: SessionRecord
-    recognizer: Recognizer
+    transcriber: Transcriber | None = None
     last: float = 0.0  # the plugin lays transcripts end to end: durations run from the last one
 
     async def run(self) -> None:
@@ -206,10 +207,10 @@ class CartesiaSession:
             elif msg.type != WSMsgType.TEXT:
                 continue
             elif msg.data == "finalize":
-                await self.send_transcripts(await self.recognizer.finalize())
+                await self.transcriber.finalize()
                 await self.send({"type": "flush_done"})
             elif msg.data in ("close", "done"):
-                await self.send_transcripts(await self.recognizer.finalize())
+                await self.transcriber.finalize(reopen=False)
                 self.record.finalized = True
                 await self.send({"type": "done"})
                 return
@@ -221,8 +222,8 @@ class CartesiaSession:
                 )
 
     async def audio(self, data: bytes) -> None:
-        await self.send_transcripts(await self.recognizer.push(data))
-        self.record.audio_seconds = round(self.recognizer.position, 3)
+        await self.transcriber.push(data)
+        self.record.audio_seconds = round(self.transcriber.position, 3)
 
     async def send(self, msg: dict[str, Any]) -> None:
         if not self.ws.closed:  # the client may hang up without waiting for `done`
@@ -257,20 +258,19 @@ class CartesiaSession:
             code="idle_timeout",
         )
 
-    async def send_transcripts(self, results: list[Hypothesis]) -> None:
-        for t in results:
-            self.gw.note(self.record, t)
-            await self.send(
-                {
-                    "type": "transcript",
-                    "is_final": t.is_final,
-                    "text": t.text,
-                    "duration": round(t.position - self.last, 3),
-                    "language": self.record.language,
-                    "words": t.words(),
-                }
-            )
-            self.last = t.position
+    async def send_one(self, t: Transcript) -> None:
+        self.gw.note(self.record, t)
+        await self.send(
+            {
+                "type": "transcript",
+                "is_final": t.is_final,
+                "text": t.text,
+                "duration": round(max(0.0, t.end - self.last), 3),
+                "language": self.record.language,
+                "words": t.words(),
+            }
+        )
+        self.last = max(self.last, t.end)
 
 
 @dataclass
@@ -299,7 +299,7 @@ class TurnsSession(CartesiaSession):
                 command = None
             kind = command.get("type") if isinstance(command, dict) else None
             if kind == "close":
-                await self.send_transcripts(await self.recognizer.finalize())
+                await self.transcriber.finalize(reopen=False)
                 self.record.finalized = True
                 return  # the server closes: that is the client's end of stream
             if kind == "config":
@@ -324,13 +324,11 @@ class TurnsSession(CartesiaSession):
         self.record.updates.append(command)
         self.record.settings["options"] = {**self.record.settings["options"], **options}
 
-    async def send_transcripts(self, results: list[Hypothesis]) -> None:
-        for t in results:
-            self.gw.note(self.record, t)
-            if not self.speaking:
-                self.speaking = True
-                await self.send({"type": "turn.start"})
-            kind = "turn.end" if t.is_final else "turn.update"
-            await self.send({"type": kind, "transcript": t.text})
-            if t.is_final:
-                self.speaking = False
+    async def send_one(self, t: Transcript) -> None:
+        self.gw.note(self.record, t)
+        if not self.speaking:
+            self.speaking = True
+            await self.send({"type": "turn.start"})
+        await self.send({"type": "turn.end" if t.is_final else "turn.update", "transcript": t.text})
+        if t.is_final:
+            self.speaking = False

@@ -21,10 +21,10 @@ from livekit.agents import utils
 
 from agent import catalog
 
-from .engine import Hypothesis, Recognizer, engine_for
+from .engine import Transcriber, Transcript, local_stt
 from .limits import messages
 from .sessions import GATEWAY, Gateway, SessionRecord
-from .validation import BadRequestError, check_audio_format, vad_settings, validate
+from .validation import BadRequestError, check_audio_format, validate
 
 logger = logging.getLogger("services.gateway.inference")
 
@@ -50,8 +50,8 @@ async def inference_stt(request: web.Request) -> web.StreamResponse:
     try:
         await session.run()
     finally:
-        if session.recognizer is not None:
-            await session.recognizer.aclose()
+        if session.transcriber is not None:
+            await session.transcriber.aclose()
         await ws.close()
         gw.closed(session.record)
     return ws
@@ -65,7 +65,7 @@ class InferenceSession:
     ws: web.WebSocketResponse
     record: SessionRecord
     query_model: str = ""  # the model in the URL; session.create's takes precedence
-    recognizer: Recognizer | None = None
+    transcriber: Transcriber | None = None
 
     async def run(self) -> None:
         idle = self.gw.limits.ws_idle_timeout
@@ -83,7 +83,7 @@ class InferenceSession:
                     logger.warning("%s: unknown message type %.40r", self.record.id, data["type"])
                     continue
                 check_shape(data)
-                if self.recognizer is None and handler is not InferenceSession.create:
+                if self.transcriber is None and handler is not InferenceSession.create:
                     raise BadRequestError(f"expected session.create first, not {data['type']!r}")
                 if await handler(self, data):
                     return
@@ -110,21 +110,19 @@ class InferenceSession:
             with contextlib.suppress(ConnectionResetError):
                 await self.ws.send_str(json.dumps({**msg, "request_id": self.record.id}))
 
-    async def send_transcripts(self, results: list[Hypothesis]) -> None:
-        language = self.record.settings["language"] or "en"
-        for t in results:
-            self.gw.note(self.record, t)
-            await self.send(
-                {
-                    "type": "final_transcript" if t.is_final else "interim_transcript",
-                    "transcript": t.text,
-                    "language": language,
-                    "start": t.start,
-                    "duration": round(t.end - t.start, 3),
-                    "confidence": 1.0,
-                    "words": t.words(),
-                }
-            )
+    async def send_one(self, t: Transcript) -> None:
+        self.gw.note(self.record, t)
+        await self.send(
+            {
+                "type": "final_transcript" if t.is_final else "interim_transcript",
+                "transcript": t.text,
+                "language": self.record.settings["language"] or "en",
+                "start": round(t.start, 3),
+                "duration": round(t.end - t.start, 3),
+                "confidence": 1.0,
+                "words": t.words(),
+            }
+        )
 
     # each handler returns True when the session is over
 
@@ -146,17 +144,16 @@ class InferenceSession:
             16000 if settings.get("sample_rate") is None else settings["sample_rate"], encoding
         )
         _validate_inference(current)
-        self.recognizer = engine_for(
-            current["language"] or "en", rate, encoding, **vad_settings(current["options"])
+        self.transcriber = Transcriber(
+            current["language"] or "en", rate, encoding, current["options"], self.send_one
         )
         await self.send({"type": "session.created"})
         return False
 
     async def audio(self, data: dict[str, Any]) -> bool:
         audio = base64.b64decode(data.get("audio") or "", validate=True)
-        results = await self.recognizer.push(audio)
-        self.record.audio_seconds = round(self.recognizer.position, 3)
-        await self.send_transcripts(results)
+        await self.transcriber.push(audio)
+        self.record.audio_seconds = round(self.transcriber.position, 3)
         return False
 
     async def update(self, data: dict[str, Any]) -> bool:
@@ -168,29 +165,28 @@ class InferenceSession:
         merged["options"] = {**merged["options"], **(update.get("extra") or {})}
         _validate_inference(merged)
         language = merged["language"] or "en"
-        old = self.recognizer
-        new = engine_for(language, old.sample_rate, old.encoding, **vad_settings(merged["options"]))
+        old = self.transcriber
+        same_engine = local_stt(language) == old.descriptor
         self.record.settings = merged
-        if (type(new), new.language) == (type(old), old.language):
-            for name, value in vad_settings(merged["options"]).items():
-                setattr(old, name, value)
+        if same_engine:
+            old.configure(merged["options"])
             return False
         # another language: what was heard so far is final in the old one, then the new
         # language's engine takes over (e.g. a live switch from English to German)
-        await self.send_transcripts(await old.finalize())
-        await old.aclose()
-        new.position = old.position
-        self.recognizer = new
+        await old.finalize(reopen=False)
+        self.transcriber = Transcriber(
+            language, old.sample_rate, old.encoding, merged["options"], self.send_one, old.position
+        )
         return False
 
     async def finalize(self, data: dict[str, Any]) -> bool:
-        await self.send_transcripts(await self.recognizer.finalize())
+        await self.transcriber.finalize()
         self.record.finalized = True
         await self.send({"type": "session.finalized"})
         return False
 
     async def close(self, data: dict[str, Any]) -> bool:
-        await self.send_transcripts(await self.recognizer.finalize())
+        await self.transcriber.finalize(reopen=False)
         self.record.finalized = True
         await self.send({"type": "session.closed"})
         return True

@@ -19,13 +19,15 @@ Every route answers bad input with its protocol's error (Cartesia's error object
 Inference websocket's error event) and a 4xx, and logs one line. Its limits (upload size,
 audio duration, batch work at once, idle websockets) are settings: gateway/limits.py.
 
-The session's language picks the engine (gateway/engine.py), as `local/auto` does for the agent:
-English on Moonshine tiny-en, the other 99 languages of Whisper (which are Cartesia ink-whisper's)
-on the multilingual Whisper base, in that language; files with English word timestamps on
-Whisper tiny.en. A language no local engine speaks is refused, never transcribed as another.
+The session's language picks the STT plugin a call in that language gets (gateway/engine.py,
+`local/auto`), and the session streams through that plugin's own `stream()`: English on
+Moonshine tiny-en, the other 99 languages of Whisper (which are Cartesia ink-whisper's) on the
+multilingual Whisper base, in that language; files with English word timestamps on Whisper
+tiny.en. A language no local engine speaks is refused, never transcribed as another.
 
-Cartesia's `min_volume` and `max_silence_duration_secs` are honoured (see `Recognizer`); the
-other providers' options are validated against agent/catalog.py and recorded, not applied.
+Cartesia's `min_volume` and `max_silence_duration_secs` are honoured as the plugins' own
+`min_volume` and `min_silence` (engine.PLUGIN_OPTIONS); the other providers' options are
+validated against agent/catalog.py and recorded, not applied.
 """
 
 from __future__ import annotations

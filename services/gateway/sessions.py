@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .engine import Hypothesis
+from .engine import Transcript
 from .limits import BatchSlots, Limits
 
 logger = logging.getLogger("gateway")
@@ -79,7 +79,7 @@ class Gateway:
         )
 
     @staticmethod
-    def note(record: SessionRecord, t: Hypothesis) -> None:
+    def note(record: SessionRecord, t: Transcript) -> None:
         if t.is_final:
             record.finals.append(t.text)
         else:

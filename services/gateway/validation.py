@@ -36,13 +36,3 @@ def check_audio_format(sample_rate: Any, encoding: Any) -> int:
     if encoding not in RAW_ENCODINGS:
         raise BadRequestError(f"encoding {encoding!r} is not one of: {', '.join(RAW_ENCODINGS)}")
     return rate
-
-
-def vad_settings(options: dict[str, Any]) -> dict[str, float]:
-    """Recognizer keyword arguments from provider options (Cartesia's names)."""
-    out = {}
-    if options.get("min_volume") is not None:
-        out["min_volume"] = float(options["min_volume"])
-    if options.get("max_silence_duration_secs") is not None:
-        out["max_silence"] = float(options["max_silence_duration_secs"])
-    return out
