@@ -13,7 +13,6 @@ pause) are joined into one final, and each interim carries the utterance so far.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -75,11 +74,6 @@ def local_stt(language: str) -> config.Descriptor:
         raise BadRequestError(f"no local engine transcribes language {language!r}: {e}") from None
 
 
-@functools.cache
-def _settings() -> config.Settings:
-    return config.Settings()
-
-
 def plugin_options(options: dict[str, Any]) -> dict[str, float]:
     """The plugin options that provider options (already validated) map onto."""
     out = {"min_silence": DEFAULT_MAX_SILENCE}
@@ -103,7 +97,7 @@ class Transcriber:
         position: float = 0.0,
     ) -> None:
         self.descriptor = local_stt(language)
-        self.stt = config.build(self.descriptor, _settings())
+        self.stt = config.build(self.descriptor)  # the engine on its own, in its language
         self.configure(options)
         self.sample_rate, self.encoding = sample_rate, encoding
         self._width, self._decode = RAW_ENCODINGS[encoding]
