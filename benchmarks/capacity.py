@@ -468,7 +468,6 @@ def main() -> None:
     finally:
         stack.stop(worker.process, server.process)
     from agent import config
-    from agent.plugins import moonshine
 
     settings = config.Settings.from_env(worker.env)
     summary = {
@@ -480,9 +479,6 @@ def main() -> None:
             "busy_answer": settings.busy_answer,
             "burst": args.burst,
             "job_executor": settings.job_executor,
-            # how far above its process Moonshine's engine thread runs (0: not allowed here)
-            "stt_engine_priority_boost": os.getpriority(os.PRIO_PROCESS, 0)
-            - moonshine.engine_nice(),
             "stagger_s": STAGGER_S,
             "callers_send_realtime": may_run_realtime(),
             "stack": config.describe(config.resolve(settings)),

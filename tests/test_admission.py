@@ -130,20 +130,3 @@ def test_the_call_language_is_the_callers_attribute_else_the_dispatchs():
     caller.attributes = {}
     assert busy._language(caller, '{"language": "fr"}') == "fr"
     assert busy._language(caller, "not json") == ""
-
-
-@pytest.mark.parametrize(
-    "avg10,interval",
-    [("3.00", 1.0), ("18.50", 2.0), ("45.00", float("inf"))],
-)
-def test_moonshine_interims_thin_out_and_stop_as_the_cpu_pressure_rises(
-    tmp_path, monkeypatch, avg10, interval
-):
-    from agent.plugins import moonshine
-
-    psi = tmp_path / "cpu"
-    psi.write_text(f"some avg10={avg10} avg60=1.00 avg300=1.00 total=123\n")
-    monkeypatch.setattr(capacity, "PRESSURE_FILE", psi)
-    monkeypatch.setitem(moonshine._cpu, "at", 0.0)  # read the pressure now
-    monkeypatch.setitem(moonshine._cpu, "factor", 1.0)  # and leave no factor to other tests
-    assert moonshine.interim_interval(1.0) == interval

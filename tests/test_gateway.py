@@ -16,7 +16,6 @@ from livekit.agents import APIConnectOptions, APIError, APIStatusError, inferenc
 from livekit.plugins import cartesia
 
 from agent import config
-from agent.plugins import moonshine
 from services.gateway.server import make_app
 from services.gateway.sessions import Gateway
 from tests.speech import DICKENS, DICKENS_SAID, silence, spoken_16k
@@ -80,13 +79,6 @@ async def speak(stream, samples: np.ndarray) -> None:
         await asyncio.sleep(0.005)
 
 
-@pytest.fixture
-def interims(monkeypatch) -> None:
-    """Moonshine's interims every second of speech, however busy the machine (its stream
-    skips them while the machine's CPU pressure is high; the gateway runs in this process)."""
-    monkeypatch.setattr(moonshine, "CPU_STEPS", ())
-
-
 async def collect(stream) -> list[stt.SpeechEvent]:
     return [ev async for ev in stream]
 
@@ -123,7 +115,7 @@ async def wait_for(http, first: int, predicate, what: str, seconds: float = 30) 
 # -- LiveKit Inference ---------------------------------------------------------------------------
 
 
-async def test_inference_transcribes_and_records_the_session(gateway_http, speech, interims):
+async def test_inference_transcribes_and_records_the_session(gateway_http, speech):
     client = inference_stt(
         gateway_http, extra_kwargs={"min_volume": 0.001, "max_silence_duration_secs": 0.6}
     )
@@ -385,7 +377,7 @@ async def test_cartesia_bad_parameters(gateway_http, route, query, reason):
         assert reason in (await r.json())["message"]
 
 
-async def test_cartesia_plugin_default_ink2_streams_turns(gateway_http, speech, interims):
+async def test_cartesia_plugin_default_ink2_streams_turns(gateway_http, speech):
     """`cartesia.STT()` with no model picks ink-2 for English: the turns websocket, where the
     server ends each turn (turn.start, turn.update, turn.end)."""
     first = len(await sessions(gateway_http))

@@ -11,7 +11,6 @@ from livekit.agents import inference, llm, stt
 from livekit.agents.vad import VADEventType
 
 from agent.config.components import INPUT_FRAME_MS
-from agent.plugins import moonshine
 from agent.plugins.echo import GREETING, EchoLLM
 from agent.plugins.hibari import HibariTTS
 from agent.plugins.moonshine import MoonshineSTT
@@ -48,7 +47,6 @@ async def stream_events(
 
 
 async def test_streaming_gives_interim_then_final_transcripts(monkeypatch):
-    monkeypatch.setattr(moonshine, "CPU_STEPS", ())  # interims every second, however busy
     speech = synthesize(SENTENCE)
     pcm = np.concatenate([speech, np.zeros(SAMPLE_RATE, np.int16)])
     events = await stream_events(pcm, pace=0.005)  # 4x real time, as fast as a call could go
@@ -170,7 +168,6 @@ FLUSHED_AT = 36160
 async def test_a_line_resumed_after_a_pause_is_not_heard_as_you(monkeypatch):
     """Moonshine heard "You" in the second line's quiet lead-in and completed it as a line of
     its own; the words that followed were dropped, and the agent answered "…grandmother. You"."""
-    monkeypatch.setattr(moonshine, "CPU_STEPS", ())  # the call's interim cadence
     with wave.open(str(PAUSED_CALL)) as w:
         pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16)
     stream = MoonshineSTT().stream()

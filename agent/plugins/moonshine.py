@@ -14,13 +14,10 @@ the GIL, so the event loop keeps running while the engine thread decodes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
-import math
 import os
 import re
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,7 +36,6 @@ from livekit.agents.utils import AudioBuffer, is_given
 from moonshine_voice.transcriber import LineCompleted, LineTextChanged
 
 from ..audio import SPEECH_RMS, float_mono
-from ..capacity import cpu_pressure
 from . import Segment, require_english
 
 SAMPLE_RATE = 16000
@@ -59,37 +55,15 @@ Step = tuple[list, np.ndarray]  # a step's Moonshine events, and the audio their
 SpeechEnd = Literal["with_line", "not_yet", "now", "flushed"]
 
 
-# The engine thread asks the OS for a priority this much above its process's (nice values),
-# as audio servers do for their audio threads: on a busy machine a final transcript's decode
-# then waits for a core behind no call's event loop (measured at 8 calls on 2 cores: its wall
-# time p90 0.28-0.34 -> 0.11-0.15 s, for 0.06 s of CPU). Raising a priority needs root,
-# CAP_SYS_NICE or an RLIMIT_NICE that allows it; without them the thread keeps its process's.
-ENGINE_PRIORITY_BOOST = 10
-
-
-def _raise_priority() -> None:
-    # on Linux a nice value is per thread: these read and set the calling thread's only
-    nice = os.getpriority(os.PRIO_PROCESS, 0) - ENGINE_PRIORITY_BOOST
-    with contextlib.suppress(PermissionError):
-        os.setpriority(os.PRIO_PROCESS, 0, max(nice, -20))
-
-
 @functools.cache
 def _engine_of(pid: int) -> ThreadPoolExecutor:
     # keyed by process: a process forked from one that had an engine thread needs its own
-    return ThreadPoolExecutor(
-        max_workers=1, thread_name_prefix="moonshine", initializer=_raise_priority
-    )
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="moonshine")
 
 
 def engine() -> ThreadPoolExecutor:
     """This process's one thread that touches the model and its streams."""
     return _engine_of(os.getpid())
-
-
-def engine_nice() -> int:
-    """The nice value this process's engine thread runs at."""
-    return engine().submit(os.getpriority, os.PRIO_PROCESS, 0).result()
 
 
 async def on_engine(fn: Callable[..., T], *args) -> T:
@@ -120,11 +94,10 @@ def load_transcriber(model: str = "tiny-en"):
 # Tiny-en cannot stream: each interim transcript re-decodes the whole line so far, which is
 # most of a call's CPU. Interims only show the caller what is being heard (interruptions
 # follow the VAD, the final comes from the flush at the end of the turn), so they come every
-# second of speech, less often as threads start to wait for a core, and not at all once the
-# machine is saturated (CPU_STEPS: CPU pressure in percent -> factor; see agent/capacity.py).
-# Measured on a slow 2-core machine: a call's interims cost 0.043 of its 0.35 cores.
+# second of speech, and none while the engine is behind (a busy machine: the final must not
+# wait behind them). Measured on a slow 2-core machine: a call's interims cost 0.043 of its
+# 0.35 cores.
 UPDATE_INTERVAL = 1.0
-CPU_STEPS = ((30.0, math.inf), (15.0, 2.0))
 # After this much quiet audio the line has most likely ended: finish it and send its final
 # transcript now, rather than at the session's flush. LiveKit flushes only after the VAD has
 # called the end of speech (~0.3 s of silence) and the end-of-turn model has predicted, so
@@ -145,18 +118,6 @@ SETTLE_PAD_S = 0.3
 # until the next loud chunk, fed with the PREROLL chunks before it.
 MIN_SILENCE = 1.0
 PREROLL_CHUNKS = 3
-_cpu = {"at": 0.0, "factor": 1.0}
-
-
-def interim_interval(base: float) -> float:
-    """`base`, stretched while the machine is busy (its CPU pressure read at most once a
-    second)."""
-    now = time.monotonic()
-    if now - _cpu["at"] >= 1.0:
-        percent = 100 * (cpu_pressure() or 0.0)
-        factor = next((f for limit, f in CPU_STEPS if percent >= limit), 1.0)
-        _cpu.update(at=now, factor=factor)
-    return base * _cpu["factor"]
 
 
 def heard(line, samples: np.ndarray, rate: int, min_volume: float = 0.0) -> bool:
@@ -406,7 +367,7 @@ class MoonshineStream(stt.RecognizeStream):
                         # interim's decode), or the engine is behind: no interim
                         interval = float("inf")
                     else:
-                        interval = interim_interval(self._opts.update_interval)
+                        interval = self._opts.update_interval
                     queue(feed, chunks, loud, interval)
                     if quiet == SETTLE_CHUNKS and self._opts.early_finals:
                         queue(restart, SETTLE_PAD_S, speech_end="not_yet")

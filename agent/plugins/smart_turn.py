@@ -15,7 +15,6 @@ filterbank; the model is one onnxruntime session per process, on one thread.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hashlib
 import os
@@ -111,23 +110,9 @@ class _Model:
         return _executor_of(os.getpid())
 
 
-# A prediction is ~70 ms of CPU that the end of a turn waits for: on a busy machine its thread
-# asks for a priority this much above its process's (nice values), as Moonshine's engine thread
-# does (agent/plugins/moonshine.py); without CAP_SYS_NICE it keeps its process's.
-PRIORITY_BOOST = 10
-
-
-def _raise_priority() -> None:
-    nice = os.getpriority(os.PRIO_PROCESS, 0) - PRIORITY_BOOST  # per thread on Linux
-    with contextlib.suppress(PermissionError):
-        os.setpriority(os.PRIO_PROCESS, 0, max(nice, -20))
-
-
 @functools.cache
 def _executor_of(pid: int) -> ThreadPoolExecutor:  # a forked child starts its own thread
-    return ThreadPoolExecutor(
-        max_workers=1, thread_name_prefix="smart-turn", initializer=_raise_priority
-    )
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="smart-turn")
 
 
 @functools.cache
