@@ -25,17 +25,10 @@ from . import config, logs, reports
 from .errors import AgentError
 
 LIVEKIT_COMMANDS = ("start", "dev", "console", "connect")
-# LiveKit's event-loop monitor ticks every 20 ms at its default threshold (100 ms), a wake-up
-# of the loop and one of a watchdog thread, in the worker and in every call's process (a call
-# cost 0.20 worker cores with it, 0.16 without, on a 2-core machine). At 250 ms it ticks every
-# 50 ms and still reports the blocks a caller hears. LIVEKIT_AGENTS_LOOP_BLOCK_WARN_MS, when
-# set, is left as it is.
-LOOP_MONITOR = ("LIVEKIT_AGENTS_LOOP_BLOCK_WARN_MS", "250")
 # LiveKit's media runtime (tokio, in its FFI library) starts a worker thread per core in every
-# call's process; for the one call a process holds, they mostly woke each other up. One is
-# enough: at 8 calls on 2 cores a call's tokio threads cost 0.011 cores instead of 0.012-0.017,
-# and the worker 0.122-0.123 cores per call instead of 0.107-0.152 (3 runs each of
-# benchmarks.call_threads). Left as it is when set.
+# call's process; for the one call a process holds, they mostly wake each other up. One is
+# enough: 0.169 worker cores per call instead of 0.188 (4 calls on 2 cores,
+# benchmarks/results/tuning.json). Left as it is when set.
 MEDIA_THREADS = ("TOKIO_WORKER_THREADS", "1")
 NEEDS_SERVER = ("start", "dev", "connect")
 # the project's own commands: name -> module whose main(argv) runs it. The local services and
@@ -72,7 +65,6 @@ def run_worker(argv: list[str]) -> None:
         flags, argv = config.split_cli_flags(argv)
         settings = config.Settings.from_env(cli=flags)  # also copies .env into the environment
         logs.log_format()  # a wrong LOG_FORMAT stops here, not after the worker registered
-        os.environ.setdefault(*LOOP_MONITOR)  # inherited by the job processes
         if settings.job_executor == "process":  # a call per process (thread jobs share one)
             os.environ.setdefault(*MEDIA_THREADS)
         plan = config.resolve(settings)  # once: everything below reads this plan

@@ -4,6 +4,10 @@ middle of the calls, the CPU of every thread of the worker's processes (native o
 included), of the callers and of livekit-server, from /proc.
 
     uv run python -m benchmarks.call_threads [--calls 1,8] [--seconds 40] [--out benchmarks/results]
+    uv run python -m benchmarks.call_threads --tuning [--calls 4]
+
+With --tuning, the same calls once per entry of TUNING (the defaults, then each of the
+project's process settings put back to LiveKit's own): tuning.{json,png}, what each costs.
 
 Prints JSON (cores per call by thread name, for each number of calls at once) and writes
 call_threads.{json,png}. Python threads are
@@ -133,23 +137,56 @@ def plot(results: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+# What agent/__main__.py sets for every call's process, put back to LiveKit's default: it
+# stays only while the defaults cost less than its variant (benchmarks/README.md)
+TUNING = {
+    "the project's defaults": {},
+    "a media thread per core": {"TOKIO_WORKER_THREADS": str(os.cpu_count())},
+}
+
+
+def plot_tuning(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3))
+    ax.barh([r["variant"] for r in rows], [r["worker_cores_per_call"] for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"worker cores per call ({rows[0]['calls']} calls at once)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def run(calls: int, seconds: float, env: dict[str, str]) -> dict:
+    server = stack.start_server("call-threads-livekit-server")
+    worker = stack.start_worker(server, {"MAX_CALLS": str(calls), **env}, name="call-threads")
+    try:
+        return asyncio.run(measure(server, worker, calls, seconds))
+    finally:
+        stack.stop(worker.process, server.process)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", default="1,8", help="numbers of calls at once, each a run")
     parser.add_argument("--seconds", type=float, default=40)
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--tuning", action="store_true", help="each of TUNING, at --calls")
     args = parser.parse_args()
+    levels = [int(n) for n in args.calls.split(",")]
     results = []
-    for calls in [int(n) for n in args.calls.split(",")]:
-        server = stack.start_server("call-threads-livekit-server")
-        worker = stack.start_worker(server, {"MAX_CALLS": str(calls)}, name="call-threads")
-        try:
-            results.append(asyncio.run(measure(server, worker, calls, args.seconds)))
-        finally:
-            stack.stop(worker.process, server.process)
+    if args.tuning:
+        for variant, env in TUNING.items():
+            results.append({"variant": variant, "env": env, **run(levels[-1], args.seconds, env)})
+            print(json.dumps(results[-1], indent=2), flush=True)
+        save(Path(args.out), "tuning", results, lambda path: plot_tuning(results, path))
+        return
+    for calls in levels:
+        results.append(run(calls, args.seconds, {}))
         print(json.dumps(results[-1], indent=2), flush=True)
-    out = Path(args.out)
-    save(out, "call_threads", results, lambda path: plot(results, path))
+    save(Path(args.out), "call_threads", results, lambda path: plot(results, path))
 
 
 if __name__ == "__main__":

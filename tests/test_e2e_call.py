@@ -58,15 +58,6 @@ async def _transcribe(pcm16k):
     return event.alternatives[0].text
 
 
-def test_the_calls_processes_run_livekits_loop_monitor_at_250ms(worker):
-    """At LiveKit's default (100 ms) its loop monitor wakes every 20 ms in every call's
-    process; the worker starts them at 250 ms (every 50 ms) unless told otherwise."""
-    processes = psutil.Process(worker.process.pid).children(recursive=True)
-    environments = [Path(f"/proc/{p.pid}/environ").read_bytes().split(b"\0") for p in processes]
-    assert environments
-    assert all(b"LIVEKIT_AGENTS_LOOP_BLOCK_WARN_MS=250" in env for env in environments)
-
-
 async def test_a_calls_process_runs_one_media_thread(worker, livekit_server):
     """LiveKit's media runtime would start a worker thread per core in every call's process;
     the worker has it start one (TOKIO_WORKER_THREADS=1). The FFI names one more thread like
