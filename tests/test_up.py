@@ -55,6 +55,25 @@ def left_after(agent_name: str, seconds: float) -> list[int]:
     return left
 
 
+def assert_stopped(agent_name: str, log: Path, seconds: float, after: str) -> None:
+    """Every process of the stack gone within `seconds`, and up.sh's last word "stopped"."""
+    left = left_after(agent_name, seconds)
+    assert not left, f"still running after {after}: {left}\n{log.read_text()[-1500:]}"
+    assert log.read_text().rstrip().endswith("stopped")
+
+
+def kill_leftovers(agent_name: str) -> None:
+    for pid in stack_processes(agent_name):
+        os.kill(pid, 9)
+
+
+def up_run(kind: str) -> tuple[dict[str, str], str, Path]:
+    """A new up.sh stack's settings (up_env), its agent's name and the log its run writes."""
+    env = up_env()
+    stack.ARTIFACTS.mkdir(exist_ok=True)
+    return env, env["AGENT_NAME"], stack.ARTIFACTS / f"up-{kind}-{env['AGENT_NAME']}.log"
+
+
 def up_env(**more: str) -> dict[str, str]:
     """The settings of an up.sh stack on free ports, its agent named uniquely (the marker
     `stack_processes` finds its processes by)."""
@@ -127,18 +146,14 @@ def test_up_logs_readably_answers_and_stops_on_ctrl_c():
         assert not left, f"still running after Ctrl+C: {left}\n{screen(session)}"
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
-        for pid in stack_processes(agent_name):
-            os.kill(pid, 9)
+        kill_leftovers(agent_name)
 
 
 def test_up_stops_everything_when_terminated_twice():
     # `timeout 300 ./scripts/up.sh`, then `pkill -f scripts/up.sh`: the script gets a TERM from
     # pkill and another from `timeout` passing it on, the second while it stops the stack. (A
     # race: when up.sh reset its traps to the default, this caught it in 1 of 2 runs.)
-    env = up_env()
-    agent_name = env["AGENT_NAME"]
-    stack.ARTIFACTS.mkdir(exist_ok=True)
-    log = stack.ARTIFACTS / f"up-terminated-{agent_name}.log"
+    env, agent_name, log = up_run("terminated")
     script = subprocess.Popen(
         ["timeout", "300", "bash", "scripts/up.sh"],
         cwd=ROOT,
@@ -151,13 +166,10 @@ def test_up_stops_everything_when_terminated_twice():
         bash = [int(p) for p in subprocess.check_output(["pgrep", "-P", str(script.pid)]).split()]
         for pid in (*bash, script.pid):
             os.kill(pid, 15)
-        left = left_after(agent_name, 10)
-        assert not left, f"still running after two TERMs: {left}\n{log.read_text()[-1500:]}"
-        assert log.read_text().rstrip().endswith("stopped")
+        assert_stopped(agent_name, log, 10, "two TERMs")
     finally:
         script.kill()
-        for pid in stack_processes(agent_name):
-            os.kill(pid, 9)
+        kill_leftovers(agent_name)
 
 
 def test_a_warm_setup_runs_no_step_and_a_changed_input_reruns_its_own(tmp_path):

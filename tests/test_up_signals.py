@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.test_up import left_after, stack_processes, up_env
+from tests.test_up import assert_stopped, kill_leftovers, stack_processes, up_run
 from tools import stack
 from tools.stack import ROOT
 
@@ -17,10 +17,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_kill_int_stops_up_sh_started_in_the_background_by_a_script():
-    env = up_env()
-    agent_name = env["AGENT_NAME"]
-    stack.ARTIFACTS.mkdir(exist_ok=True)
-    log = stack.ARTIFACTS / f"up-sigint-{agent_name}.log"
+    env, agent_name, log = up_run("sigint")
     # as `./scripts/up.sh &` in a script: a non-interactive bash starts it with SIGINT ignored
     launcher = subprocess.Popen(
         ["bash", "-c", f"bash scripts/up.sh >'{log}' 2>&1 & echo $!; wait"],
@@ -41,10 +38,7 @@ def test_kill_int_stops_up_sh_started_in_the_background_by_a_script():
         assert stack_processes(agent_name), "could not see the stack's processes"
         os.kill(up, signal.SIGINT)
         launcher.wait(30)  # up.sh exited
-        left = left_after(agent_name, 15)
-        assert not left, f"still running after kill -INT: {left}\n{log.read_text()[-1500:]}"
-        assert log.read_text().rstrip().endswith("stopped")
+        assert_stopped(agent_name, log, 15, "kill -INT")
     finally:
         launcher.kill()
-        for pid in stack_processes(agent_name):
-            os.kill(pid, 9)
+        kill_leftovers(agent_name)
