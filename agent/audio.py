@@ -17,6 +17,10 @@ def float_mono(frame: rtc.AudioFrame) -> np.ndarray:
     return pcm.mean(axis=1).astype(np.float32) / 32768.0
 
 
+def rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(samples**2))) if len(samples) else 0.0
+
+
 def to_int16(samples: np.ndarray) -> np.ndarray:
     if samples.dtype == np.int16:
         return samples

@@ -3,9 +3,11 @@
 The agent registers LiveKit RPC methods that the page's hold-to-talk button calls (the pattern
 of LiveKit's push-to-talk example): `start_turn` interrupts the agent and opens the microphone,
 `end_turn` closes it and commits the turn with `session.commit_user_turn()`, `cancel_turn`
-throws the turn away. Between turns the agent hears nothing. In `console` mode the space bar
-does the same (a terminal has no key-release event, so it toggles: press to talk, press again
-to send).
+throws the turn away. Between turns the agent hears nothing, but for the last PRE_ROLL_S of the
+microphone (`PreRoll`): a caller starts talking as the button goes down, and the press travels
+as an RPC apart from the audio, so the first word would otherwise be cut. In `console` mode the
+space bar does the same (a terminal has no key-release event, so it toggles: press to talk,
+press again to send).
 """
 
 from __future__ import annotations
@@ -13,9 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import deque
 
 from livekit import rtc
 from livekit.agents import AgentSession
+from livekit.agents.voice import io
+
+from .audio import SPEECH_RMS, float_mono, rms
 
 logger = logging.getLogger("agent.push_to_talk")
 
@@ -23,6 +30,55 @@ METHODS = ("start_turn", "end_turn", "cancel_turn")
 MODE_ATTRIBUTE = "turn_detection"  # the agent's attribute: the page shows the button if "manual"
 CONSOLE_KEY = " "
 RELEASE_GRACE_S = 0.15
+PRE_ROLL_S = 0.5  # audio from before the press that a turn starts with, if it holds speech
+# and the quiet kept ahead of that speech: fed half a second of silence before the words, a
+# local STT is more often wrong at their end ("for two at seven at seven")
+PRE_ROLL_LEAD_S = 0.1
+# after a release, audio still arriving is the end of the turn just sent, not the start of the
+# next: it is not kept for the next pre-roll (else its last word would be heard twice)
+LATE_TAIL_S = 0.3
+
+
+class PreRoll(io.AudioInput):
+    """The session's microphone behind the button. Up: the newest PRE_ROLL_S of audio is held
+    back. Down: the held audio comes first, then the live audio. LiveKit opens and closes it
+    (on_attached/on_detached) through `session.input.set_audio_enabled`, so the session knows
+    the microphone is off between turns (its commit flushes the STT); the room's stream under
+    it stays attached, or there would be nothing to hold."""
+
+    def __init__(self, source: io.AudioInput) -> None:
+        super().__init__(label="PushToTalk", source=source)
+        self.open = False
+        self._held: deque[rtc.AudioFrame] = deque()
+        self._keep_after = 0.0  # monotonic time before which arriving audio is a late tail
+
+    async def __anext__(self) -> rtc.AudioFrame:
+        while True:
+            if self.open and self._held:
+                return self._held.popleft()
+            frame = await self.source.__anext__()
+            if self.open and self._held:  # pressed while this frame was awaited
+                self._held.append(frame)
+                return self._held.popleft()
+            if self.open:
+                return frame
+            if time.monotonic() >= self._keep_after:
+                self._held.append(frame)
+                while sum(f.duration for f in self._held) > PRE_ROLL_S:
+                    self._held.popleft()
+
+    def on_attached(self) -> None:
+        self.source.on_attached()
+        self.open = True
+        loud = [i for i, f in enumerate(self._held) if rms(float_mono(f)) >= SPEECH_RMS]
+        quiet_lead = sum(f.duration for f in list(self._held)[: loud[0]]) if loud else 0.0
+        while self._held and (not loud or quiet_lead > PRE_ROLL_LEAD_S):
+            quiet_lead -= self._held.popleft().duration
+
+    def on_detached(self) -> None:  # the source stays attached
+        self.open = False
+        self._held.clear()
+        self._keep_after = time.monotonic() + LATE_TAIL_S
 
 
 class PushToTalk:
@@ -31,6 +87,10 @@ class PushToTalk:
         self.talking = False
         self.releasing = False  # released, the last audio still arriving (RELEASE_GRACE_S)
         session.input.set_audio_enabled(False)  # heard only while the button is held
+        if session.input.audio is not None:
+            source = session.input.audio
+            session.input.audio = PreRoll(source)  # detaches the source: attach it again
+            source.on_attached()
 
     def start_turn(self) -> None:
         # a reply that may not be interrupted (ALLOW_INTERRUPTIONS=false) plays on

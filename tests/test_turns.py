@@ -3,11 +3,15 @@ the other turn settings are validated in one line, and a dispatch may override t
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
+from livekit import rtc
 from livekit.agents import inference
+from livekit.agents.voice import io
 
-from agent import config, switching
+from agent import config, push_to_talk, switching
 from agent.plugins.hibari import SAMPLE_RATE, HibariTTS, trim_lead_in
 
 pytestmark = pytest.mark.unit
@@ -180,3 +184,63 @@ async def test_hibari_answers_start_without_its_lead_in_silence():
     assert first_loud <= 0.03
     untrimmed = np.concatenate([np.zeros(SAMPLE_RATE // 2), [0.5], np.zeros(10)])
     assert len(trim_lead_in(untrimmed)) == int(0.02 * SAMPLE_RATE) + 11
+
+
+class _Microphone(io.AudioInput):
+    """10 ms frames, one every 2 ms, numbered in their first sample, at `level` (speech or
+    silence) in the others."""
+
+    def __init__(self) -> None:
+        super().__init__(label="microphone")
+        self.count, self.attached, self.level = 0, True, 3000
+
+    async def __anext__(self) -> rtc.AudioFrame:
+        self.count += 1
+        await asyncio.sleep(0.002)
+        samples = np.full(160, self.level, np.int16)
+        samples[0] = self.count
+        return rtc.AudioFrame(samples.tobytes(), 16000, 1, 160)
+
+    def on_attached(self) -> None:
+        self.attached = True
+
+    def on_detached(self) -> None:
+        self.attached = False
+
+
+def _number(frame: rtc.AudioFrame) -> int:
+    return int(np.frombuffer(frame.data, np.int16)[0])
+
+
+async def test_push_to_talk_starts_a_turn_with_the_audio_just_before_the_press():
+    microphone = _Microphone()
+    pre_roll = push_to_talk.PreRoll(microphone)
+    reader = asyncio.create_task(pre_roll.__anext__())  # the button is up: nothing comes
+    await asyncio.sleep(0.5)
+    assert not reader.done() and microphone.count > 100
+    pre_roll.on_attached()  # pressed
+    first = _number(await reader)
+    held = round(push_to_talk.PRE_ROLL_S / 0.01)
+    assert abs(first - (microphone.count - held)) <= 2, "starts PRE_ROLL_S before the press"
+    following = [_number(await pre_roll.__anext__()) for _ in range(3 * held)]
+    assert following == list(range(first + 1, first + 1 + 3 * held)), "in order, none lost"
+
+    pre_roll.on_detached()  # released: the room's stream stays attached for the next pre-roll
+    assert microphone.attached
+    reader = asyncio.create_task(pre_roll.__anext__())
+    await asyncio.sleep(push_to_talk.LATE_TAIL_S + 0.1)
+    released_at = microphone.count
+    pre_roll.on_attached()
+    first = _number(await reader)
+    assert first > released_at - held - 2, "nothing of the late tail of the last turn"
+
+    # the caller said nothing before this press: the turn starts without the held silence
+    pre_roll.on_detached()
+    microphone.level = 0
+    reader = asyncio.create_task(pre_roll.__anext__())
+    await asyncio.sleep(push_to_talk.LATE_TAIL_S + 0.5)
+    silent_until = microphone.count
+    pre_roll.on_attached()
+    first = _number(await reader)
+    lead = round(push_to_talk.PRE_ROLL_LEAD_S / 0.01)
+    assert first >= silent_until - lead - 2

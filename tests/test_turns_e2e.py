@@ -20,7 +20,7 @@ from tests.test_console import PYTHON, ROOT, speak_into, tmux, virtual_audio, wa
 
 __all__ = ["virtual_audio"]  # a fixture, used by name
 from tools import stack
-from tools.caller import SAMPLE_RATE, Caller, insert_pause, synthesize
+from tools.caller import SAMPLE_RATE, SILENCE_QUEUE_S, Caller, insert_pause, synthesize
 from tools.wer import normalize, wer
 
 pytestmark = pytest.mark.e2e
@@ -99,6 +99,29 @@ async def test_push_to_talk_answers_only_on_release(manual_worker, livekit_serve
         assert answers[0].at > released
         heard = normalize(answers[0].text).removeprefix("you said")
         assert wer(SENTENCE, heard) <= 0.2, answers[0].text
+
+
+async def test_push_to_talk_keeps_the_first_word_said_as_the_button_goes_down(
+    manual_worker, livekit_server
+):
+    """People start talking as they press: the press (an RPC, apart from the audio) reaches
+    the agent a third of a second into the first word, and the turn still starts with it."""
+    pcm = synthesize(SENTENCE)
+    async with call(livekit_server, manual_worker.agent_name) as caller:
+        await caller.wait_for_greeting()
+        greeted = len(caller.agent_finals())
+        # the microphone plays queued speech after at most SILENCE_QUEUE_S of silence
+        starts = time.time() + SILENCE_QUEUE_S
+        speaking = asyncio.create_task(caller.speak(pcm))
+        await asyncio.sleep(starts + 0.3 - time.time())
+        await caller.rpc("start_turn")
+        speech_end = await speaking
+        await asyncio.sleep(max(0.0, speech_end - time.time()))
+        await caller.rpc("end_turn")
+        await caller.wait_for(lambda: len(caller.agent_finals()) > greeted, 20)
+        heard = normalize(caller.user_finals()[-1].text)
+        assert heard.split()[0] == "please", heard
+        assert wer(SENTENCE, heard) <= 0.2, heard
 
 
 async def test_a_dispatch_can_turn_push_to_talk_on(worker, livekit_server):

@@ -35,7 +35,7 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from livekit.agents.utils import AudioBuffer, is_given
 from moonshine_voice.transcriber import LineCompleted, LineTextChanged
 
-from ..audio import SPEECH_RMS, float_mono
+from ..audio import SPEECH_RMS, float_mono, rms
 from . import Segment, require_english
 
 SAMPLE_RATE = 16000
@@ -350,7 +350,7 @@ class MoonshineStream(stt.RecognizeStream):
                     samples = float_mono(frame)
                     received += CHUNK_SAMPLES / SAMPLE_RATE
                     gate = max(SPEECH_RMS, self._opts.min_volume)
-                    loud = float(np.sqrt(np.mean(samples**2))) >= gate
+                    loud = rms(samples) >= gate
                     quiet = 0 if loud else quiet + 1
                     gate_after = max(1, round(self._opts.min_silence * SAMPLE_RATE / CHUNK_SAMPLES))
                     if quiet > gate_after:  # silence: skip the model

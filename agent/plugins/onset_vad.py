@@ -25,7 +25,7 @@ import numpy as np
 from livekit import rtc
 from livekit.agents import utils, vad
 
-from ..audio import SPEECH_RMS
+from ..audio import SPEECH_RMS, rms
 
 SLICE_S = 0.02  # the energy is read per 20 ms, the precision of both edges
 NOISE_SLICES = 250  # the noise floor: the quietest tenth of the last ~5 s of slices
@@ -105,7 +105,7 @@ class OnsetVADStream(vad.VADStream):
         step = max(1, int(SLICE_S * frame.sample_rate)) * frame.num_channels
         for start in range(0, len(pcm), step):
             piece = pcm[start : start + step]
-            self._on_slice(float(np.sqrt(np.mean(piece**2))), frame, len(piece))
+            self._on_slice(rms(piece), frame, len(piece))
 
     def _on_slice(self, rms: float, frame: rtc.AudioFrame, samples: int) -> None:
         loud = self._loud(rms)

@@ -51,7 +51,7 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr, TimedString
 from livekit.agents.utils import AudioBuffer, is_given
 from livekit.local_inference import VAD_WINDOW_SAMPLES  # what inference.VAD runs on at once
 
-from ..audio import ENGINE_RATE, SPEECH_RMS, float_mono, resample
+from ..audio import ENGINE_RATE, SPEECH_RMS, float_mono, resample, rms
 from ..errors import ConfigError
 from . import Segment, Word
 
@@ -628,6 +628,6 @@ def _samples(frames: list[rtc.AudioFrame], min_volume: float) -> np.ndarray | No
     if not frames:
         return None
     samples = float_mono(rtc.combine_audio_frames(frames))
-    if float(np.sqrt(np.mean(samples**2))) < max(SPEECH_RMS, min_volume):
+    if rms(samples) < max(SPEECH_RMS, min_volume):
         return None
     return samples
