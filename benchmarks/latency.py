@@ -13,7 +13,10 @@ livekit-server, in real time:
   own pauses between clauses (0.42 s and 0.60 s).
 
 English is spoken by the bundled Hibari voice, German and Spanish by espeak-ng. The worker's
-CPU (its process tree) over each call gives cores per call.
+CPU (its process tree) over each call gives cores per call. The call's report (agent/reports.py)
+splits the wait inside the agent: from the end of speech the agent heard to its final
+transcript, its end of turn and its first audio out; the rest of the caller's wait is the
+network, both ways, and the caller's jitter buffer.
 
     uv run python -m benchmarks.latency [--configs eot,smart-turn] [--languages en,de]
 
@@ -27,6 +30,7 @@ import asyncio
 import json
 import os
 import platform
+import tempfile
 import time
 import wave
 from pathlib import Path
@@ -35,6 +39,7 @@ import numpy as np
 import psutil
 from livekit import rtc
 
+from agent import reports
 from agent.audio import resample as resample_audio
 from agent.plugins.moonshine import MoonshineSTT
 from tests.speech import DICKENS
@@ -261,7 +266,20 @@ async def paused_turn(caller: Caller, text: str, pcm: np.ndarray, pause: tuple[f
     }
 
 
-async def run_call(server_url: str, agent_name: str, language: str) -> list[dict]:
+AGENT_STAGES = ("final_transcript", "end_of_turn", "first_audio_out")
+
+
+def agent_stages(folder: Path, room: str, timeout: float = 20.0) -> dict:
+    """p50/p95 of each of AGENT_STAGES over the call's answered turns, in seconds after the
+    agent heard the caller stop (its report is written once the call has ended)."""
+    deadline = time.time() + timeout
+    while (report := reports.find(folder, room)) is None and time.time() < deadline:
+        time.sleep(0.5)
+    answered = [t for t in (report or {}).get("turns", []) if t["user"] and t["stages"]]
+    return {stage: percentiles([t["stages"][stage] for t in answered]) for stage in AGENT_STAGES}
+
+
+async def run_call(server_url: str, agent_name: str, language: str) -> tuple[str, list[dict]]:
     said = SENTENCES[language]
     metadata = json.dumps({"language": language}) if language != "en" else ""
     rows: list[dict] = []
@@ -313,10 +331,12 @@ async def run_call(server_url: str, agent_name: str, language: str) -> list[dict
                     caller, text, recording(DICKENS, start, end), (at - start, seconds)
                 )
                 log(row | {"kind": "recorded"})
-    return rows
+    return caller.room_name, rows
 
 
-def summarize(name: str, language: str, env: dict[str, str], rows: list, cores: float) -> dict:
+def summarize(
+    name: str, language: str, env: dict[str, str], rows: list, cores: float, stages: dict
+) -> dict:
     def of(*kinds: str) -> list[dict]:
         return [r for r in rows if r["kind"] in kinds]
 
@@ -342,20 +362,23 @@ def summarize(name: str, language: str, env: dict[str, str], rows: list, cores: 
         "wer_overlap": round(float(np.mean([r["wer"] for r in overlap])), 3),
         "overlap_interrupted": f"{sum(r['interrupted'] for r in overlap)}/{len(overlap)}",
         "cores_per_call": round(cores, 3),
+        "agent_stages_s": stages,
         "turns": rows,
     }
 
 
 def table(results: list[dict]) -> str:
     lines = [
-        "| detector | lang | first audio p50 | p95 | answers into 400 / 700 ms pause | "
-        "recorded pauses | WER polite -> over the agent | agent stopped | cores/call |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| detector | lang | first audio p50 | p95 | in the agent: final / end of turn / "
+        "audio out, p50 | answers into 400 / 700 ms pause | recorded pauses | "
+        "WER polite -> over the agent | agent stopped | cores/call |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         audio, into = r["to_first_agent_audio_s"], r["answers_into_pause"]
+        inside = " / ".join(str(r["agent_stages_s"][s]["p50"]) for s in AGENT_STAGES)
         lines.append(
-            f"| {r['config']} | {r['language']} | {audio['p50']} | {audio['p95']} | "
+            f"| {r['config']} | {r['language']} | {audio['p50']} | {audio['p95']} | {inside} | "
             f"{into['400ms']} / {into['700ms']} | {into.get('recorded', '-')} | "
             f"{r['wer_polite']} -> {r['wer_overlap']} | {r['overlap_interrupted']} | "
             f"{r['cores_per_call']} |"
@@ -369,8 +392,14 @@ def plot(results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(11, 4.8))
-    labels = [f"{r['config']}\n{r['language']}" for r in results]
+    fig, ax = plt.subplots(figsize=(14, 5))
+    labels = []
+    for r in results:  # each box's detector, language, answers into a pause, WER over the agent
+        into = r["answers_into_pause"]
+        labels.append(
+            f"{r['config']}\n{r['language']}\npause {into['400ms']}|{into['700ms']}\n"
+            f"WER {r['wer_overlap'] - r['wer_polite']:+.2f}"
+        )
     data = [
         [
             t["to_first_agent_audio_s"]
@@ -381,24 +410,11 @@ def plot(results: list[dict], path: Path) -> None:
         for r in results
     ]
     ax.boxplot(data, whis=(5, 95))
-    ax.set_yscale("log")  # a loaded machine's seconds and a quiet one's tenths on one plot
-    ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=8)
+    ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=7)
     ax.axhline(0.5, color="green", ls="--", lw=1, label="p50 target 0.5 s")
     ax.axhline(0.8, color="orange", ls="--", lw=1, label="p95 target 0.8 s")
-    for i, r in enumerate(results, start=1):
-        into = r["answers_into_pause"]
-        ax.annotate(
-            f"into pause {into['400ms']}|{into['700ms']}\nWER {r['wer_overlap'] - r['wer_polite']:+.2f}",
-            (i, 0.97),
-            ha="center",
-            va="top",
-            fontsize=7,
-            xycoords=("data", "axes fraction"),
-        )
     ax.set_ylabel("end of caller speech -> first agent audio (s)")
-    ax.set_title(
-        "End of turn per detector and language (one call, local stack, shared 2-core host)"
-    )
+    ax.set_title("End of turn per detector and language (one call each, local stack, 2-core host)")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -425,21 +441,25 @@ def main() -> None:
     summary["smart_turn_offline"] = smart_turn_offline()
     print(json.dumps({"smart_turn_offline": summary["smart_turn_offline"]}), flush=True)
     server = stack.start_server("bench-livekit-server")
+    calls = Path(tempfile.mkdtemp(prefix="turn-reports-"))  # the workers' call reports
     try:
         for name in names:
             env = CONFIGS[name]
-            worker = stack.start_worker(server, env, name=f"bench-{name}")
+            worker = stack.start_worker(
+                server, env | {"CALL_REPORTS_DIR": str(calls)}, name=f"bench-{name}"
+            )
             try:
                 for language in languages:
                     cpu, wall = cpu_seconds(worker.process.pid), time.time()
                     try:
-                        rows = asyncio.run(run_call(server.url, worker.agent_name, language))
+                        room, rows = asyncio.run(run_call(server.url, worker.agent_name, language))
                     except Exception as e:  # one failed call is reported, the others still run
                         print(f"{name} {language}: {type(e).__name__}: {e}", flush=True)
                         summary.setdefault("failed", []).append(f"{name} {language}: {e}")
                         continue
                     cores = (cpu_seconds(worker.process.pid) - cpu) / (time.time() - wall)
-                    summary["results"].append(summarize(name, language, env, rows, cores))
+                    stages = agent_stages(calls, room)
+                    summary["results"].append(summarize(name, language, env, rows, cores, stages))
                     print(table(summary["results"][-1:]), flush=True)
                     # after every call: a run cut short keeps what it measured
                     (out / "turns.json").write_text(json.dumps(summary, indent=2))
