@@ -4,6 +4,7 @@ choice of detector with its fallback."""
 from __future__ import annotations
 
 import logging
+import re
 import wave
 
 import numpy as np
@@ -43,7 +44,7 @@ def test_smart_turn_tells_a_pause_between_clauses_from_the_end():
     assert model.probability(with_silence(audio)) > smart_turn.THRESHOLD
 
 
-async def test_the_stream_predicts_from_the_last_8_s_and_a_flush_forgets_them():
+async def test_the_stream_predicts_from_the_last_8_s_and_a_flush_forgets_them(caplog):
     detector = smart_turn.SmartTurnDetector()
     stream = detector.stream()
     for frame in to_frames(dickens()[: 12 * 16000], ms=40):
@@ -54,6 +55,9 @@ async def test_the_stream_predicts_from_the_last_8_s_and_a_flush_forgets_them():
     assert await stream.supports_language("de") and not await stream.supports_language("sv")
     stream.flush()
     assert stream._samples == 0
+    with caplog.at_level("INFO", logger="agent.smart_turn"):
+        await stream.aclose()  # the call's end says what the model cost it
+    assert re.search(r"smart-turn: 1 predictions, 0\.\d\d CPU-seconds", caplog.text)
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import logging
 import os
 import time
 import zipfile
@@ -42,6 +43,8 @@ THRESHOLD = 0.5  # the model's decision point (its published accuracy is quoted 
 WINDOW_S = 8
 N_FFT, HOP, N_MELS = 400, 160, 80
 PREDICTION_TIMEOUT = 1.0
+
+logger = logging.getLogger("agent.smart_turn")
 
 
 def extract(wheel: Path, target: Path = MODEL_PATH) -> Path:
@@ -151,6 +154,7 @@ class SmartTurnStream:
         self._samples = 0
         self._last_audio = 0.0
         self._pending: asyncio.Future | None = None
+        self._predictions, self._cpu_seconds = 0, 0.0  # what the call cost, logged at its end
 
     async def unlikely_threshold(self, language=None) -> float | None:
         return THRESHOLD
@@ -176,9 +180,11 @@ class SmartTurnStream:
         last_audio, model = self._last_audio, load()
 
         def run() -> TurnDetectionEvent:
-            started = time.time()
+            started, cpu = time.time(), time.thread_time()
             probability = model.probability(audio)
             now = time.time()
+            self._predictions += 1
+            self._cpu_seconds += time.thread_time() - cpu
             return TurnDetectionEvent(
                 type="eot_prediction",
                 end_of_turn_probability=probability,
@@ -206,3 +212,8 @@ class SmartTurnStream:
 
     async def aclose(self) -> None:
         self.flush()
+        logger.info(
+            "smart-turn: %d predictions, %.2f CPU-seconds",
+            self._predictions,
+            self._cpu_seconds,
+        )
