@@ -20,6 +20,12 @@ cd "$ROOT"
 bash scripts/setup.sh
 [ -f .env ] || { cp .env.example .env; echo "created .env from .env.example"; }
 PYTHON="$ROOT/.venv/bin/python"  # not `uv run`: one process per service, so signals reach it
+# LIVEKIT_PORT moves the livekit-server started here: the agent, the page and `agent call`
+# follow it (else they would read .env's ws://127.0.0.1:7880); a LIVEKIT_URL set in the
+# environment still wins
+if [ -n "${LIVEKIT_PORT:-}" ] && [ -z "${LIVEKIT_URL:-}" ]; then
+  export LIVEKIT_URL="ws://127.0.0.1:$LIVEKIT_PORT"
+fi
 
 # Each service runs in its own process group (setsid), and Ctrl+C reaches only this script,
 # which stops them in order: a polite SIGTERM to each service, which closes its own children

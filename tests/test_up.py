@@ -79,8 +79,7 @@ def up_env(**more: str) -> dict[str, str]:
     `stack_processes` finds its processes by)."""
     port = stack.free_port_block()
     return {
-        "LIVEKIT_PORT": str(port),
-        "LIVEKIT_URL": f"ws://127.0.0.1:{port}",
+        "LIVEKIT_PORT": str(port),  # up.sh points the agent and the page at it
         "LIVEKIT_API_KEY": stack.API_KEY,
         "LIVEKIT_API_SECRET": stack.API_SECRET,
         "WEB_PORT": str(stack.free_port()),
@@ -106,7 +105,7 @@ def test_up_logs_readably_answers_and_stops_on_ctrl_c():
 
         async def call(**attributes: str) -> list[str]:
             async with Caller(
-                env["LIVEKIT_URL"],
+                f"ws://127.0.0.1:{env['LIVEKIT_PORT']}",
                 stack.API_KEY,
                 stack.API_SECRET,
                 agent_name,
