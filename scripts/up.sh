@@ -99,7 +99,7 @@ cat <<MSG
   The agent registers with ws://127.0.0.1:${LIVEKIT_PORT:-7880} as "${AGENT_NAME:-voice-agent}".
   Open $PAGE_URL in a browser and press Start to talk to it, or,
   from another terminal:
-    uv run python -m agent call --say "What a lovely day it is"   # speaks into a room, prints both transcripts
+    ${LIVEKIT_PORT:+LIVEKIT_URL=$LIVEKIT_URL }uv run python -m agent call --say "What a lovely day it is"   # speaks into a room, prints both transcripts
   $RELOAD_NOTE
   Cloud STT models picked on the page run offline through the local gateway at
   ${LIVEKIT_INFERENCE_URL:-$GATEWAY_URL/v1} (Moonshine inside; the page marks where each runs).
