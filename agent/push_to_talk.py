@@ -50,22 +50,32 @@ class PreRoll(io.AudioInput):
         super().__init__(label="PushToTalk", source=source)
         self.open = False
         self._held: deque[rtc.AudioFrame] = deque()
+        self._held_s = 0.0  # their duration
         self._keep_after = 0.0  # monotonic time before which arriving audio is a late tail
 
     async def __anext__(self) -> rtc.AudioFrame:
         while True:
             if self.open and self._held:
-                return self._held.popleft()
+                return self._pop()
             frame = await self.source.__anext__()
             if self.open and self._held:  # pressed while this frame was awaited
-                self._held.append(frame)
-                return self._held.popleft()
+                self._hold(frame)
+                return self._pop()
             if self.open:
                 return frame
             if time.monotonic() >= self._keep_after:
-                self._held.append(frame)
-                while sum(f.duration for f in self._held) > PRE_ROLL_S:
-                    self._held.popleft()
+                self._hold(frame)
+                while self._held_s > PRE_ROLL_S:
+                    self._pop()
+
+    def _hold(self, frame: rtc.AudioFrame) -> None:
+        self._held.append(frame)
+        self._held_s += frame.duration
+
+    def _pop(self) -> rtc.AudioFrame:
+        frame = self._held.popleft()
+        self._held_s -= frame.duration
+        return frame
 
     def on_attached(self) -> None:
         self.source.on_attached()
@@ -73,11 +83,12 @@ class PreRoll(io.AudioInput):
         loud = [i for i, f in enumerate(self._held) if rms(float_mono(f)) >= SPEECH_RMS]
         quiet_lead = sum(f.duration for f in list(self._held)[: loud[0]]) if loud else 0.0
         while self._held and (not loud or quiet_lead > PRE_ROLL_LEAD_S):
-            quiet_lead -= self._held.popleft().duration
+            quiet_lead -= self._pop().duration
 
     def on_detached(self) -> None:  # the source stays attached
         self.open = False
         self._held.clear()
+        self._held_s = 0.0
         self._keep_after = time.monotonic() + LATE_TAIL_S
 
 

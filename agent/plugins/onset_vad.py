@@ -91,12 +91,12 @@ class OnsetVADStream(vad.VADStream):
             self._model.push_frame(item)
         self._model.end_input()
 
-    def _loud(self, rms: float) -> bool:
-        self._rms.append(rms)
+    def _loud(self, level: float) -> bool:
+        self._rms.append(level)
         self._slices += 1
         if self._slices % FLOOR_EVERY == 1:
             self._floor = float(np.percentile(self._rms, 10))
-        return rms >= max(SPEECH_RMS, ABOVE_NOISE * self._floor)
+        return level >= max(SPEECH_RMS, ABOVE_NOISE * self._floor)
 
     def _on_frame(self, frame: rtc.AudioFrame) -> None:
         """Each SLICE_S of the frame in turn: the call's audio comes in longer frames (40 ms)
@@ -107,8 +107,8 @@ class OnsetVADStream(vad.VADStream):
             piece = pcm[start : start + step]
             self._on_slice(rms(piece), frame, len(piece))
 
-    def _on_slice(self, rms: float, frame: rtc.AudioFrame, samples: int) -> None:
-        loud = self._loud(rms)
+    def _on_slice(self, level: float, frame: rtc.AudioFrame, samples: int) -> None:
+        loud = self._loud(level)
         self._now += samples / frame.num_channels / frame.sample_rate
         if loud:
             self._last_loud = self._now
