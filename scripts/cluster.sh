@@ -20,7 +20,7 @@ export LIVEKIT_API_KEY="${LIVEKIT_API_KEY:-devkey}" LIVEKIT_API_SECRET="${LIVEKI
 REDIS_PORT=$BASE REDISPATCH_PORT=$((BASE + 1)) WEB_PORT=$((BASE + 2))
 REDISPATCH_URL="http://127.0.0.1:$REDISPATCH_PORT"
 node_port() { echo $((BASE + 10 * $1)); }  # node N: signal N0, WebRTC TCP N1, WebRTC UDP N2
-LOGS="$RUN/cluster"
+LOGS="$ROOT/.run/cluster"  # whatever LIVEKIT_PORT says: the cluster picks its own ports
 PY="$ROOT/.venv/bin/python"  # not `uv run`: a kill -9 must reach the worker itself
 mkdir -p "$LOGS"
 

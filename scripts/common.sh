@@ -1,7 +1,10 @@
 # Shared by the scripts: paths and a step printer. Source it, do not run it.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$ROOT/.tools/bin"          # livekit-server lands here
-RUN="$ROOT/.run"                  # pid and log files of what scripts/up.sh starts
+# pid and log files of what scripts/up.sh starts. A stack moved by LIVEKIT_PORT keeps its own
+# (.run/port-<port>/): two stacks in one checkout never read each other's pid file or log.
+RUN="$ROOT/.run${LIVEKIT_PORT:+/port-$LIVEKIT_PORT}"
+RUN_SHOWN="${RUN#"$ROOT"/}"        # as the scripts print it
 export PATH="$TOOLS:$HOME/.local/bin:$PATH"
 mkdir -p "$TOOLS" "$RUN"
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }

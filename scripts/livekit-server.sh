@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install (once) and run a real livekit-server in dev mode on loopback (keys devkey/secret).
 #   scripts/livekit-server.sh install   build .tools/bin/livekit-server from the Go module proxy
-#   scripts/livekit-server.sh start     start it in the background (log: .run/livekit-server.log)
+#   scripts/livekit-server.sh start     start it in the background (log: .run/livekit-server.log,
+#                                       .run/port-<LIVEKIT_PORT>/ when it is set)
 #   scripts/livekit-server.sh stop
 set -euo pipefail
 source "$(dirname "$0")/common.sh"

@@ -38,6 +38,8 @@ stop_all() {
   # once: a second signal while stopping (Ctrl+C again, or `timeout` passing on a TERM) must
   # not end this script before the services it started
   trap - EXIT; trap '' INT TERM HUP
+  # a server still starting has no pid file yet: let its starter finish (10 s at most) first
+  [ -n "${SERVER_STARTER:-}" ] && { wait "$SERVER_STARTER" 2>/dev/null || true; }
   bash scripts/livekit-server.sh stop &  # in parallel: it has its own 2 s grace
   for pid in "${SERVICES[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for _ in $(seq $((GRACE * 10))); do
@@ -70,7 +72,7 @@ wait_for_line() {
 }
 
 GATEWAY_PORT="${GATEWAY_PORT:-8089}"
-step "starting the local gateway (python -m agent gateway; log: .run/gateway.log)"
+step "starting the local gateway (python -m agent gateway; log: $RUN_SHOWN/gateway.log)"
 service "$PYTHON" -m agent gateway --port "$GATEWAY_PORT" >"$RUN/gateway.log" 2>&1
 GATEWAY_PID=${SERVICES[-1]}
 GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT"  # what it prints once it listens
@@ -81,7 +83,7 @@ if [ -z "${LIVEKIT_INFERENCE_URL:-}" ] && ! grep -q '^LIVEKIT_INFERENCE_URL=.' .
   export LIVEKIT_INFERENCE_URL="$GATEWAY_URL/v1"
 fi
 
-step "starting the page and its token endpoint (python -m agent web; log: .run/web.log)"
+step "starting the page and its token endpoint (python -m agent web; log: $RUN_SHOWN/web.log)"
 service "$PYTHON" -m agent web >"$RUN/web.log" 2>&1
 WEB_PID=${SERVICES[-1]}
 step "starting the agent worker (python -m agent $WORKER_MODE)"
@@ -103,7 +105,7 @@ cat <<MSG
   $RELOAD_NOTE
   Cloud STT models picked on the page run offline through the local gateway at
   ${LIVEKIT_INFERENCE_URL:-$GATEWAY_URL/v1} (Moonshine inside; the page marks where each runs).
-  logs: .run/livekit-server.log, .run/gateway.log, .run/web.log; the worker's are here.
+  logs: $RUN_SHOWN/livekit-server.log, gateway.log, web.log; the worker's are here.
   Ctrl+C stops everything.
 
 MSG

@@ -61,7 +61,8 @@ async def _transcribe(pcm16k):
 async def test_a_calls_process_runs_one_media_thread(worker, livekit_server):
     """LiveKit's media runtime would start a worker thread per core in every call's process;
     the worker has it start one (TOKIO_WORKER_THREADS=1). The FFI names one more thread like
-    them, so a call's process shows 2 (cores + 1 by default: 3 on a 2-core machine)."""
+    them, so a call's process shows 2 (cores + 1 by default: 3 on a 2-core machine). A process
+    the worker is still starting for the next call may show fewer for a moment, never more."""
 
     def thread_names(pid: int) -> list[str]:
         names = []
@@ -87,4 +88,4 @@ async def test_a_calls_process_runs_one_media_thread(worker, livekit_server):
         await caller.wait_for_greeting()
         counts = runtime_threads()  # the call's process has its media runtime by now
     assert counts, "no process of the worker runs LiveKit's media runtime during a call"
-    assert set(counts.values()) == {2}, counts
+    assert max(counts.values()) == 2, counts
