@@ -29,7 +29,11 @@ logger = logging.getLogger("agent.push_to_talk")
 METHODS = ("start_turn", "end_turn", "cancel_turn")
 MODE_ATTRIBUTE = "turn_detection"  # the agent's attribute: the page shows the button if "manual"
 CONSOLE_KEY = " "
-RELEASE_GRACE_S = 0.15
+# After a release the turn is committed this much later: the last word is still on its way
+# (the RPC outruns the audio, which waits in jitter buffers), and the STT hears it out. Cut
+# right after its last word, Moonshine wrote "…tomorrow morning" as "…more, more," in 5 of 6
+# turns at 0.15 s; at 0.35 s the line is ended by its own 0.2 s of quiet first (0 of 8).
+RELEASE_GRACE_S = 0.35
 PRE_ROLL_S = 0.5  # audio from before the press that a turn starts with, if it holds speech
 # and the quiet kept ahead of that speech: fed half a second of silence before the words, a
 # local STT is more often wrong at their end ("for two at seven at seven")
@@ -116,9 +120,7 @@ class PushToTalk:
         if not self.talking:  # a release without a press (a second pointerup): nothing to send
             return
         self.talking, self.releasing = False, True
-        # the last word is still on its way when the button comes up (the RPC outruns the
-        # audio, which waits in jitter buffers): keep listening that long, then commit
-        await asyncio.sleep(RELEASE_GRACE_S)
+        await asyncio.sleep(RELEASE_GRACE_S)  # the last word is still on its way
         self.releasing = False
         if self.talking:  # pressed again meanwhile: the turn goes on
             return

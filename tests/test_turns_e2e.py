@@ -124,6 +124,20 @@ async def test_push_to_talk_keeps_the_first_word_said_as_the_button_goes_down(
         assert wer(SENTENCE, heard) <= 0.2, heard
 
 
+async def test_push_to_talk_keeps_the_last_word_said_as_the_button_comes_up(
+    manual_worker, livekit_server
+):
+    """People let go as they finish the last word. Committed 0.15 s after the release, the
+    turn's flush cut the line right after that word, and Moonshine wrote "…tomorrow morning"
+    as "…to-morrow more, more," in 5 turns of 6 (agent/push_to_talk.py RELEASE_GRACE_S)."""
+    said = "Remind me to call my sister tomorrow morning."
+    async with call(livekit_server, manual_worker.agent_name) as caller:
+        await caller.wait_for_greeting()
+        heard = [(await caller.say(said, push_to_talk=True)).user_final for _ in range(4)]
+    texts = [h.text if h else None for h in heard]
+    assert all(h is not None and wer(said, h.text) == 0 for h in heard), texts
+
+
 async def test_a_dispatch_can_turn_push_to_talk_on(worker, livekit_server):
     metadata = '{"turn_detection": "manual"}'
     async with call(livekit_server, worker.agent_name, metadata=metadata) as caller:

@@ -111,7 +111,9 @@ UPDATE_INTERVAL = 1.0
 SETTLE_CHUNKS = 2
 # A line cut off so soon after its last word, Moonshine may decode with words repeated past
 # its end ("…by the door by the door by"): it is given this much digital silence to end in
-# (measured on the latency benchmark's call audio: WER 8.8 % without, 0 with).
+# (measured on the latency benchmark's call audio: WER 8.8 % without, 0 with). Not a line the
+# session's flush cuts: after digital silence, padded, "…a lovely day it is." got a "Thank
+# you" (push-to-talk waits for this path instead: agent/push_to_talk.py RELEASE_GRACE_S).
 SETTLE_PAD_S = 0.3
 # After this many seconds of quiet audio the caller's speech is over (END_OF_SPEECH, the
 # `min_silence` option): stop feeding the model (its own VAD would still run on every chunk)
@@ -341,16 +343,15 @@ class MoonshineStream(stt.RecognizeStream):
                     emitter.result()
                 if isinstance(item, self._FlushSentinel):
                     tail = [float_mono(frame) for frame in chunker.flush()]
-                    if tail:
-                        queue(feed, tail, True, float("inf"))
+                    if tail:  # a quiet tail after an early final leaves no line to finish
+                        queue(feed, tail, any(map(self._loud, tail)), float("inf"))
                     queue(restart, speech_end="flushed")
                     self._origin = received + sum(len(t) for t in tail) / SAMPLE_RATE
                     continue
                 for frame in chunker.push(item.data):
                     samples = float_mono(frame)
                     received += CHUNK_SAMPLES / SAMPLE_RATE
-                    gate = max(SPEECH_RMS, self._opts.min_volume)
-                    loud = rms(samples) >= gate
+                    loud = self._loud(samples)
                     quiet = 0 if loud else quiet + 1
                     gate_after = max(1, round(self._opts.min_silence * SAMPLE_RATE / CHUNK_SAMPLES))
                     if quiet > gate_after:  # silence: skip the model
@@ -383,6 +384,9 @@ class MoonshineStream(stt.RecognizeStream):
             # Queued behind every step: even when this task is cancelled mid-decode, the close
             # runs on the engine thread after that decode has finished, never during it.
             engine().submit(mstream.close)
+
+    def _loud(self, samples: np.ndarray) -> bool:
+        return rms(samples) >= max(SPEECH_RMS, self._opts.min_volume)
 
     def _emit(
         self, events: list, samples: np.ndarray, origin: float, speech_end: SpeechEnd
