@@ -12,7 +12,7 @@ import pytest
 from tools import stack
 from tools.caller import Caller, synthesize
 from tools.overlap import prompt_a_reply, talk_over
-from tools.wer import wer
+from tools.wer import lost_words, normalize
 
 pytestmark = pytest.mark.e2e
 
@@ -30,9 +30,11 @@ CASES = {
         "Ich habe meinen Schlüssel im Auto vergessen.",
     ),
 }
-# every word: what the same engine hears in the same sentence spoken politely, give or take one
-# word in ten (a lost opening word or two costs 0.2 or more)
-MARGIN = 0.1
+# Every word: the transcript starts with the sentence's first word, and leaves out at most this
+# many more words than the same engine does on the same sentence spoken politely. A misheard
+# word is not a lost one ("Schlüssel" heard as "Schrußel" under a busy CI), but Whisper may
+# merge two into one ("Zug nach" as "Zutach"); the cut beginnings this guards against lost 6-7.
+LOST_MARGIN = 2
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +65,17 @@ async def test_talking_over_the_greeting_and_a_reply_loses_no_word(
         overlaps.append(await talk_over(caller, over_reply, language))  # 0.5 s into the reply
         for heard in overlaps:
             polite = await caller.say(heard.said, synthesize(heard.said, language))
-            baseline = wer(heard.said, polite.user_final.text if polite.user_final else "")
+            baseline = polite.user_final.text if polite.user_final else ""
             assert heard.interrupted, f"the agent did not stop for the caller: {heard}"
-            assert wer(heard.said, heard.transcript) <= baseline + MARGIN, (heard, baseline)
-            # and the agent answered all of it
-            assert wer(heard.said, heard.answered) <= baseline + MARGIN, (heard, baseline)
+            # what it heard, and what it answered: all of it
+            for text in (heard.transcript, heard.answered):
+                assert starts_alike(heard.said, text) or not starts_alike(heard.said, baseline), (
+                    heard,
+                    baseline,
+                )
+                lost = lost_words(heard.said, text) - lost_words(heard.said, baseline)
+                assert lost <= LOST_MARGIN, (heard, baseline)
+
+
+def starts_alike(said: str, text: str) -> bool:
+    return normalize(text).split()[:1] == normalize(said).split()[:1]

@@ -51,6 +51,15 @@ def wer(reference: str, hypothesis: str) -> float:
     return jiwer.wer(ref, hyp) if hyp else 1.0
 
 
+def lost_words(reference: str, hypothesis: str) -> int:
+    """Words of the reference the transcript leaves out (deletions): a cut-off beginning costs
+    one per word, a misheard word none (that is a substitution)."""
+    ref, hyp = normalize(reference), normalize(hypothesis)
+    if not hyp:
+        return len(ref.split())
+    return jiwer.process_words(ref, hyp).deletions if ref else 0
+
+
 def cer(reference: str, hypothesis: str) -> float:
     """Character error rate: a misspelt or wrongly split word costs a letter or two, not a
     word, so it tells a language's own engine from English relabelled even on robotic speech."""
