@@ -35,8 +35,8 @@ CONSOLE_KEY = " "
 # turns at 0.15 s; at 0.35 s the line is ended by its own 0.2 s of quiet first (0 of 8).
 RELEASE_GRACE_S = 0.35
 PRE_ROLL_S = 0.5  # audio from before the press that a turn starts with, if it holds speech
-# and the quiet kept ahead of that speech: fed half a second of silence before the words, a
-# local STT is more often wrong at their end ("for two at seven at seven")
+# and the quiet kept ahead of that speech: fed half a second of silence before the words,
+# Moonshine garbled their end ("…for two at 7:00 p")
 PRE_ROLL_LEAD_S = 0.1
 # after a release, audio still arriving is the end of the turn just sent, not the start of the
 # next: it is not kept for the next pre-roll (else its last word would be heard twice)
